@@ -1,0 +1,34 @@
+# `make demo` and `make test` each set everything up first; on a fresh clone either one
+# is the only command you need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint typecheck clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[notebook,test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m pipeserve_nb demo
+
+lint: setup
+	$(BIN)/ruff check pipeserve_nb tests
+	$(BIN)/ruff format --check pipeserve_nb tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

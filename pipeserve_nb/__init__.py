@@ -1,0 +1,56 @@
+"""pipeserve_nb: serve a Hugging Face transformers pipeline from a notebook, and measure it.
+
+Two lines in a cell::
+
+    import pipeserve_nb
+    server = pipeserve_nb.serve()          # bundled all-MiniLM-L6-v2, free port, own thread
+    server.query("hello world")            # 384 floats
+    server.stop()
+
+Importing this package starts nothing: no thread, no logging set-up, no asyncio patch.
+"""
+
+from ._client import aquery, query
+from ._config import ServerConfig
+from ._exceptions import (
+    InferenceFailed,
+    InvalidInput,
+    Overloaded,
+    PipeserveError,
+    RequestFailed,
+    RequestTimeout,
+    ServerError,
+    ServerStartError,
+    ServerStopping,
+    UnsupportedMediaType,
+    WorkerDied,
+)
+from ._nested import allow_nested_event_loops
+from ._policy import BatchPolicy, SeedPagePolicy
+from ._server import ServerHandle, running_servers, serve, stop_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "serve",
+    "stop_all",
+    "running_servers",
+    "ServerHandle",
+    "BatchPolicy",
+    "SeedPagePolicy",
+    "ServerConfig",
+    "query",
+    "aquery",
+    "allow_nested_event_loops",
+    "PipeserveError",
+    "ServerStartError",
+    "ServerError",
+    "RequestFailed",
+    "InvalidInput",
+    "UnsupportedMediaType",
+    "Overloaded",
+    "ServerStopping",
+    "WorkerDied",
+    "RequestTimeout",
+    "InferenceFailed",
+]

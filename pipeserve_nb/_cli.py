@@ -1,0 +1,77 @@
+"""Command line: ``python -m pipeserve_nb serve ...`` and ``python -m pipeserve_nb demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for both commands."""
+    parser = argparse.ArgumentParser(prog="python -m pipeserve_nb", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve a model until Ctrl-C or SIGTERM")
+    serve.add_argument("--model", default=None, help="Hub id or local path (default: bundled all-MiniLM-L6-v2)")
+    serve.add_argument("--task", default=None, help="pipeline task, e.g. fill-mask")
+    serve.add_argument("--device", default=None, help="e.g. cuda:0 (default: transformers' choice)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one")
+    serve.add_argument("--max-batch-size", type=int, default=32, help="most inputs per batch; 1 = no batching")
+    serve.add_argument("--max-wait-ms", type=float, default=0.0, help="longest wait for a batch to fill, ms")
+    serve.add_argument("--max-queue", type=int, default=1024, help="queued requests before fast 503s")
+    serve.add_argument("--timeout-s", type=float, default=60.0, help="per-request deadline (504 after)")
+    serve.add_argument("--debug", action="store_true", help="put tracebacks in error bodies")
+
+    demo = commands.add_parser("demo", help="serve the bundled model in a thread, query it, compare batching")
+    demo.add_argument("--requests", type=int, default=192, help="requests per policy")
+    demo.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        run_demo(requests=args.requests, concurrency=args.concurrency)
+        return 0
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ._app import create_app
+    from ._config import ServerConfig
+    from ._engine import Engine
+    from ._models import ModelSpec
+    from ._policy import BatchPolicy
+    from ._server import _bind
+
+    try:
+        policy = BatchPolicy(max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000)
+        config = ServerConfig(max_queue=args.max_queue, timeout_s=args.timeout_s, debug=args.debug)
+        engine = Engine(ModelSpec(model=args.model, task=args.task, device=args.device), policy, config)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sock = _bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    print(f"pipeserve_nb: loading {engine.model_name} ...", flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(engine),
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=max(1, int(config.drain_timeout_s)),
+        )
+    )
+    shown = f"[{host}]" if ":" in host else host
+    print(f"pipeserve_nb: serving at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
+    server.run(sockets=[sock])
+    return 0 if server.started else 1

@@ -1,0 +1,73 @@
+"""Client helpers: send inputs to a server, get outputs back or a ``ServerError``.
+
+``query`` is synchronous and safe to call from a notebook cell (the server runs on its
+own loop in its own thread); ``aquery`` is its ``await``-able twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ._exceptions import ServerError
+
+__all__ = ["query", "aquery", "Inputs"]
+
+Inputs = str | list[str]
+DEFAULT_TIMEOUT_S = 120.0
+
+
+def query(
+    url: str,
+    inputs: Inputs,
+    *,
+    parameters: dict[str, Any] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    client: httpx.Client | None = None,
+) -> Any:
+    """POST ``inputs`` to the server at ``url`` and return its JSON answer.
+
+    A string gets one output back, a list of strings a list of outputs.
+
+    Example:
+        >>> query("http://127.0.0.1:8000", "hello world")  # doctest: +SKIP
+        [0.0123, ...]
+    """
+    if client is None:
+        with httpx.Client(trust_env=False) as own:
+            return _answer(own.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
+    return _answer(client.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
+
+
+async def aquery(
+    url: str,
+    inputs: Inputs,
+    *,
+    parameters: dict[str, Any] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    client: httpx.AsyncClient | None = None,
+) -> Any:
+    """Async ``query``: ``await aquery(url, "hello")`` in a notebook cell or coroutine."""
+    if client is None:
+        async with httpx.AsyncClient(trust_env=False) as own:
+            return _answer(await own.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
+    return _answer(await client.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
+
+
+def _payload(inputs: Inputs, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"inputs": inputs}
+    if parameters:
+        payload["parameters"] = parameters
+    return payload
+
+
+def _answer(response: httpx.Response) -> Any:
+    if response.is_success:
+        return response.json()
+    try:
+        error = response.json()["error"]
+        kind, message = str(error["type"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        kind, message = "HTTPError", response.text[:500]
+    raise ServerError(response.status_code, kind, message)

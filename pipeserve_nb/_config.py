@@ -1,0 +1,44 @@
+"""Server limits: queue size, request timeout, drain time and error detail."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["ServerConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """How much a server accepts and how long it waits.
+
+    Parameters:
+        max_queue: requests that may wait for the worker; one more gets a fast 503
+            with ``Retry-After`` (the circuit breaker).
+        timeout_s: a request still unanswered this long after it arrived gets 504; if it
+            is still queued then, it is dropped and never reaches the model.
+        drain_timeout_s: how long ``stop()`` lets queued and running requests finish
+            before answering the rest with 503.
+        max_inputs_per_request: most texts in one ``{"inputs": [...]}`` request.
+        debug: put Python tracebacks in error bodies (never on a shared server).
+
+    Example:
+        >>> ServerConfig(max_queue=64, timeout_s=5.0).max_queue
+        64
+    """
+
+    max_queue: int = 1024
+    timeout_s: float = 60.0
+    drain_timeout_s: float = 10.0
+    max_inputs_per_request: int = 256
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_queue", "max_inputs_per_request"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("timeout_s", "drain_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")

@@ -1,0 +1,89 @@
+"""Exceptions.
+
+The tree::
+
+    PipeserveError
+    ├── ServerStartError          serve() could not start a server; ``__cause__`` says why
+    ├── ServerError               a client helper got an error answer (status, type, message)
+    └── RequestFailed             one request could not be answered with a result
+        ├── InvalidInput          the body or its inputs are malformed        -> 400
+        ├── UnsupportedMediaType  the Content-Type is not text or JSON        -> 415
+        ├── Overloaded            the queue is full (circuit breaker)         -> 503
+        ├── ServerStopping        the server is draining or stopped           -> 503
+        ├── WorkerDied            the inference worker is gone                -> 503
+        ├── RequestTimeout        no answer before the request's deadline     -> 504
+        └── InferenceFailed       the model raised for this request's inputs  -> 500
+
+Only the web layer (``_app``) turns ``RequestFailed`` subclasses into HTTP statuses; the
+engine and worker raise them without knowing about HTTP.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PipeserveError",
+    "ServerStartError",
+    "ServerError",
+    "RequestFailed",
+    "InvalidInput",
+    "UnsupportedMediaType",
+    "Overloaded",
+    "ServerStopping",
+    "WorkerDied",
+    "RequestTimeout",
+    "InferenceFailed",
+]
+
+
+class PipeserveError(Exception):
+    """Base class of every error pipeserve_nb raises on purpose."""
+
+
+class ServerStartError(PipeserveError):
+    """``serve()`` could not start the server; the real cause is chained as ``__cause__``."""
+
+
+class ServerError(PipeserveError):
+    """The server answered a client helper's request with an error status."""
+
+    def __init__(self, status: int, type: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {type}: {message}")
+        self.status = status
+        self.type = type
+        self.message = message
+
+
+class RequestFailed(PipeserveError):
+    """One request could not be answered with a result."""
+
+
+class InvalidInput(RequestFailed):
+    """The request body or its inputs are malformed."""
+
+
+class UnsupportedMediaType(RequestFailed):
+    """The request's Content-Type is neither text nor JSON."""
+
+
+class Overloaded(RequestFailed):
+    """The queue is full; retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServerStopping(RequestFailed):
+    """The server is draining or stopped and takes no new work."""
+
+
+class WorkerDied(RequestFailed):
+    """The inference worker has stopped unexpectedly; the server cannot answer."""
+
+
+class RequestTimeout(RequestFailed):
+    """The request was not answered before its deadline."""
+
+
+class InferenceFailed(RequestFailed):
+    """The model raised while running this request's inputs (alone, after a batch failed)."""

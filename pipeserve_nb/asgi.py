@@ -1,0 +1,46 @@
+"""The app for an ASGI server of your own, configured by environment variables.
+
+    PIPESERVE_MODEL=bert-base-uncased PIPESERVE_TASK=fill-mask \\
+        uvicorn pipeserve_nb.asgi:app --lifespan on --port 8000
+
+Variables (all optional): ``PIPESERVE_MODEL`` (Hub id or path; default: the bundled
+all-MiniLM-L6-v2), ``PIPESERVE_TASK``, ``PIPESERVE_DEVICE``, ``PIPESERVE_MAX_BATCH_SIZE``,
+``PIPESERVE_MAX_WAIT_MS``, ``PIPESERVE_MAX_QUEUE``, ``PIPESERVE_TIMEOUT_S``.
+The model loads in the app's lifespan (once per process: run a single worker).
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+
+from ._app import create_app
+from ._config import ServerConfig
+from ._engine import Engine
+from ._models import ModelSpec
+from ._policy import BatchPolicy
+
+__all__ = ["app", "app_from_env"]
+
+
+def app_from_env(env: dict[str, str] | None = None) -> Starlette:
+    """Build the app from ``PIPESERVE_*`` variables (``os.environ`` by default)."""
+    e = dict(os.environ if env is None else env)
+    policy = BatchPolicy(
+        max_batch_size=int(e.get("PIPESERVE_MAX_BATCH_SIZE", "32")),
+        max_wait_s=float(e.get("PIPESERVE_MAX_WAIT_MS", "0")) / 1000,
+    )
+    config = ServerConfig(
+        max_queue=int(e.get("PIPESERVE_MAX_QUEUE", "1024")),
+        timeout_s=float(e.get("PIPESERVE_TIMEOUT_S", "60")),
+    )
+    spec = ModelSpec(
+        model=e.get("PIPESERVE_MODEL") or None,
+        task=e.get("PIPESERVE_TASK") or None,
+        device=e.get("PIPESERVE_DEVICE") or None,
+    )
+    return create_app(Engine(spec, policy, config))
+
+
+app = app_from_env()
