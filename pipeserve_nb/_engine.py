@@ -102,6 +102,8 @@ class Engine:
                 self._model = await asyncio.wrap_future(self._inference_thread().submit(partial(load, self.spec)))
             except BaseException as exc:
                 self.failure = exc
+                self.state = EngineState.FAILED
+                self.release()
                 raise
             self.model_name = self._model.name
         self._batcher = Batcher(self.policy, self.config.max_queue)
@@ -131,11 +133,11 @@ class Engine:
         if self.state is not EngineState.FAILED:
             self.state = EngineState.STOPPED
 
-    def release(self) -> None:
-        """End the worker thread and drop the model (safe to call more than once)."""
-        if self._thread is not None:
-            self._thread.close(timeout_s=self.config.drain_timeout_s)
+    def release(self, timeout_s: float = 0.0) -> bool:
+        """Tell the worker thread to end after its current batch, wait up to ``timeout_s``
+        for it, and drop the model. True if the thread has ended. Safe to call again."""
         self._model = None
+        return self._thread is None or self._thread.close(timeout_s)
 
     # -- requests ----------------------------------------------------------------------
 

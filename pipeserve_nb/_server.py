@@ -128,7 +128,7 @@ class ServerHandle:
         if self._thread.is_alive():
             self._server.force_exit = True
             self._thread.join(5)
-        self._engine.release()
+        self._engine.release(timeout_s=1.0)
         self._client.close()
         with _registry_lock:
             if _registry.get(self.name) is self:
@@ -206,7 +206,7 @@ def serve(
         engine.load()
     except Exception as exc:
         sock.close()
-        engine.release()
+        engine.release(timeout_s=5.0)
         raise ServerStartError(f"could not load model {spec.describe()!r}: {type(exc).__name__}: {exc}") from exc
 
     server = uvicorn.Server(

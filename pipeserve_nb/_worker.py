@@ -44,12 +44,13 @@ class InferenceThread:
 
     def __init__(self, name: str = "pipeserve-inference") -> None:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._closing = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn()`` on the thread; the future holds its result or exception."""
-        if not self._thread.is_alive():
+        if self._closing or not self._thread.is_alive():
             raise RuntimeError("the inference thread has stopped")
         future: Future[T] = Future()
         self._jobs.put((fn, future))
@@ -60,10 +61,15 @@ class InferenceThread:
         return self._thread.is_alive()
 
     def close(self, timeout_s: float) -> bool:
-        """Let queued jobs finish, end the thread, and wait up to ``timeout_s``; True if it ended."""
-        if self._thread.is_alive():
+        """Let queued jobs finish, then end the thread; wait up to ``timeout_s`` for that.
+
+        Returns True if the thread has ended. A batch still running past the wait keeps
+        the (daemon) thread alive until it returns; nothing can interrupt PyTorch.
+        """
+        if self._thread.is_alive() and not self._closing:
+            self._closing = True
             self._jobs.put(None)
-            self._thread.join(timeout_s)
+        self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
     def _loop(self) -> None:

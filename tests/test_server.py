@@ -1,0 +1,237 @@
+"""Through a real socket: ``serve()`` in a background thread, the real bundled model, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+import pipeserve_nb
+from pipeserve_nb import BatchPolicy, ServerConfig, ServerError, ServerStartError, serve
+from pipeserve_nb._models import LoadedModel
+
+from .conftest import GatedModel, pipeserve_threads
+
+
+def norm(v: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in v))
+
+
+def close(a: list[float], b: list[float], tol: float = 1e-4) -> bool:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True)) < tol
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for(condition: Any, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+# -- the bundled model, as a notebook user calls it ----------------------------------------
+
+
+def test_bundled_model_serves_normalised_embeddings_for_raw_and_json_bodies() -> None:
+    with serve() as server:
+        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+        one = server.query("A sentence to embed.")
+        assert len(one) == 384 and abs(norm(one) - 1) < 1e-5
+        many = server.query(["A sentence to embed.", "Something else entirely, and longer."])
+        assert len(many) == 2 and close(many[0], one)
+        assert not close(many[1], one, tol=0.05)
+        # the seed page's protocol: curl -X POST -d "text" URL (form-encoded content type)
+        raw = httpx.post(server.url, content=b"A sentence to embed.", trust_env=False)
+        assert raw.status_code == 200 and close(raw.json(), one)
+        assert asyncio.run(server.aquery("A sentence to embed.")) == one
+    assert not server.running and port_is_free(server.port)
+
+
+def test_concurrent_clients_are_batched_and_get_the_same_answer_as_alone(embedder: LoadedModel) -> None:
+    texts = [f"Request number {i} " + "with more words " * (i % 7) for i in range(48)]
+    alone = [embedder.run([t], {})[0] for t in texts]
+
+    async def fire(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+            return list(await asyncio.gather(*(client.post(url, json={"inputs": t}) for t in texts)))
+
+    with serve(policy=BatchPolicy(max_batch_size=16, max_wait_s=0.01)) as server:
+        responses = asyncio.run(fire(server.url))
+        stats = server.stats()
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    for response, expected in zip(responses, alone, strict=True):
+        assert close(response.json(), expected)  # padding in a batch must not change an embedding
+    sizes = [int(r.headers["x-batch-size"]) for r in responses]
+    assert max(sizes) > 1 and max(sizes) <= 16
+    assert stats["requests_by_status"] == {"200": len(texts)}
+    assert sum(int(k) * v for k, v in stats["batch_size_histogram"].items()) == len(texts)
+
+
+# -- overload, timeouts, failures -----------------------------------------------------------
+
+
+def test_a_full_queue_answers_503_at_once_with_retry_after(gated: GatedModel) -> None:
+    config = ServerConfig(max_queue=3, timeout_s=30)
+    with serve(gated, policy=BatchPolicy(max_batch_size=1), config=config) as server, ThreadPoolExecutor(8) as pool:
+        running = pool.submit(httpx.post, server.url, content=b"first", timeout=30)
+        assert gated.entered.wait(10)  # the first request is in the model, held at the gate
+        queued = [pool.submit(httpx.post, server.url, content=f"q{i}".encode(), timeout=30) for i in range(3)]
+        wait_for(lambda: server.stats()["queue_depth"] == 3)
+        rejected = httpx.post(server.url, content=b"one too many", timeout=30)
+        assert rejected.status_code == 503
+        assert rejected.json()["error"]["type"] == "Overloaded"
+        assert int(rejected.headers["retry-after"]) >= 1
+        assert server.health()["status"] == "ok"  # the breaker sheds load; the server is healthy
+        gated.gate.set()
+        assert running.result(30).status_code == 200
+        assert [f.result(30).status_code for f in queued] == [200, 200, 200]
+    assert "one too many" not in gated.seen
+    assert sorted(gated.seen) == ["first", "q0", "q1", "q2"]
+
+
+def test_a_request_that_expires_in_the_queue_gets_504_and_never_reaches_the_model(gated: GatedModel) -> None:
+    config = ServerConfig(timeout_s=0.5)
+    with serve(gated, policy=BatchPolicy(max_batch_size=1), config=config) as server, ThreadPoolExecutor(4) as pool:
+        running = pool.submit(httpx.post, server.url, content=b"held at the gate", timeout=30)
+        assert gated.entered.wait(10)
+        late = httpx.post(server.url, content=b"expires while queued", timeout=30)
+        assert late.status_code == 504 and late.json()["error"]["type"] == "RequestTimeout"
+        assert running.result(30).status_code == 504  # its deadline passed while the model ran
+        gated.gate.set()
+        after = httpx.post(server.url, content=b"served after", timeout=30)
+        assert after.status_code == 504 or after.status_code == 200
+        wait_for(lambda: "expires while queued" not in gated.seen and len(gated.calls) >= 1)
+        stats = server.stats()
+    assert "expires while queued" not in gated.seen
+    assert stats["requests_by_status"]["504"] >= 2
+
+
+def test_a_poisoned_input_fails_alone_and_its_batch_mates_succeed(embedder: LoadedModel) -> None:
+    model = GatedModel(embedder, poison="POISON")
+    texts = ["fine one", "POISON pill", "fine two", "fine three"]
+    with serve(model, policy=BatchPolicy(max_batch_size=8, max_wait_s=0.5)) as server, ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(httpx.post, server.url, content=t.encode(), timeout=30) for t in texts]
+        wait_for(lambda: model.entered.is_set())
+        time.sleep(0.6)  # let the batch deadline pass; all four are in one batch
+        model.gate.set()
+        responses = [f.result(30) for f in futures]
+        assert server.health()["status"] == "ok"
+        assert server.query("still serving") is not None
+    assert [r.status_code for r in responses] == [200, 500, 200, 200]
+    error = responses[1].json()["error"]
+    assert error["type"] == "InferenceFailed" and "ValueError: poisoned input" in error["message"]
+    assert sorted(model.calls[0]) == sorted(texts)  # they shared one batch, which then was retried
+    assert responses[0].headers["x-batch-size"] == "4"
+
+
+def test_health_and_stats_answer_while_a_batch_is_in_the_model(gated: GatedModel) -> None:
+    with serve(gated) as server, ThreadPoolExecutor(2) as pool:
+        running = pool.submit(httpx.post, server.url, content=b"a long inference", timeout=30)
+        assert gated.entered.wait(10)
+        for _ in range(5):  # the model holds its thread; the event loop must still answer
+            assert httpx.get(f"{server.url}/health", timeout=5).json()["status"] == "ok"
+            assert httpx.get(f"{server.url}/stats", timeout=5).status_code == 200
+        assert not running.done()
+        gated.gate.set()
+        assert running.result(30).status_code == 200
+
+
+def test_client_helpers_raise_server_error_with_status_and_type() -> None:
+    with serve(lambda xs: [x[::-1] for x in xs]) as server:
+        assert server.query("abc") == "cba"
+        with pytest.raises(ServerError) as info:
+            server.query(["ok", ""])
+    assert info.value.status == 400 and info.value.type == "InvalidInput"
+    assert '"inputs"[1] is empty' in info.value.message
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+def test_stop_lets_in_flight_requests_finish_and_answers_leftovers_503(gated: GatedModel) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        server = serve(gated, policy=BatchPolicy(max_batch_size=1))
+        first = pool.submit(httpx.post, server.url, content=b"in flight", timeout=30)
+        assert gated.entered.wait(10)
+        second = pool.submit(httpx.post, server.url, content=b"queued", timeout=30)
+        wait_for(lambda: server.stats()["queue_depth"] == 1)
+        threading.Timer(0.3, gated.gate.set).start()
+        server.stop(timeout_s=5)  # both finish within the drain time
+        assert first.result(5).status_code == 200 and second.result(5).status_code == 200
+
+        held = GatedModel(gated.embedder)
+        server = serve(held, policy=BatchPolicy(max_batch_size=1))
+        stuck = pool.submit(httpx.post, server.url, content=b"never released", timeout=30)
+        assert held.entered.wait(10)
+        started = time.monotonic()
+        server.stop(timeout_s=0.5)
+        answer = stuck.result(10)
+        assert time.monotonic() - started < 10
+        assert answer.status_code == 503 and answer.json()["error"]["type"] == "ServerStopping"
+        held.gate.set()
+    assert not server.running and port_is_free(server.port)
+
+
+def test_rerunning_serve_under_the_same_name_replaces_the_old_server() -> None:
+    first = serve(name="cell")
+    second = serve(name="cell")
+    assert not first.running and second.running
+    assert pipeserve_nb.running_servers() == {"cell": second}
+    inference_threads = [t for t in pipeserve_threads() if t.name == "pipeserve-inference"]
+    assert len(inference_threads) == 1  # one model copy
+    other = serve(name="other")
+    assert set(pipeserve_nb.running_servers()) == {"cell", "other"}
+    pipeserve_nb.stop_all()
+    assert not second.running and not other.running and pipeserve_nb.running_servers() == {}
+    assert port_is_free(second.port) and port_is_free(other.port)
+
+
+def test_a_model_that_cannot_load_raises_in_the_caller_and_leaves_nothing(tmp_path: Any) -> None:
+    with pytest.raises(ServerStartError, match="could not load model") as info:
+        serve(str(tmp_path / "no-such-model"), task="fill-mask")
+    assert isinstance(info.value.__cause__, OSError)
+    assert pipeserve_threads() == []
+
+
+def test_a_taken_port_raises_in_the_caller_and_names_the_holder() -> None:
+    with serve(name="holder") as holder:
+        with pytest.raises(ServerStartError, match=r"cannot bind.*pipeserve server 'holder'") as info:
+            serve(port=holder.port, name="intruder")
+        assert isinstance(info.value.__cause__, OSError)
+        assert holder.query("holder still serves") is not None
+
+
+def test_a_failing_lifespan_surfaces_its_real_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeserve_nb._engine import Engine
+
+    async def broken_start(self: Engine) -> None:
+        raise RuntimeError("lifespan broke")
+
+    monkeypatch.setattr(Engine, "start", broken_start)
+    with pytest.raises(ServerStartError, match="ended during start-up"):
+        serve(lambda xs: xs, start_timeout_s=20)
+    assert pipeserve_threads() == []
+
+
+def test_the_handle_reads_well() -> None:
+    with serve(lambda xs: xs, name="shown") as server:
+        assert repr(server).startswith(f"<ServerHandle 'shown' running at {server.url}")
+        assert server.url in server._repr_html_() and "<table>" in server._repr_html_()
+    assert "stopped" in repr(server)
+    server.stop()  # a second stop is harmless
