@@ -12,6 +12,7 @@ Importing this package starts nothing: no thread, no logging set-up, no asyncio 
 
 from ._client import aquery, query
 from ._config import ServerConfig
+from ._corpus import sample_texts
 from ._exceptions import (
     InferenceFailed,
     InvalidInput,
@@ -41,6 +42,7 @@ __all__ = [
     "ServerConfig",
     "query",
     "aquery",
+    "sample_texts",
     "allow_nested_event_loops",
     "PipeserveError",
     "ServerStartError",

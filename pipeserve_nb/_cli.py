@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
+
+import uvicorn
+
+from ._app import create_app
+from ._config import ServerConfig
+from ._engine import Engine
+from ._exceptions import ServerStartError
+from ._models import ModelSpec
+from ._policy import BatchPolicy
+from ._server import bind_socket
 
 __all__ = ["main", "build_parser"]
 
@@ -44,34 +55,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from ._app import create_app
-    from ._config import ServerConfig
-    from ._engine import Engine
-    from ._models import ModelSpec
-    from ._policy import BatchPolicy
-    from ._server import _bind
-
     try:
         policy = BatchPolicy(max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000)
         config = ServerConfig(max_queue=args.max_queue, timeout_s=args.timeout_s, debug=args.debug)
         engine = Engine(ModelSpec(model=args.model, task=args.task, device=args.device), policy, config)
-    except (TypeError, ValueError) as exc:
+        sock = bind_socket(args.host, args.port)
+    except (TypeError, ValueError, ServerStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    sock = _bind(args.host, args.port)
-    host, port = sock.getsockname()[:2]
     print(f"pipeserve_nb: loading {engine.model_name} ...", flush=True)
-    server = uvicorn.Server(
+    try:
+        engine.load()
+    except Exception as exc:
+        engine.release(timeout_s=5.0)
+        print(f"error: could not load model {engine.model_name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    server = _AnnouncingServer(
         uvicorn.Config(
             create_app(engine),
             lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=max(1, int(config.drain_timeout_s)),
-        )
+        ),
+        announcement=f"pipeserve_nb: serving {engine.model_name} at http://{shown}:{port}/ (Ctrl-C to stop)",
     )
-    shown = f"[{host}]" if ":" in host else host
-    print(f"pipeserve_nb: serving at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
     server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints its URL once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self.announcement, flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["sentences"]
+__all__ = ["sample_texts"]
 
 _WORDS = (  # noqa: SIM905 - a sentence reads better than a list of 77 words
     "the model serves requests from a queue while one worker thread runs each batch "
@@ -16,7 +16,7 @@ _WORDS = (  # noqa: SIM905 - a sentence reads better than a list of 77 words
 ).split()
 
 
-def sentences(n: int, *, min_words: int = 4, max_words: int = 31, seed: int = 0) -> list[str]:
+def sample_texts(n: int, *, min_words: int = 4, max_words: int = 31, seed: int = 0) -> list[str]:
     """``n`` sentences of ``min_words``..``max_words`` words, the same for the same ``seed``."""
     if n < 0 or not 1 <= min_words <= max_words:
         raise ValueError("need n >= 0 and 1 <= min_words <= max_words")

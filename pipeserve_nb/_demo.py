@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from ._corpus import sentences
+from ._corpus import sample_texts
 from ._loadgen import Sample, closed_loop
 from ._policy import BatchPolicy, Policy
 from ._server import serve
@@ -49,7 +49,7 @@ def summarize(label: str, samples: list[Sample]) -> DemoRow:
 
 def run_demo(*, requests: int = 192, concurrency: int = 16) -> list[DemoRow]:
     """Run the demo and print as it goes; returns the comparison rows."""
-    texts = sentences(requests, seed=1)
+    texts = sample_texts(requests, seed=1)
     policies: list[tuple[str, Policy]] = [
         ("no batching (max_batch_size=1)", BatchPolicy(max_batch_size=1)),
         ("dynamic batching (max 32, wait 0)", BatchPolicy(max_batch_size=32, max_wait_s=0.0)),

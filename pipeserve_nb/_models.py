@@ -107,12 +107,18 @@ def _is_pipeline(obj: object) -> bool:
 
 
 class _PipelineRunner:
-    """Calls a transformers pipeline on a list, in one go, with ``batch_size``."""
+    """Calls a transformers pipeline on a list, in one go, with ``batch_size``.
+
+    A single input is passed on its own: some pipelines (fill-mask among them) unwrap a
+    one-item list, so its answer could not be told apart from a list of answers.
+    """
 
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
 
     def __call__(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        if len(inputs) == 1:
+            return [to_jsonable(self.pipe(inputs[0], **parameters))]
         outputs = self.pipe(inputs, batch_size=len(inputs), **parameters)
         return _checked(inputs, to_jsonable(list(outputs)))
 

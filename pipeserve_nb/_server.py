@@ -200,7 +200,7 @@ def serve(
     if previous is not None:
         previous.stop()
 
-    sock = _bind(host, port)
+    sock = bind_socket(host, port)
     engine = Engine(spec, policy, config)
     try:
         engine.load()
@@ -251,7 +251,8 @@ def running_servers() -> dict[str, ServerHandle]:
         return {name: h for name, h in _registry.items() if h.running}
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` (0 = a free port) in the caller's thread; raise ``ServerStartError``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not SO_REUSEPORT: no silent sharing

@@ -1,0 +1,96 @@
+"""Notebooks executed by a real Jupyter kernel (nbclient), as a reader would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+CELL_TIMEOUT_S = 240
+
+
+def _kernel_env() -> dict[str, str]:
+    """The kernel's environment: this one, in CI mode (it shrinks workloads, runs every cell)."""
+    return {**os.environ, "CI": os.environ.get("CI") or "1", "HF_HUB_OFFLINE": "1"}
+
+
+def _client(nb: Any) -> NotebookClient:
+    return NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+
+
+def _tagged(nb: Any, tag: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if tag in c.get("metadata", {}).get("tags", []))
+
+
+def _stdout(cell: Any) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+PROBE = """
+import json, threading, pipeserve_nb
+print(json.dumps({
+    "servers": {name: h.port for name, h in pipeserve_nb.running_servers().items()},
+    "threads": sorted(t.name for t in threading.enumerate() if t.name.startswith("pipeserve-")),
+}))
+"""
+
+
+def _probe(client: NotebookClient, nb: Any) -> dict[str, Any]:
+    cell = nbformat.v4.new_code_cell(PROBE)
+    nb.cells.append(cell)
+    client.execute_cell(cell, len(nb.cells) - 1)
+    nb.cells.pop()
+    result: dict[str, Any] = json.loads(_stdout(cell).strip().splitlines()[-1])
+    return result
+
+
+def test_quickstart_runs_and_rerunning_the_start_cell_keeps_one_model_copy() -> None:
+    nb = nbformat.read(NOTEBOOKS / "00-quickstart.ipynb", as_version=4)
+    client = _client(nb)
+    start, stop = _tagged(nb, "start"), _tagged(nb, "stop")
+    with client.setup_kernel(env=_kernel_env()):
+        for index, cell in enumerate(nb.cells[:stop]):
+            client.execute_cell(cell, index)
+        first = _probe(client, nb)
+        client.execute_cell(nb.cells[start], start)  # the reader re-runs the start cell
+        again = _probe(client, nb)
+        client.execute_cell(nb.cells[stop], stop)
+        after = _probe(client, nb)
+
+    assert list(first["servers"]) == ["default"]
+    assert list(again["servers"]) == ["default"] and again["servers"] != first["servers"]
+    assert again["threads"].count("pipeserve-inference") == 1  # one model copy after a re-run
+    assert after == {"servers": {}, "threads": []}
+    assert _port_is_free(first["servers"]["default"]) and _port_is_free(again["servers"]["default"])
+
+    outputs = {i: _stdout(c) for i, c in enumerate(nb.cells) if c.cell_type == "code"}
+    assert "384 floats, L2 norm 1.0000" in "".join(outputs.values())
+    assert "curl -X POST -d 'test sentence' http://127.0.0.1:" in "".join(outputs.values())
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert dirty == [], f"{path.name}: cells {dirty} carry outputs; clear them before committing"
