@@ -99,6 +99,7 @@ def create_app(engine: Engine) -> Starlette:
                 "state": engine.state.value,
                 "policy": repr(engine.policy),
                 "queue_depth": engine.queue_depth(),
+                "dropped_before_inference": engine.dropped_before_inference(),
                 **engine.stats.snapshot(),
             }
         )

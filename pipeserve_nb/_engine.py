@@ -30,7 +30,7 @@ from ._exceptions import (
     ServerStopping,
     WorkerDied,
 )
-from ._models import LoadedModel, ModelSpec, load
+from ._models import BatchFn, LoadedModel, ModelSpec, load
 from ._policy import Policy
 from ._stats import Stats
 from ._worker import InferenceThread, Outcome, run_batch
@@ -107,7 +107,8 @@ class Engine:
                 raise
             self.model_name = self._model.name
         self._batcher = Batcher(self.policy, self.config.max_queue)
-        self._task = asyncio.create_task(self._serve_batches(), name="pipeserve-batch-loop")
+        batch_loop = self._serve_batches(self._batcher, self._model.run, self._inference_thread())
+        self._task = asyncio.create_task(batch_loop, name="pipeserve-batch-loop")
         self._task.add_done_callback(self._on_batch_loop_exit)
         self.state = EngineState.RUNNING
 
@@ -152,6 +153,11 @@ class Engine:
             and self._thread.is_alive()
         )
 
+    def dropped_before_inference(self) -> int:
+        """Requests dropped unrun: expired while queued, or abandoned by their caller."""
+        abandoned = self._batcher.dropped_abandoned if self._batcher is not None else 0
+        return self.stats.dropped_expired + abandoned
+
     def queue_depth(self) -> int:
         """Requests waiting for a batch."""
         return self._batcher.depth() if self._batcher is not None else 0
@@ -187,9 +193,7 @@ class Engine:
 
     # -- the batch loop ----------------------------------------------------------------
 
-    async def _serve_batches(self) -> None:
-        assert self._batcher is not None and self._model is not None and self._thread is not None
-        batcher, run, thread = self._batcher, self._model.run, self._thread
+    async def _serve_batches(self, batcher: Batcher, run: BatchFn, thread: InferenceThread) -> None:
         while True:
             batch = await batcher.next_batch()
             self._running = self._live(batch)

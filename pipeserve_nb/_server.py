@@ -237,12 +237,16 @@ def serve(
     return handle
 
 
-def stop_all() -> None:
-    """Stop every server started by ``serve()`` in this process."""
+def stop_all(timeout_s: float | None = None) -> None:
+    """Stop every server started by ``serve()`` in this process (drain time as in ``stop``)."""
     with _registry_lock:
         handles = list(_registry.values())
     for handle in handles:
-        handle.stop()
+        handle.stop(timeout_s)
+
+
+def _stop_all_at_exit() -> None:
+    stop_all(timeout_s=2.0)  # interpreter exit should not wait out a long drain
 
 
 def running_servers() -> dict[str, ServerHandle]:
@@ -295,5 +299,5 @@ def _wait_until_started(
 def _register_atexit() -> None:
     global _atexit_registered
     if not _atexit_registered:
-        atexit.register(stop_all)
+        atexit.register(_stop_all_at_exit)
         _atexit_registered = True

@@ -50,7 +50,6 @@ class Stats:
             "mean_batch_size": (
                 sum(k * v for k, v in self.batch_sizes.items()) / self.batches if self.batches else None
             ),
-            "dropped_expired": self.dropped_expired,
             "queue_wait_ms": _summary(self.queue_wait_s),
             "inference_ms": _summary(self.inference_s),
             "latency_ms": _summary(self.latency_s),

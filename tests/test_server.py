@@ -115,11 +115,12 @@ def test_a_request_that_expires_in_the_queue_gets_504_and_never_reaches_the_mode
         assert running.result(30).status_code == 504  # its deadline passed while the model ran
         gated.gate.set()
         after = httpx.post(server.url, content=b"served after", timeout=30)
-        assert after.status_code == 504 or after.status_code == 200
-        wait_for(lambda: "expires while queued" not in gated.seen and len(gated.calls) >= 1)
+        assert after.status_code == 200
         stats = server.stats()
-    assert "expires while queued" not in gated.seen
-    assert stats["requests_by_status"]["504"] >= 2
+    # the batch loop takes requests in order: it passed over the expired one without running it
+    assert gated.seen == ["held at the gate", "served after"]
+    assert stats["requests_by_status"] == {"200": 1, "504": 2}
+    assert stats["dropped_before_inference"] == 1
 
 
 def test_a_poisoned_input_fails_alone_and_its_batch_mates_succeed(embedder: LoadedModel) -> None:
