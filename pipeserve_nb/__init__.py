@@ -28,7 +28,8 @@ from ._exceptions import (
 )
 from ._nested import allow_nested_event_loops
 from ._policy import BatchPolicy, SeedPagePolicy
-from ._server import ServerHandle, running_servers, serve, stop_all
+from ._server import ServerHandle, serve
+from ._thread_server import AppHandle, running_servers, serve_app, stop_all
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,8 @@ __all__ = [
     "stop_all",
     "running_servers",
     "ServerHandle",
+    "serve_app",
+    "AppHandle",
     "BatchPolicy",
     "SeedPagePolicy",
     "ServerConfig",

@@ -15,7 +15,7 @@ from ._engine import Engine
 from ._exceptions import ServerStartError
 from ._models import ModelSpec
 from ._policy import BatchPolicy
-from ._server import bind_socket
+from ._thread_server import bind_socket
 
 __all__ = ["main", "build_parser"]
 

@@ -19,6 +19,8 @@ PUBLIC = {
     "stop_all",
     "running_servers",
     "ServerHandle",
+    "serve_app",
+    "AppHandle",
     "BatchPolicy",
     "SeedPagePolicy",
     "ServerConfig",
