@@ -16,6 +16,7 @@ from ._corpus import sample_texts
 from ._exceptions import (
     InferenceFailed,
     InvalidInput,
+    LoadGeneratorError,
     Overloaded,
     PipeserveError,
     RequestFailed,
@@ -26,9 +27,15 @@ from ._exceptions import (
     UnsupportedMediaType,
     WorkerDied,
 )
+from ._loadgen import ClosedLoop, OpenLoop
 from ._nested import allow_nested_event_loops
+from ._plots import plot_batch_sizes, plot_latency_cdf, plot_latency_over_time, plot_throughput_latency
 from ._policy import BatchPolicy, SeedPagePolicy
+from ._results import LoadResult, Summary
+from ._runner import arun_load, run_load
+from ._seed_page import seed_page_app
 from ._server import ServerHandle, serve
+from ._sweep import sweep
 from ._thread_server import AppHandle, running_servers, serve_app, stop_all
 
 __version__ = "0.1.0"
@@ -46,10 +53,23 @@ __all__ = [
     "query",
     "aquery",
     "sample_texts",
+    "ClosedLoop",
+    "OpenLoop",
+    "run_load",
+    "arun_load",
+    "LoadResult",
+    "Summary",
+    "sweep",
+    "plot_latency_cdf",
+    "plot_latency_over_time",
+    "plot_throughput_latency",
+    "plot_batch_sizes",
+    "seed_page_app",
     "allow_nested_event_loops",
     "PipeserveError",
     "ServerStartError",
     "ServerError",
+    "LoadGeneratorError",
     "RequestFailed",
     "InvalidInput",
     "UnsupportedMediaType",

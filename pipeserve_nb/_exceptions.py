@@ -5,6 +5,7 @@ The tree::
     PipeserveError
     ├── ServerStartError          serve() could not start a server; ``__cause__`` says why
     ├── ServerError               a client helper got an error answer (status, type, message)
+    ├── LoadGeneratorError        a load run failed in its generator (not in the server)
     └── RequestFailed             one request could not be answered with a result
         ├── InvalidInput          the body or its inputs are malformed        -> 400
         ├── UnsupportedMediaType  the Content-Type is not text or JSON        -> 415
@@ -24,6 +25,7 @@ __all__ = [
     "PipeserveError",
     "ServerStartError",
     "ServerError",
+    "LoadGeneratorError",
     "RequestFailed",
     "InvalidInput",
     "UnsupportedMediaType",
@@ -51,6 +53,10 @@ class ServerError(PipeserveError):
         self.status = status
         self.type = type
         self.message = message
+
+
+class LoadGeneratorError(PipeserveError):
+    """A load run failed in its generator (its process died, or it raised)."""
 
 
 class RequestFailed(PipeserveError):

@@ -1,67 +1,218 @@
-"""A closed-loop load generator: N concurrent clients, each sending its next request
-when the previous one is answered. Every request is recorded, answered or not."""
+"""Load shapes and the async engine that sends them: where a measurement's requests come from.
+
+Two shapes:
+
+- ``ClosedLoop(concurrency=N)``: N clients, each sending its next request when the previous
+  one is answered. Offered load adapts to the server, so it measures capacity, not overload.
+- ``OpenLoop(rate_rps=λ)``: requests sent on a schedule (constant gaps, or Poisson arrivals)
+  whatever the answers. Each latency is measured from the request's *intended* send time,
+  so a stalled server (or a generator that fell behind) cannot hide its queueing delay
+  (coordinated omission). How late each request actually left is recorded as ``lag``.
+
+Every request yields exactly one ``Row``, answered or not (status 0: no HTTP answer).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 
 from ._batcher import clock
 
-__all__ = ["Sample", "closed_loop"]
+__all__ = ["ClosedLoop", "OpenLoop", "Load", "Row", "generate", "ROW_FIELDS"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClosedLoop:
+    """``concurrency`` clients, each waiting for its answer before sending again.
+
+    Give ``requests`` (a total across clients) or ``duration_s`` (stop sending after it).
+    """
+
+    concurrency: int
+    requests: int | None = None
+    duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
+        _check_extent(self.requests, self.duration_s)
+
+    def describe(self) -> str:
+        """A short label, e.g. ``closed c=8``."""
+        return f"closed c={self.concurrency}"
+
+    def expected_requests(self) -> int | None:
+        """How many requests this load sends, when known in advance."""
+        return self.requests
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenLoop:
+    """Requests at ``rate_rps`` per second, sent on schedule whatever the answers.
+
+    ``arrivals="poisson"`` draws exponential gaps (seeded, so runs repeat); ``"constant"``
+    spaces them evenly. Give ``requests`` or ``duration_s``.
+    """
+
+    rate_rps: float
+    requests: int | None = None
+    duration_s: float | None = None
+    arrivals: Literal["poisson", "constant"] = "poisson"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate_rps, bool) or not isinstance(self.rate_rps, (int, float)) or not self.rate_rps > 0:
+            raise ValueError(f"rate_rps must be a number > 0, got {self.rate_rps!r}")
+        if self.arrivals not in ("poisson", "constant"):
+            raise ValueError(f"arrivals must be 'poisson' or 'constant', got {self.arrivals!r}")
+        _check_extent(self.requests, self.duration_s)
+
+    def describe(self) -> str:
+        """A short label, e.g. ``open 120 rps``."""
+        return f"open {self.rate_rps:.4g} rps"
+
+    def expected_requests(self) -> int | None:
+        """How many requests this load sends, when known in advance."""
+        return len(self.schedule())
+
+    def schedule(self) -> list[float]:
+        """Intended send times, in seconds from the start."""
+        rng = random.Random(self.seed)
+        times: list[float] = []
+        t = 0.0
+        while True:
+            if self.requests is not None and len(times) >= self.requests:
+                return times
+            if self.duration_s is not None and t >= self.duration_s:
+                return times
+            times.append(t)
+            t += rng.expovariate(self.rate_rps) if self.arrivals == "poisson" else 1 / self.rate_rps
+
+
+Load = ClosedLoop | OpenLoop
+
+
+def _check_extent(requests: int | None, duration_s: float | None) -> None:
+    if (requests is None) == (duration_s is None):
+        raise ValueError("give exactly one of requests= or duration_s=")
+    if requests is not None and (isinstance(requests, bool) or not isinstance(requests, int) or requests < 1):
+        raise ValueError(f"requests must be an int >= 1, got {requests!r}")
+    if duration_s is not None and not duration_s > 0:
+        raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
-    """One request: when it was sent (s since the run began), its latency, status and
-    the server's timing headers (None where absent, e.g. on errors)."""
+class Row:
+    """One request. Times are seconds from the start of the run; latency is from ``intended_s``."""
 
-    sent_at_s: float
-    latency_s: float
+    index: int
+    intended_s: float
+    sent_s: float
+    done_s: float
     status: int
-    batch_size: int | None
     queue_wait_ms: float | None
+    batch_size: int | None
     inference_ms: float | None
+    error: str | None
+
+    @property
+    def latency_s(self) -> float:
+        return self.done_s - self.intended_s
 
 
-async def closed_loop(url: str, texts: Sequence[str], *, concurrency: int, requests: int) -> list[Sample]:
-    """Send ``requests`` raw-text requests from ``concurrency`` clients; return one sample each.
+ROW_FIELDS = [f for f in Row.__dataclass_fields__]
 
-    Texts are used in order, cycling. A request that fails at the transport level is
-    recorded with status 0.
-    """
-    if concurrency < 1 or requests < 0 or not texts:
-        raise ValueError("need concurrency >= 1, requests >= 0 and at least one text")
-    numbers = iter(range(requests))
-    cycle = itertools.cycle(texts)
-    samples: list[Sample] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(trust_env=False, limits=limits, timeout=300.0) as client:
+
+async def generate(
+    url: str,
+    load: Load,
+    texts: Sequence[str],
+    *,
+    timeout_s: float = 60.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[Row]:
+    """Send ``load`` to ``url`` (raw text bodies, texts used in order, cycling); one row per request."""
+    if not texts:
+        raise ValueError("need at least one text to send")
+    bodies = itertools.cycle([t.encode("utf-8") for t in texts])
+    rows: list[Row] = []
+    pool = load.concurrency if isinstance(load, ClosedLoop) else 1000
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=min(pool, 100))
+    async with httpx.AsyncClient(trust_env=False, limits=limits, timeout=timeout_s) as client:
         began = clock()
 
-        async def one_client() -> None:
-            for _ in numbers:
-                sent = clock()
-                try:
-                    r = await client.post(url, content=next(cycle).encode(), headers={"content-type": "text/plain"})
-                except httpx.HTTPError:
-                    samples.append(Sample(sent - began, clock() - sent, 0, None, None, None))
-                    continue
+        async def send(index: int, intended_s: float) -> None:
+            body = next(bodies)
+            sent = clock() - began
+            try:
+                r = await client.post(url, content=body, headers={"content-type": "text/plain; charset=utf-8"})
+            except httpx.HTTPError as exc:
+                rows.append(Row(index, intended_s, sent, clock() - began, 0, None, None, None, type(exc).__name__))
+            else:
                 h = r.headers
-                samples.append(
-                    Sample(
-                        sent - began,
-                        clock() - sent,
+                rows.append(
+                    Row(
+                        index,
+                        intended_s,
+                        sent,
+                        clock() - began,
                         r.status_code,
-                        int(h["x-batch-size"]) if "x-batch-size" in h else None,
-                        float(h["x-queue-wait-ms"]) if "x-queue-wait-ms" in h else None,
-                        float(h["x-inference-ms"]) if "x-inference-ms" in h else None,
+                        _float(h.get("x-queue-wait-ms")),
+                        _int(h.get("x-batch-size")),
+                        _float(h.get("x-inference-ms")),
+                        None if r.is_success else _error_type(r),
                     )
                 )
+            if on_progress is not None:
+                on_progress(len(rows))
 
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-    return samples
+        if isinstance(load, ClosedLoop):
+            counter = itertools.count()
+
+            async def client_loop() -> None:
+                while True:
+                    now = clock() - began
+                    if load.duration_s is not None and now >= load.duration_s:
+                        return
+                    index = next(counter)
+                    if load.requests is not None and index >= load.requests:
+                        return
+                    await send(index, now)
+
+            await asyncio.gather(*(client_loop() for _ in range(load.concurrency)))
+        else:
+            tasks: list[asyncio.Task[None]] = []
+            try:
+                for index, intended in enumerate(load.schedule()):
+                    delay = began + intended - clock()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.create_task(send(index, intended)))
+                await asyncio.gather(*tasks)
+            finally:  # cancelled or failed: leave no request task behind
+                for task in tasks:
+                    task.cancel()
+    rows.sort(key=lambda r: r.index)
+    return rows
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _error_type(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["type"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"

@@ -27,10 +27,23 @@ PUBLIC = {
     "query",
     "aquery",
     "sample_texts",
+    "ClosedLoop",
+    "OpenLoop",
+    "run_load",
+    "arun_load",
+    "LoadResult",
+    "Summary",
+    "sweep",
+    "plot_latency_cdf",
+    "plot_latency_over_time",
+    "plot_throughput_latency",
+    "plot_batch_sizes",
+    "seed_page_app",
     "allow_nested_event_loops",
     "PipeserveError",
     "ServerStartError",
     "ServerError",
+    "LoadGeneratorError",
     "RequestFailed",
     "InvalidInput",
     "UnsupportedMediaType",
@@ -92,7 +105,8 @@ import pipeserve_nb
 assert threading.active_count() == before_threads, threading.enumerate()
 assert logging.getLogger().handlers == before_handlers
 assert asyncio.Task is task_type and asyncio.Task.__module__ == "_asyncio", "asyncio was patched"
-assert "nest_asyncio2" not in sys.modules and "torch" not in sys.modules and "transformers" not in sys.modules
+heavy = {"nest_asyncio2", "torch", "transformers", "pandas", "matplotlib"}
+assert not heavy & set(sys.modules), heavy & set(sys.modules)
 print("quiet")
 """
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)

@@ -1,0 +1,138 @@
+"""The load generator against a stub server with a known service time, over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from pipeserve_nb import ClosedLoop, LoadGeneratorError, OpenLoop, arun_load, run_load, serve_app
+
+from .stub_app import StubServer
+
+
+def loadgen_children() -> list[psutil.Process]:
+    """Live child processes that run a load generator (not multiprocessing's resource tracker)."""
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "multiprocessing" in cmd and "resource_tracker" not in cmd and child.status() != psutil.STATUS_ZOMBIE:
+            out.append(child)
+    return out
+
+
+@pytest.fixture
+def stub() -> Iterator[tuple[StubServer, str]]:
+    server = StubServer(service_s=0.02)
+    with serve_app(server.app, name="stub") as handle:
+        yield server, handle.url
+    assert multiprocessing.active_children() == []
+    assert loadgen_children() == []
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_open_loop_latency_includes_the_queueing_a_slow_server_causes(
+    stub: tuple[StubServer, str], in_process: bool
+) -> None:
+    server, url = stub
+    # 100 requests/s against a server that does 50/s: each request waits for all before it.
+    load = OpenLoop(rate_rps=100, requests=40, arrivals="constant")
+    result = run_load(url, load, texts=["x"], in_process=in_process, progress=False)
+    df = result.frame()
+    assert list(df.status) == [200] * 40
+    assert df.intended_s.tolist() == pytest.approx([i / 100 for i in range(40)])
+    first, last = df.latency_ms[:10].median(), df.latency_ms[-10:].median()
+    # request i finishes near (i + 1) * 20 ms and was meant to leave at i * 10 ms
+    assert last > 3 * first
+    assert df.latency_ms.iloc[-1] > 20 * 20 * 0.8  # at least ~20 service times behind its schedule
+    assert result.summary.p99_ms is not None and result.summary.p99_ms >= df.latency_ms.max() * 0.97
+    assert server.served == 40
+
+
+def test_poisson_arrivals_are_seeded_and_average_the_rate() -> None:
+    a = OpenLoop(rate_rps=200, duration_s=10, seed=3).schedule()
+    assert a == OpenLoop(rate_rps=200, duration_s=10, seed=3).schedule()
+    assert a != OpenLoop(rate_rps=200, duration_s=10, seed=4).schedule()
+    assert 1800 < len(a) < 2200 and a == sorted(a) and a[-1] < 10
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_closed_loop_runs_exactly_the_asked_concurrency(stub: tuple[StubServer, str], in_process: bool) -> None:
+    server, url = stub
+    result = run_load(url, ClosedLoop(concurrency=5, requests=60), texts=["a", "b", "c"], in_process=in_process)
+    assert server.max_inside == 5
+    assert result.summary.requests == result.summary.ok == 60
+    assert sorted(server.bodies) == sorted(["a", "b", "c"] * 20)
+    df = result.frame()
+    assert result.summary.behind_schedule == 0 and df.lag_ms.max() < 10  # closed loop: sent when intended
+
+
+def test_duration_bounded_loads_stop_sending_after_the_duration(stub: tuple[StubServer, str]) -> None:
+    _, url = stub
+    result = run_load(url, ClosedLoop(concurrency=2, duration_s=0.5), progress=False)
+    df = result.frame()
+    assert df.intended_s.max() < 0.5 and 10 <= len(df) <= 60
+    assert df.index.tolist() == list(range(len(df)))
+
+
+def test_await_form_works_in_process_and_in_a_child() -> None:
+    server = StubServer(service_s=0.005)
+
+    async def both(url: str) -> tuple[int, int]:
+        a = await arun_load(url, ClosedLoop(concurrency=3, requests=12), in_process=True, progress=False)
+        b = await arun_load(url, OpenLoop(rate_rps=50, requests=12), progress=False)
+        return a.summary.ok, b.summary.ok
+
+    with serve_app(server.app, name="stub") as handle:
+        assert asyncio.run(both(handle.url)) == (12, 12)
+    assert loadgen_children() == []
+
+
+def test_errors_and_missing_answers_are_rows_too(stub: tuple[StubServer, str]) -> None:
+    _, url = stub
+    result = run_load(url, ClosedLoop(concurrency=2, requests=6), texts=["ok", "fail"], progress=False)
+    assert result.summary.by_status == {200: 3, 400: 3}
+    assert result.frame().error.fillna("").tolist() == ["", "InvalidInput"] * 3
+
+    nobody = serve_app(StubServer(0.0).app, name="gone")
+    gone_url = nobody.url
+    nobody.stop()
+    result = run_load(gone_url, ClosedLoop(concurrency=1, requests=3), progress=False)
+    assert result.summary.by_status == {0: 3} and result.summary.answered == 0
+    assert result.frame().error.tolist() == ["ConnectError"] * 3
+    assert "3 requests got no HTTP answer" in result.warnings[0]
+
+
+def test_a_generator_that_raises_leaves_no_process(stub: tuple[StubServer, str]) -> None:
+    _, url = stub
+    with pytest.raises(LoadGeneratorError, match="UnicodeEncodeError"):
+        run_load(url, ClosedLoop(concurrency=1, requests=3), texts=["\ud800"], progress=False)
+    assert loadgen_children() == []
+
+
+def test_an_interrupt_stops_the_generator_process() -> None:
+    server = StubServer(service_s=0.05)
+    seen: list[int] = []
+
+    def interrupt() -> None:
+        seen.extend(child.pid for child in loadgen_children())
+        os.kill(os.getpid(), signal.SIGINT)  # what the notebook's stop button sends
+
+    with serve_app(server.app, name="stub") as handle:
+        timer = threading.Timer(2.0, interrupt)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_load(handle.url, ClosedLoop(concurrency=2, duration_s=60), progress=False)
+        timer.join()
+    assert seen, "the generator process was not running when interrupted"
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in seen)
+    assert loadgen_children() == [] and multiprocessing.active_children() == []
