@@ -30,12 +30,14 @@ def sweep(
     in_process: bool = False,
     warmup_requests: int = 16,
     keep: dict[tuple[str, str], LoadResult] | None = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Run every load against every target; one row per (target, load) with its summary.
 
     Each target gets a fresh server (started, warmed up with a short closed loop, measured,
     stopped), so runs do not share queues or caches. Pass a dict as ``keep`` to also get
-    each run's full ``LoadResult`` keyed by ``(target label, load label)``.
+    each run's full ``LoadResult`` keyed by ``(target label, load label)``; ``progress``
+    shows a bar for each run longer than a second.
 
     Columns: ``policy``, ``load``, ``kind``, ``concurrency``, ``rate_rps``, then the
     ``Summary`` fields (``n_<status>`` per status seen).
@@ -51,7 +53,7 @@ def sweep(
             if warmup_requests:
                 run_load(handle, ClosedLoop(concurrency=4, requests=warmup_requests), texts=texts, progress=False)
             for load in loads:
-                result = run_load(handle, load, texts=texts, in_process=in_process)
+                result = run_load(handle, load, texts=texts, in_process=in_process, progress=progress)
                 if keep is not None:
                     keep[(label, load.describe())] = result
                 records.append(

@@ -225,7 +225,10 @@ def running_servers() -> dict[str, AppHandle]:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind ``host:port`` (0 = a free port) in the caller's thread; raise ``ServerStartError``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
+    # proto says TCP; with proto 0, Nagle's algorithm meets the client's delayed ACK and
+    # every response waits ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not SO_REUSEPORT: no silent sharing
     try:
         sock.bind((host, port))

@@ -236,3 +236,26 @@ def test_the_handle_reads_well() -> None:
         assert server.url in server._repr_html_() and "<table>" in server._repr_html_()
     assert "stopped" in repr(server)
     server.stop()  # a second stop is harmless
+
+
+def test_accepted_connections_get_tcp_nodelay() -> None:
+    """Without it, Nagle's algorithm and delayed ACKs add ~40 ms to every response."""
+    from pipeserve_nb._thread_server import bind_socket
+
+    async def accept_one() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, sock=bind_socket("127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        value = await asyncio.wait_for(accepted, 5)
+        writer.close()
+        server.close()
+        return value
+
+    assert asyncio.run(accept_one()) != 0
