@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup demo test bench lint typecheck clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,8 @@ demo: setup
 	$(BIN)/python -m pipeserve_nb demo
 
 lint: setup
-	$(BIN)/ruff check pipeserve_nb tests
-	$(BIN)/ruff format --check pipeserve_nb tests
+	$(BIN)/ruff check pipeserve_nb tests benchmarks
+	$(BIN)/ruff format --check pipeserve_nb tests benchmarks
 
 typecheck: setup
 	$(BIN)/mypy
@@ -32,3 +32,6 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
-
 from ._batcher import clock
+from ._rawhttp import ConnectError, RawClient, RawResponse, ReadTimeout, RemoteProtocolError
 
 __all__ = ["ClosedLoop", "OpenLoop", "Load", "Row", "generate", "ROW_FIELDS"]
 
@@ -143,17 +143,16 @@ async def generate(
         raise ValueError("need at least one text to send")
     bodies = itertools.cycle([t.encode("utf-8") for t in texts])
     rows: list[Row] = []
-    pool = load.concurrency if isinstance(load, ClosedLoop) else 1000
-    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=min(pool, 100))
-    async with httpx.AsyncClient(trust_env=False, limits=limits, timeout=timeout_s) as client:
+    client = RawClient(url, timeout_s)
+    try:
         began = clock()
 
         async def send(index: int, intended_s: float) -> None:
             body = next(bodies)
             sent = clock() - began
             try:
-                r = await client.post(url, content=body, headers={"content-type": "text/plain; charset=utf-8"})
-            except httpx.HTTPError as exc:
+                r = await client.post(body, "text/plain; charset=utf-8")
+            except (ConnectError, ReadTimeout, RemoteProtocolError) as exc:
                 rows.append(Row(index, intended_s, sent, clock() - began, 0, None, None, None, type(exc).__name__))
             else:
                 h = r.headers
@@ -163,11 +162,11 @@ async def generate(
                         intended_s,
                         sent,
                         clock() - began,
-                        r.status_code,
+                        r.status,
                         _float(h.get("x-queue-wait-ms")),
                         _int(h.get("x-batch-size")),
                         _float(h.get("x-inference-ms")),
-                        None if r.is_success else _error_type(r),
+                        None if 200 <= r.status < 300 else _error_type(r),
                     )
                 )
             if on_progress is not None:
@@ -199,6 +198,8 @@ async def generate(
             finally:  # cancelled or failed: leave no request task behind
                 for task in tasks:
                     task.cancel()
+    finally:
+        await client.aclose()
     rows.sort(key=lambda r: r.index)
     return rows
 
@@ -211,8 +212,8 @@ def _int(value: str | None) -> int | None:
     return int(value) if value is not None else None
 
 
-def _error_type(response: httpx.Response) -> str:
+def _error_type(response: RawResponse) -> str:
     try:
-        return str(response.json()["error"]["type"])
+        return str(json.loads(response.body)["error"]["type"])
     except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}"
+        return f"HTTP {response.status}"

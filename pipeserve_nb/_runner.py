@@ -1,6 +1,6 @@
 """Running a load from a notebook cell: in a separate process by default, sync or ``await``.
 
-By default the generator runs in its own process (``spawn``), so it does not share the
+By default the generator runs in its own process, so it does not share the
 kernel's GIL and cores with the in-notebook server it measures. ``in_process=True`` runs it
 on an event loop in this process instead (a thread for the sync call, the caller's loop for
 ``await``), which is cheaper to start but distorts what it measures on a small machine.
@@ -13,8 +13,11 @@ exception, or an interrupt (the notebook's stop button).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -126,33 +129,38 @@ class _Run(Protocol):
 
 
 class _InChild:
-    """The generator in a spawned process; rows and progress come back through a pipe."""
+    """The generator in a child Python process; rows and progress come back over a socket pair.
+
+    The child is a fresh interpreter started with ``subprocess`` (not ``multiprocessing``),
+    so it never re-imports the caller's ``__main__``: a script without an
+    ``if __name__ == "__main__"`` guard works, and so does a notebook. It runs in its own
+    session, so a terminal's Ctrl-C reaches only the parent, which then stops it.
+    """
 
     def __init__(self, url: str, load: Load, texts: list[str], timeout_s: float) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child_end = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(
-            target=_child_main, args=(child_end, url, load, texts, timeout_s), name="pipeserve-loadgen", daemon=True
-        )
-        self._proc.start()
+        self._conn, child_end = multiprocessing.Pipe(duplex=True)
+        fd = child_end.fileno()
+        code = f"from pipeserve_nb._runner import _child_main; _child_main({fd})"
+        self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[fd], start_new_session=True)
         child_end.close()
+        self._conn.send((url, load, texts, timeout_s))
         self.done = 0
         self._finished = False
 
     @property
-    def pid(self) -> int | None:
+    def pid(self) -> int:
         return self._proc.pid
 
     def wait(self, timeout_s: float) -> list[Row] | None:
         """The rows once the run is over, else None after up to ``timeout_s``."""
         if not self._conn.poll(timeout_s):
-            if not self._proc.is_alive() and not self._conn.poll(0):
-                raise LoadGeneratorError(f"the load generator process died (exit code {self._proc.exitcode})")
+            if self._proc.poll() is not None and not self._conn.poll(0):
+                raise LoadGeneratorError(f"the load generator process died (exit code {self._proc.returncode})")
             return None
         try:
             kind, payload = self._conn.recv()
         except EOFError:
-            raise LoadGeneratorError(f"the load generator process died (exit code {self._proc.exitcode})") from None
+            raise LoadGeneratorError(f"the load generator process died (exit code {self._proc.poll()})") from None
         if kind == "progress":
             self.done = payload
             return None
@@ -163,21 +171,24 @@ class _InChild:
         raise LoadGeneratorError(f"the load generator failed: {payload}")
 
     def close(self) -> None:
-        """End the process (at once unless it finished its run) and release the pipe."""
+        """End the process (at once unless it finished its run) and release the socket."""
         if self._finished:
-            self._proc.join(5)
-        if self._proc.is_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)
+        if self._proc.poll() is None:
             self._proc.terminate()
-            self._proc.join(5)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(5)
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
         self._conn.close()
-        self._proc.close()
 
 
-def _child_main(conn: Connection, url: str, load: Load, texts: list[str], timeout_s: float) -> None:
+def _child_main(fd: int) -> None:
+    """Entry point of the generator process: read the job, run it, send rows back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop us
+    conn = Connection(fd)
     last = 0.0
 
     def report(done: int) -> None:
@@ -187,6 +198,7 @@ def _child_main(conn: Connection, url: str, load: Load, texts: list[str], timeou
             conn.send(("progress", done))
 
     try:
+        url, load, texts, timeout_s = conn.recv()
         rows = asyncio.run(generate(url, load, texts, timeout_s=timeout_s, on_progress=report))
         conn.send(("done", rows))
     except BaseException as exc:
@@ -205,6 +217,9 @@ class _InThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[list[Row]] | None = None
         self._started = threading.Event()
+        # Waiting on an Event, not Thread.join: on Python 3.11 a KeyboardInterrupt inside
+        # join() can leave the thread marked as ended while it still runs.
+        self._ended = threading.Event()
         self._thread = threading.Thread(
             target=self._main, args=(url, load, texts, timeout_s), name="pipeserve-loadgen", daemon=True
         )
@@ -227,19 +242,20 @@ class _InThread:
             asyncio.run(run())
         finally:
             self._started.set()
+            self._ended.set()
 
     def _progress(self, done: int) -> None:
         self.done = done
 
     def wait(self, timeout_s: float) -> list[Row] | None:
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        if not self._ended.wait(timeout_s):
             return None
         if self._rows is None:
             raise LoadGeneratorError(f"the load generator failed: {self._error!r}") from self._error
         return self._rows
 
     def close(self) -> None:
-        if self._thread.is_alive() and self._loop is not None and self._task is not None:
+        if not self._ended.is_set() and self._loop is not None and self._task is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(10)
+        self._ended.wait(10)
+        self._thread.join(1)

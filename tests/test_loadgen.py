@@ -18,14 +18,14 @@ from .stub_app import StubServer
 
 
 def loadgen_children() -> list[psutil.Process]:
-    """Live child processes that run a load generator (not multiprocessing's resource tracker)."""
+    """Live child processes that run a load generator."""
     out = []
     for child in psutil.Process().children(recursive=True):
         try:
             cmd = " ".join(child.cmdline())
         except psutil.Error:
             continue
-        if "multiprocessing" in cmd and "resource_tracker" not in cmd and child.status() != psutil.STATUS_ZOMBIE:
+        if "_child_main" in cmd and child.status() != psutil.STATUS_ZOMBIE:
             out.append(child)
     return out
 
@@ -136,3 +136,14 @@ def test_an_interrupt_stops_the_generator_process() -> None:
     assert seen, "the generator process was not running when interrupted"
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in seen)
     assert loadgen_children() == [] and multiprocessing.active_children() == []
+
+
+def test_an_interrupt_stops_an_in_process_generator_and_its_thread() -> None:
+    server = StubServer(service_s=0.05)
+    with serve_app(server.app, name="stub") as handle:
+        timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_load(handle.url, ClosedLoop(concurrency=2, duration_s=60), in_process=True, progress=False)
+        timer.join()
+    assert [t.name for t in threading.enumerate() if t.name == "pipeserve-loadgen"] == []

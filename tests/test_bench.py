@@ -1,0 +1,34 @@
+"""``make bench`` in its quick smoke mode: it runs end to end and writes its report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (tmp_path / "latest.md").read_text()
+    for heading in ("## The limit: the model in-process, no server", "## Servers", "## Targets", "## Plots"):
+        assert heading in report
+    assert "quick smoke run, not a measurement" in report
+    assert report.count(" — met") + report.count(" — missed") == 3
+    frame = pd.read_csv(tmp_path / "latest.csv")
+    assert len(frame) == 5 * 6  # five servers, six loads each
+    assert set(frame.load) >= {"closed c=1", "closed c=8", "closed c=32"}
+    assert (frame.requests == frame.answered).all()  # every request got an answer
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "batch_sizes_c32.png", "latency_cdf_c32.png", "overload_2x_over_time.png", "throughput_latency.png",
+    ]  # fmt: skip
+    assert report in done.stdout
