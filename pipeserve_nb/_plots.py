@@ -1,5 +1,5 @@
-"""Plots for the lessons. Each returns a ``matplotlib.figure.Figure`` (not pyplot-managed,
-so a notebook shows it once, where it is returned) for the caller to restyle or save."""
+"""Plots for the lessons. Each returns a ``matplotlib.figure.Figure``, closed in pyplot so a
+notebook shows it once, where it is returned, for the caller to restyle or save."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ __all__ = ["plot_latency_cdf", "plot_latency_over_time", "plot_throughput_latenc
 
 
 def _figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, Any]:
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt  # selects the notebook's inline backend, so a returned figure renders
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig, fig.subplots()
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    plt.close(fig)  # not pyplot's to show: the caller displays, restyles or saves it
+    return fig, ax
 
 
 def _as_mapping(results: LoadResult | Mapping[str, LoadResult]) -> Mapping[str, LoadResult]:

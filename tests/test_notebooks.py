@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,10 @@ def test_quickstart_runs_and_rerunning_the_start_cell_keeps_one_model_copy() -> 
     outputs = {i: _stdout(c) for i, c in enumerate(nb.cells) if c.cell_type == "code"}
     assert "384 floats, L2 norm 1.0000" in "".join(outputs.values())
     assert "curl -X POST -d 'test sentence' http://127.0.0.1:" in "".join(outputs.values())
+    assert re.search(r"40 of 40 requests answered OK at \d+/s", "".join(outputs.values()))
+    assert re.search(r"open loop at [\d.]+ req/s: 40 of 40 OK", "".join(outputs.values()))
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1  # the latency CDF, shown once
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
 
