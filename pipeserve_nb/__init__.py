@@ -28,6 +28,8 @@ from ._exceptions import (
     WorkerDied,
 )
 from ._loadgen import ClosedLoop, OpenLoop
+from ._memory import rss_mb
+from ._models import LoadedModel, load_model
 from ._nested import allow_nested_event_loops
 from ._plots import plot_batch_sizes, plot_latency_cdf, plot_latency_over_time, plot_throughput_latency
 from ._policy import BatchPolicy, SeedPagePolicy
@@ -53,6 +55,9 @@ __all__ = [
     "query",
     "aquery",
     "sample_texts",
+    "load_model",
+    "LoadedModel",
+    "rss_mb",
     "ClosedLoop",
     "OpenLoop",
     "run_load",

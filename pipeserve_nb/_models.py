@@ -31,10 +31,31 @@ BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A model ready to run: its batch function and a name for humans."""
+    """A model ready to run: its batch function and a name for humans.
+
+    Call it like the server does: ``model(["a", "b"], top_k=2)`` returns one output per input.
+    """
 
     name: str
     run: BatchFn
+
+    def __call__(self, inputs: list[Any], **parameters: Any) -> list[Any]:
+        return self.run(inputs, parameters)
+
+
+def load_model(model: Any = None, *, task: str | None = None, device: str | int | None = None) -> LoadedModel:
+    """Load a model exactly as ``serve()`` would, without a server (slow; do it once).
+
+    Useful to measure the model alone. In a process that also runs a server, call the model
+    from one thread only: PyTorch keeps a thread team per calling thread, and two teams
+    compete for the cores.
+
+    Example:
+        >>> embed = load_model()                  # doctest: +SKIP
+        >>> len(embed(["hello world"])[0])        # doctest: +SKIP
+        384
+    """
+    return load(ModelSpec(model=model, task=task, device=device))
 
 
 @dataclass(frozen=True, kw_only=True)

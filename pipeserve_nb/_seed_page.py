@@ -12,8 +12,10 @@ notebooks and benchmarks can measure them next to ``serve()``:
 
 Only what no longer runs was changed: Starlette 1.x has no ``on_event("startup")``, so the
 queue and the loop task are created in a ``lifespan``, and the model is loaded there (still
-on the event loop). ``drop_first_request=True`` restores the sketch's bug as printed: it
-takes a first request, then starts ``strings = []``, so that request is never answered.
+on the event loop). A ``GET /health`` route that the page lacks is added, so a probe can
+measure how long the event loop takes to answer while the model runs on it.
+``drop_first_request=True`` restores the sketch's bug as printed: it takes a first request,
+then starts ``strings = []``, so that request is never answered.
 Do not serve these: they exist to be measured.
 """
 
@@ -98,4 +100,10 @@ def seed_page_app(
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    return Starlette(routes=[Route("/", homepage, methods=["POST"])], lifespan=lifespan)
+    async def health(request: Request) -> JSONResponse:
+        # Not on the page: added so a probe can measure how long the event loop takes to answer.
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[Route("/", homepage, methods=["POST"]), Route("/health", health, methods=["GET"])], lifespan=lifespan
+    )

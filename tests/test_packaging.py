@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -27,6 +28,9 @@ PUBLIC = {
     "query",
     "aquery",
     "sample_texts",
+    "load_model",
+    "LoadedModel",
+    "rss_mb",
     "ClosedLoop",
     "OpenLoop",
     "run_load",
@@ -112,3 +116,17 @@ print("quiet")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "quiet" and done.stderr == ""
+
+
+def test_rss_counts_this_process_and_optionally_its_children() -> None:
+    own = pipeserve_nb.rss_mb()
+    assert 10 < own < 64 * 1024
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 * 2**20); time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while pipeserve_nb.rss_mb(child.pid) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pipeserve_nb.rss_mb(children=True) - pipeserve_nb.rss_mb() >= 200
+    finally:
+        child.kill()
+        child.wait()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 
-from pipeserve_nb import ClosedLoop, OpenLoop, run_load, seed_page_app, serve_app
+from pipeserve_nb import ClosedLoop, LoadedModel, OpenLoop, run_load, seed_page_app, serve_app
+
+from .conftest import GatedModel
 
 
 def test_one_at_a_time_design_answers_with_the_model() -> None:
@@ -27,3 +32,16 @@ def test_the_printed_sketch_never_answers_a_lone_request() -> None:
     # each request arrives alone (0.5 s apart): the sketch takes it, then starts an empty batch
     assert result.summary.by_status == {0: 2}
     assert result.frame().error.tolist() == ["ReadTimeout", "ReadTimeout"]
+
+
+def test_health_probe_waits_for_the_model_when_it_runs_on_the_event_loop(embedder: LoadedModel) -> None:
+    """The page runs the model on the event loop: a probe sent during inference is answered after it."""
+    model = GatedModel(embedder)
+    with serve_app(seed_page_app(model), name="seed") as handle, ThreadPoolExecutor(2) as pool:
+        running = pool.submit(httpx.post, handle.url, content=b"held in the model", timeout=30)
+        assert model.entered.wait(10)
+        probe = pool.submit(httpx.get, f"{handle.url}/health", timeout=30)
+        time.sleep(0.5)
+        assert not probe.done()  # the loop is inside the model: nobody answers
+        model.gate.set()
+        assert probe.result(30).status_code == 200 and running.result(30).status_code == 200
