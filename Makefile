@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench lint typecheck clean
+.PHONY: setup demo test bench notebooks lint typecheck clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,8 @@ demo: setup
 	$(BIN)/python -m pipeserve_nb demo
 
 lint: setup
-	$(BIN)/ruff check pipeserve_nb tests benchmarks
-	$(BIN)/ruff format --check pipeserve_nb tests benchmarks
+	$(BIN)/ruff check pipeserve_nb tests benchmarks scripts
+	$(BIN)/ruff format --check pipeserve_nb tests benchmarks scripts
 
 typecheck: setup
 	$(BIN)/mypy
@@ -35,3 +35,6 @@ clean:
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+
+notebooks: setup
+	$(BIN)/python scripts/notebooks.py

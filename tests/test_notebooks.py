@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 CELL_TIMEOUT_S = 240
 
 
@@ -99,3 +101,37 @@ def test_notebooks_are_committed_without_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert dirty == [], f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+# -- the lessons, executed as `make notebooks` does, in CI mode ---------------------------------
+
+
+def _lesson(name: str, out: Path) -> tuple[Any, dict[str, Any]]:
+    """Execute a lesson with the project's own runner; return it and its findings."""
+    spec = importlib.util.spec_from_file_location("run_notebooks", SCRIPTS / "notebooks.py")
+    assert spec is not None and spec.loader is not None
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    nb = runner.execute(NOTEBOOKS / name, out, ci=True)
+    assert (out / name.replace(".ipynb", ".html")).stat().st_size > 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "raises-exception" not in cell.metadata.get("tags", []):
+            assert [o for o in cell.outputs if o.output_type == "error"] == [], cell.source
+    assert "running servers: {}" in _stdout(nb.cells[_tagged(nb, "stop")])
+    findings: dict[str, Any] = json.loads(_stdout(nb.cells[_tagged(nb, "findings")]).strip().splitlines()[-1])
+    return nb, findings
+
+
+def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
+    _, f = _lesson("03-timeout-reset-pitfalls.ipynb", tmp_path)
+    assert f["gap_ms"] < f["timeout_ms"]
+    # reset timer: the first request waits for the whole trickle, far beyond the timeout, in a huge batch
+    assert f["seed_first_wait_ms"] > 10 * f["timeout_ms"]
+    assert f["seed_max_batch"] >= 5 * f["deadline_max_batch"]
+    # a cap bounds it; a deadline from the first request keeps the wait within the timeout
+    assert f["capped_first_wait_ms"] < f["seed_first_wait_ms"]
+    assert f["deadline_first_wait_ms"] <= 1.5 * f["timeout_ms"]
+    # a lone request pays the seed loop's 1 ms; max_wait_s=0 does not wait
+    assert f["lone_seed_wait_ms"] >= 0.9 and f["lone_seed_wait_ms"] > 5 * f["lone_zero_wait_ms"]
+    # the sketch as printed drops every request that arrives alone
+    assert f["dropped_unanswered"] == f["dropped_sent"] > 0
