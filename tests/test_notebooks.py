@@ -135,3 +135,14 @@ def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
     assert f["lone_seed_wait_ms"] >= 0.9 and f["lone_seed_wait_ms"] > 5 * f["lone_zero_wait_ms"]
     # the sketch as printed drops every request that arrives alone
     assert f["dropped_unanswered"] == f["dropped_sent"] > 0
+
+
+def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_path: Path) -> None:
+    _, f = _lesson("04-overload-and-errors.ipynb", tmp_path)
+    assert f["all_answered"]
+    assert f["breaker_503"] > 0 and f["waits_504"] > 0
+    assert f["breaker_503_ms"] < 0.1 * f["waits_504_ms"]  # refused at once, not after the deadline
+    assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_batch"] > 1
+    assert f["poison_error"]["type"] == "InferenceFailed"
+    assert f["seed_probe_max_ms"] > 300 and f["seed_probe_max_ms"] > 5 * f["ours_probe_max_ms"]
+    assert f["ours_probes"] > 3 * f["seed_probes"]
