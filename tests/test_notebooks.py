@@ -146,3 +146,23 @@ def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_p
     assert f["poison_error"]["type"] == "InferenceFailed"
     assert f["seed_probe_max_ms"] > 300 and f["seed_probe_max_ms"] > 5 * f["ours_probe_max_ms"]
     assert f["ours_probes"] > 3 * f["seed_probes"]
+
+
+def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp_path: Path) -> None:
+    _, f = _lesson("01-single-copy-model.ipynb", tmp_path)
+    assert f["one_copy_mb"] > 100  # PyTorch and the weights really are in this kernel
+    assert f["servers_after_rerun"] == 1
+    assert f["rerun_mb"] < f["one_copy_mb"] + 60  # a second copy of the weights alone is ~90 MiB
+    assert f["per_request_p50_ms"] > 3 * f["served_p50_ms"]
+    assert len(f["worker_mb"]) == f["n_workers"] >= 2
+    assert all(mb > 0.5 * f["one_copy_mb"] for mb in f["worker_mb"])
+    assert f["workers_total_mb"] > 1.5 * f["one_copy_mb"]
+
+
+def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) -> None:
+    nb, f = _lesson("02-batching-tradeoffs.ipynb", tmp_path)
+    assert f["batching_gain"] > 1.2 and f["best_batch"] > 1
+    assert f["light_p50_wait10"] - f["light_p50_wait0"] > 5  # the 10 ms wait is paid at light load
+    assert f["gain_uniform"] > f["gain_varied"]  # padding costs varied lengths
+    verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
+    assert re.search(r"closed c=8: batching (helps|hurts|makes|trades)", verdicts)
