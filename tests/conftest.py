@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,17 @@ from pipeserve_nb._models import LoadedModel, ModelSpec, load
 def pipeserve_threads() -> list[threading.Thread]:
     """Threads this package starts (server loops and inference workers)."""
     return [t for t in threading.enumerate() if t.name.startswith("pipeserve-") and t.is_alive()]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a new server could bind 127.0.0.1:``port`` (nothing listens there)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @pytest.fixture(autouse=True)

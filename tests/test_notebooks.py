@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from .conftest import port_is_free
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -39,16 +40,6 @@ def _tagged(nb: Any, tag: str) -> int:
 
 def _stdout(cell: Any) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 PROBE = """
@@ -86,7 +77,7 @@ def test_quickstart_runs_and_rerunning_the_start_cell_keeps_one_model_copy() -> 
     assert list(again["servers"]) == ["default"] and again["servers"] != first["servers"]
     assert again["threads"].count("pipeserve-inference") == 1  # one model copy after a re-run
     assert after == {"servers": {}, "threads": []}
-    assert _port_is_free(first["servers"]["default"]) and _port_is_free(again["servers"]["default"])
+    assert port_is_free(first["servers"]["default"]) and port_is_free(again["servers"]["default"])
 
     outputs = {i: _stdout(c) for i, c in enumerate(nb.cells) if c.cell_type == "code"}
     assert "384 floats, L2 norm 1.0000" in "".join(outputs.values())

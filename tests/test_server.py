@@ -17,7 +17,7 @@ import pipeserve_nb
 from pipeserve_nb import BatchPolicy, ServerConfig, ServerError, ServerStartError, serve
 from pipeserve_nb._models import LoadedModel
 
-from .conftest import GatedModel, pipeserve_threads
+from .conftest import GatedModel, pipeserve_threads, port_is_free
 
 
 def norm(v: list[float]) -> float:
@@ -26,16 +26,6 @@ def norm(v: list[float]) -> float:
 
 def close(a: list[float], b: list[float], tol: float = 1e-4) -> bool:
     return max(abs(x - y) for x, y in zip(a, b, strict=True)) < tol
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def wait_for(condition: Any, timeout_s: float = 10) -> None:
