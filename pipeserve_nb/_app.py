@@ -36,9 +36,9 @@ from ._exceptions import (
     UnsupportedMediaType,
     WorkerDied,
 )
-from ._protocol import parse_body
+from ._protocol import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER, parse_body
 
-__all__ = ["create_app", "STATUS_OF", "TIMING_HEADERS"]
+__all__ = ["create_app", "STATUS_OF"]
 
 STATUS_OF: dict[type[RequestFailed], int] = {
     InvalidInput: 400,
@@ -50,8 +50,6 @@ STATUS_OF: dict[type[RequestFailed], int] = {
     RequestTimeout: 504,
 }
 """HTTP status for each way a request can fail."""
-
-TIMING_HEADERS = ("x-queue-wait-ms", "x-batch-size", "x-inference-ms")
 
 _HTTP_ERROR_TYPES = {404: "NotFound", 405: "MethodNotAllowed"}
 
@@ -143,7 +141,7 @@ def _error_response(exc: RequestFailed, debug: bool) -> JSONResponse:
 
 def _timing_headers(result: Result) -> dict[str, str]:
     return {
-        "x-queue-wait-ms": f"{result.queue_wait_s * 1000:.3f}",
-        "x-batch-size": str(result.batch_size),
-        "x-inference-ms": f"{result.inference_s * 1000:.3f}",
+        QUEUE_WAIT_HEADER: f"{result.queue_wait_s * 1000:.3f}",
+        BATCH_SIZE_HEADER: str(result.batch_size),
+        INFERENCE_HEADER: f"{result.inference_s * 1000:.3f}",
     }

@@ -16,6 +16,7 @@ import asyncio
 import enum
 import math
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -89,25 +90,25 @@ class Engine:
     def load(self) -> None:
         """Load the model on the inference thread and wait for it (blocking)."""
         if self._model is None:
-            self._model = self._inference_thread().submit(partial(load, self.spec)).result()
-            self.model_name = self._model.name
+            self._set_model(self._load_on_worker().result())
 
     async def start(self) -> None:
         """Load the model if needed, then start the batch loop on the running loop."""
         if self.state is not EngineState.CREATED:
             raise RuntimeError(f"an engine starts once; this one is {self.state.value}")
         self.loop = asyncio.get_running_loop()
-        if self._model is None:
+        model = self._model
+        if model is None:
             try:
-                self._model = await asyncio.wrap_future(self._inference_thread().submit(partial(load, self.spec)))
+                model = await asyncio.wrap_future(self._load_on_worker())
             except BaseException as exc:
                 self.failure = exc
                 self.state = EngineState.FAILED
                 self.release()
                 raise
-            self.model_name = self._model.name
+            self._set_model(model)
         self._batcher = Batcher(self.policy, self.config.max_queue)
-        batch_loop = self._serve_batches(self._batcher, self._model.run, self._inference_thread())
+        batch_loop = self._serve_batches(self._batcher, model.run, self._inference_thread())
         self._task = asyncio.create_task(batch_loop, name="pipeserve-batch-loop")
         self._task.add_done_callback(self._on_batch_loop_exit)
         self.state = EngineState.RUNNING
@@ -244,6 +245,14 @@ class Engine:
         self._fail_waiting(self._unavailable)
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _load_on_worker(self) -> Future[LoadedModel]:
+        """Load the model on the inference thread, the only thread that will run it."""
+        return self._inference_thread().submit(partial(load, self.spec))
+
+    def _set_model(self, model: LoadedModel) -> None:
+        self._model = model
+        self.model_name = model.name
 
     def _inference_thread(self) -> InferenceThread:
         if self._thread is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._batcher import clock
+from ._protocol import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER
 from ._rawhttp import ConnectError, RawClient, RawResponse, ReadTimeout, RemoteProtocolError
 
 __all__ = ["ClosedLoop", "OpenLoop", "Load", "Row", "generate", "ROW_FIELDS"]
@@ -163,9 +164,9 @@ async def generate(
                         sent,
                         clock() - began,
                         r.status,
-                        _float(h.get("x-queue-wait-ms")),
-                        _int(h.get("x-batch-size")),
-                        _float(h.get("x-inference-ms")),
+                        _float(h.get(QUEUE_WAIT_HEADER)),
+                        _int(h.get(BATCH_SIZE_HEADER)),
+                        _float(h.get(INFERENCE_HEADER)),
                         None if 200 <= r.status < 300 else _error_type(r),
                     )
                 )

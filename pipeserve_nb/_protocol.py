@@ -17,7 +17,13 @@ from typing import Any
 
 from ._exceptions import InvalidInput, UnsupportedMediaType
 
-__all__ = ["ParsedRequest", "parse_body"]
+__all__ = ["ParsedRequest", "parse_body", "QUEUE_WAIT_HEADER", "BATCH_SIZE_HEADER", "INFERENCE_HEADER"]
+
+# Headers on every successful answer: how long it queued, how many inputs shared its batch,
+# how long the model ran. The app writes them; the load generator reads them.
+QUEUE_WAIT_HEADER = "x-queue-wait-ms"
+BATCH_SIZE_HEADER = "x-batch-size"
+INFERENCE_HEADER = "x-inference-ms"
 
 _RAW_TYPES = ("", "application/x-www-form-urlencoded")
 _FIELDS = ("inputs", "parameters")

@@ -147,10 +147,6 @@ class _InChild:
         self.done = 0
         self._finished = False
 
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
     def wait(self, timeout_s: float) -> list[Row] | None:
         """The rows once the run is over, else None after up to ``timeout_s``."""
         if not self._conn.poll(timeout_s):
