@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench notebooks lint typecheck clean
+.PHONY: setup demo test bench reliability notebooks lint typecheck clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ clean:
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+
+reliability: setup
+	$(BIN)/python benchmarks/reliability.py
 
 notebooks: setup
 	$(BIN)/python scripts/notebooks.py

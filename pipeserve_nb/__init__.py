@@ -24,6 +24,7 @@ from ._exceptions import (
     ServerError,
     ServerStartError,
     ServerStopping,
+    TooLarge,
     UnsupportedMediaType,
     WorkerDied,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "RequestFailed",
     "InvalidInput",
     "UnsupportedMediaType",
+    "TooLarge",
     "Overloaded",
     "ServerStopping",
     "WorkerDied",

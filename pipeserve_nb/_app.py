@@ -1,17 +1,24 @@
 """The Starlette app: HTTP in, engine call, HTTP out. The one place errors become statuses.
 
 Routes:
-    POST /        run the model (raw text or JSON body, see ``_protocol``)
-    GET  /health  200 while the model is loaded and the worker alive, else 503
-    GET  /stats   queue depth, requests by status, batch sizes, latency percentiles
+    POST /              run the model (raw text or JSON body, see ``_protocol``)
+    GET  /health        200 while the model is loaded and the worker alive, else 503
+    GET  /stats         queue depth, requests by status, batch sizes, latency percentiles
+    GET  /openapi.json  the API description (``_openapi``)
 
-Every error is ``{"error": {"type": ..., "message": ...}}``; a traceback is added only
-when ``ServerConfig.debug`` is set. Successful answers carry the headers
-``X-Queue-Wait-Ms``, ``X-Batch-Size`` and ``X-Inference-Ms``.
+Every error is ``{"error": {"type": ..., "message": ...}}``. Messages name exception
+types, never their text, file paths or tracebacks, unless ``ServerConfig.debug`` is set.
+Successful answers carry the headers ``X-Queue-Wait-Ms``, ``X-Batch-Size`` and
+``X-Inference-Ms``.
+
+A body over ``max_body_bytes`` is refused before it is read. While a request waits, the
+handler also listens for the client going away; if it does, the request is cancelled (a
+queued one never runs), counted, and logged in ``/stats`` under status 499.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import traceback
 from collections.abc import AsyncIterator
@@ -24,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._auth import BearerTokenMiddleware
 from ._batcher import clock
 from ._engine import Engine, Result
 from ._exceptions import (
@@ -33,15 +41,18 @@ from ._exceptions import (
     RequestFailed,
     RequestTimeout,
     ServerStopping,
+    TooLarge,
     UnsupportedMediaType,
     WorkerDied,
 )
-from ._protocol import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER, parse_body
+from ._openapi import openapi_document
+from ._protocol import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER, error_body, parse_body
 
-__all__ = ["create_app", "STATUS_OF"]
+__all__ = ["create_app", "STATUS_OF", "CLIENT_CLOSED"]
 
 STATUS_OF: dict[type[RequestFailed], int] = {
     InvalidInput: 400,
+    TooLarge: 413,
     UnsupportedMediaType: 415,
     InferenceFailed: 500,
     Overloaded: 503,
@@ -51,13 +62,19 @@ STATUS_OF: dict[type[RequestFailed], int] = {
 }
 """HTTP status for each way a request can fail."""
 
+CLIENT_CLOSED = 499
+"""Status recorded in ``/stats`` for a request whose client went away (never sent)."""
+
 _HTTP_ERROR_TYPES = {404: "NotFound", 405: "MethodNotAllowed"}
 
 
 def create_app(engine: Engine) -> Starlette:
-    """Build the ASGI app around ``engine``; its lifespan starts and closes the engine."""
-    debug = engine.config.debug
-    max_inputs = engine.config.max_inputs_per_request
+    """Build the ASGI app around ``engine``; its lifespan starts and closes the engine.
+
+    With ``config.auth_token`` set, every route sits behind ``BearerTokenMiddleware``.
+    """
+    config = engine.config
+    debug = config.debug
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -70,8 +87,13 @@ def create_app(engine: Engine) -> Starlette:
     async def predict(request: Request) -> Response:
         started = clock()
         try:
-            parsed = parse_body(request.headers.get("content-type"), await request.body(), max_inputs)
-            result = await engine.submit(parsed.inputs, parsed.parameters)
+            body = await _read_body(request, config.max_body_bytes)
+            parsed = parse_body(request.headers.get("content-type"), body, config.max_inputs_per_request)
+            future = engine.submit(parsed.inputs, parsed.parameters)
+            if not await _answered_before_disconnect(future, request):
+                engine.stats.record_response(CLIENT_CLOSED, clock() - started)
+                return Response(status_code=CLIENT_CLOSED)  # nobody is left to read it
+            result = future.result()
         except RequestFailed as exc:
             response = _error_response(exc, debug)
         else:
@@ -87,8 +109,15 @@ def create_app(engine: Engine) -> Starlette:
             body["queue_depth"] = engine.queue_depth()
             return JSONResponse(body)
         if engine.failure is not None:
-            body["error"] = _error_body("WorkerDied", f"{type(engine.failure).__name__}: {engine.failure}")
+            failure = engine.failure
+            detail = f": {failure}" if debug else ""
+            body.update(error_body("WorkerDied", f"the inference worker died ({type(failure).__name__}{detail})"))
         return JSONResponse(body, status_code=503)
+
+    async def openapi(request: Request) -> Response:
+        model = engine.model
+        names = model.parameter_names if model is not None else None
+        return JSONResponse(openapi_document(config, engine.model_name, names))
 
     async def stats(request: Request) -> Response:
         return JSONResponse(
@@ -98,6 +127,7 @@ def create_app(engine: Engine) -> Starlette:
                 "policy": repr(engine.policy),
                 "queue_depth": engine.queue_depth(),
                 "dropped_before_inference": engine.dropped_before_inference(),
+                "cancelled_by_client": engine.stats.cancelled_by_caller,
                 **engine.stats.snapshot(),
             }
         )
@@ -105,34 +135,72 @@ def create_app(engine: Engine) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         kind = _HTTP_ERROR_TYPES.get(status, "HTTPError")
-        return JSONResponse(_error_body(kind, str(getattr(exc, "detail", exc))), status_code=status)
+        return JSONResponse(error_body(kind, str(getattr(exc, "detail", exc))), status_code=status)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         message = "internal server error" + (f": {type(exc).__name__}: {exc}" if debug else "")
-        body = _error_body("InternalError", message)
+        body = error_body("InternalError", message)
         if debug:
             body["error"]["traceback"] = "".join(traceback.format_exception(exc))
         return JSONResponse(body, status_code=500)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", predict, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/stats", stats, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
+    if config.auth_token is not None:
+        app.add_middleware(BearerTokenMiddleware, token=config.auth_token)
+    return app
 
 
-def _error_body(kind: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": kind, "message": message}}
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with ``TooLarge`` as soon as it is known to pass ``limit`` bytes."""
+    refusal = f"the body is over the limit of {limit} bytes; send less per request"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(refusal)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(refusal)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _answered_before_disconnect(future: asyncio.Future[Result], request: Request) -> bool:
+    """Wait for ``future``; if the client disconnects first, cancel it and return False."""
+    if future.done():
+        return True
+    listener = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((future, listener), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        listener.cancel()
+    if future.done():
+        return True
+    future.cancel()
+    return False
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (the body has been read; nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _error_response(exc: RequestFailed, debug: bool) -> JSONResponse:
-    body = _error_body(type(exc).__name__, str(exc))
+    body = error_body(type(exc).__name__, str(exc))
     if debug and exc.__cause__ is not None:
-        body["error"]["traceback"] = "".join(traceback.format_exception(exc.__cause__))
+        cause = exc.__cause__
+        body["error"]["message"] += f" ({type(cause).__name__}: {cause})"
+        body["error"]["traceback"] = "".join(traceback.format_exception(cause))
     headers = {}
     if isinstance(exc, Overloaded):
         headers["retry-after"] = str(math.ceil(exc.retry_after_s))

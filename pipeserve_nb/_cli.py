@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from ._engine import Engine
 from ._exceptions import ServerStartError
 from ._models import ModelSpec
 from ._policy import BatchPolicy
+from ._server import check_exposure
 from ._thread_server import bind_socket
 
 __all__ = ["main", "build_parser"]
@@ -35,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-wait-ms", type=float, default=0.0, help="longest wait for a batch to fill, ms")
     serve.add_argument("--max-queue", type=int, default=1024, help="queued requests before fast 503s")
     serve.add_argument("--timeout-s", type=float, default=60.0, help="per-request deadline (504 after)")
-    serve.add_argument("--debug", action="store_true", help="put tracebacks in error bodies")
+    serve.add_argument("--max-body-bytes", type=int, default=1_048_576, help="largest request body (413 above)")
+    serve.add_argument(
+        "--token-env",
+        default="PIPESERVE_TOKEN",
+        help="environment variable holding the bearer token clients must send (default PIPESERVE_TOKEN; "
+        "unset = no token). Needed to bind a non-loopback host.",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated", action="store_true", help="bind a non-loopback host without a token (warns)"
+    )
+    serve.add_argument("--debug", action="store_true", help="put exception messages and tracebacks in error bodies")
 
     demo = commands.add_parser("demo", help="serve the bundled model in a thread, query it, compare batching")
     demo.add_argument("--requests", type=int, default=192, help="requests per policy")
@@ -57,7 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     try:
         policy = BatchPolicy(max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000)
-        config = ServerConfig(max_queue=args.max_queue, timeout_s=args.timeout_s, debug=args.debug)
+        config = ServerConfig(
+            max_queue=args.max_queue,
+            timeout_s=args.timeout_s,
+            max_body_bytes=args.max_body_bytes,
+            auth_token=os.environ.get(args.token_env) or None,
+            debug=args.debug,
+        )
+        check_exposure(args.host, config, args.allow_unauthenticated)
         engine = Engine(ModelSpec(model=args.model, task=args.task, device=args.device), policy, config)
         sock = bind_socket(args.host, args.port)
     except (TypeError, ValueError, ServerStartError) as exc:

@@ -12,7 +12,7 @@ import httpx
 
 from ._exceptions import ServerError
 
-__all__ = ["query", "aquery", "Inputs"]
+__all__ = ["query", "aquery", "auth_headers", "Inputs"]
 
 Inputs = str | list[str]
 DEFAULT_TIMEOUT_S = 120.0
@@ -24,20 +24,23 @@ def query(
     *,
     parameters: dict[str, Any] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
     client: httpx.Client | None = None,
 ) -> Any:
     """POST ``inputs`` to the server at ``url`` and return its JSON answer.
 
-    A string gets one output back, a list of strings a list of outputs.
+    A string gets one output back, a list of strings a list of outputs. ``token`` is sent
+    as ``Authorization: Bearer <token>`` (for a server started with an ``auth_token``).
 
     Example:
         >>> query("http://127.0.0.1:8000", "hello world")  # doctest: +SKIP
         [0.0123, ...]
     """
+    payload, headers = _payload(inputs, parameters), auth_headers(token)
     if client is None:
         with httpx.Client(trust_env=False) as own:
-            return _answer(own.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
-    return _answer(client.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
+            return _answer(own.post(url, json=payload, headers=headers, timeout=timeout_s))
+    return _answer(client.post(url, json=payload, headers=headers, timeout=timeout_s))
 
 
 async def aquery(
@@ -46,13 +49,20 @@ async def aquery(
     *,
     parameters: dict[str, Any] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
     client: httpx.AsyncClient | None = None,
 ) -> Any:
     """Async ``query``: ``await aquery(url, "hello")`` in a notebook cell or coroutine."""
+    payload, headers = _payload(inputs, parameters), auth_headers(token)
     if client is None:
         async with httpx.AsyncClient(trust_env=False) as own:
-            return _answer(await own.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
-    return _answer(await client.post(url, json=_payload(inputs, parameters), timeout=timeout_s))
+            return _answer(await own.post(url, json=payload, headers=headers, timeout=timeout_s))
+    return _answer(await client.post(url, json=payload, headers=headers, timeout=timeout_s))
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The ``Authorization`` header for ``token`` (none for None)."""
+    return {"authorization": f"Bearer {token}"} if token is not None else {}
 
 
 def _payload(inputs: Inputs, parameters: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""Server limits: queue size, request timeout, drain time and error detail."""
+"""Server limits: queue size, request timeout, drain time, body size, access token, error detail."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ServerConfig"]
 
@@ -19,8 +19,14 @@ class ServerConfig:
             is still queued then, it is dropped and never reaches the model.
         drain_timeout_s: how long ``stop()`` lets queued and running requests finish
             before answering the rest with 503.
-        max_inputs_per_request: most texts in one ``{"inputs": [...]}`` request.
-        debug: put Python tracebacks in error bodies (never on a shared server).
+        max_inputs_per_request: most texts in one ``{"inputs": [...]}`` request; more get 413.
+        max_body_bytes: largest request body; a bigger one gets 413 before it is read
+            (at once when ``Content-Length`` says so, else as soon as the limit is passed).
+        auth_token: when set, every request must carry ``Authorization: Bearer <token>``
+            (compared in constant time) or it gets 401. Required to bind a non-loopback
+            address unless ``serve(..., allow_unauthenticated=True)``. Never shown in ``repr``.
+        debug: put exception messages and Python tracebacks in error bodies (never on a
+            shared server: they can reveal file paths and internals).
 
     Example:
         >>> ServerConfig(max_queue=64, timeout_s=5.0).max_queue
@@ -31,10 +37,12 @@ class ServerConfig:
     timeout_s: float = 60.0
     drain_timeout_s: float = 10.0
     max_inputs_per_request: int = 256
+    max_body_bytes: int = 1_048_576
+    auth_token: str | None = field(default=None, repr=False)
     debug: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_queue", "max_inputs_per_request"):
+        for name in ("max_queue", "max_inputs_per_request", "max_body_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -42,3 +50,6 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+        token = self.auth_token
+        if token is not None and (not isinstance(token, str) or len(token) < 16 or not token.isascii()):
+            raise ValueError("auth_token must be an ASCII string of 16+ characters, e.g. secrets.token_urlsafe()")

@@ -6,8 +6,15 @@ the ``Batcher``; the batch loop takes batches off it, hands each to the
 ``submit()`` returns the result or raises a ``RequestFailed`` subclass. The engine knows
 nothing of HTTP.
 
+Before a request is queued, ``submit()`` checks what can be checked without the model:
+parameter names the model does not take (``InvalidInput``) and inputs with more tokens
+than the model accepts (``TooLarge``), so such requests never cost a batch.
+
 Lifecycle: CREATED -> (load) -> RUNNING -> DRAINING -> STOPPED, or RUNNING -> FAILED when
-the batch loop dies; in FAILED every request gets ``WorkerDied`` at once (no restart).
+the batch loop or the inference thread dies; in FAILED every queued and new request gets
+``WorkerDied`` at once and ``failure`` holds the cause. Nothing restarts by itself: a
+model that killed its thread once is likely to do it again, so the owner decides
+(``stop()`` and ``serve()`` again).
 """
 
 from __future__ import annotations
@@ -25,16 +32,18 @@ from ._batcher import Batcher, Pending, clock
 from ._config import ServerConfig
 from ._exceptions import (
     InferenceFailed,
+    InvalidInput,
     Overloaded,
     RequestFailed,
     RequestTimeout,
     ServerStopping,
+    TooLarge,
     WorkerDied,
 )
 from ._models import BatchFn, LoadedModel, ModelSpec, load
 from ._policy import Policy
 from ._stats import Stats
-from ._worker import InferenceThread, Outcome, run_batch
+from ._worker import InferenceThread, Outcome, WorkerCrashed, run_batch
 
 __all__ = ["Engine", "EngineState", "Result"]
 
@@ -144,6 +153,11 @@ class Engine:
     # -- requests ----------------------------------------------------------------------
 
     @property
+    def model(self) -> LoadedModel | None:
+        """The loaded model (None before ``load()`` and after ``close()``)."""
+        return self._model
+
+    @property
     def healthy(self) -> bool:
         """True while the model is loaded, the batch loop runs and the worker thread lives."""
         return (
@@ -163,18 +177,24 @@ class Engine:
         """Requests waiting for a batch."""
         return self._batcher.depth() if self._batcher is not None else 0
 
-    async def submit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> Result:
-        """Queue one request and wait for its result.
+    def submit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> asyncio.Future[Result]:
+        """Queue one request; return the future of its ``Result`` (call on the server's loop).
 
-        Raises ``Overloaded`` at once when the queue is full, ``RequestTimeout`` at the
-        request's deadline, ``InferenceFailed`` if the model raised for these inputs,
-        ``ServerStopping`` or ``WorkerDied`` when the engine cannot serve.
+        Raises ``InvalidInput`` or ``TooLarge`` for a request the model would refuse,
+        ``Overloaded`` at once when the queue is full, ``ServerStopping`` or ``WorkerDied``
+        when the engine cannot serve. The future fails with ``RequestTimeout`` at the
+        request's deadline, ``InferenceFailed`` or ``InvalidInput`` if the model raised for
+        these inputs or parameters, ``ServerStopping`` or ``WorkerDied`` if the engine
+        stops first. Cancel it when the caller goes away: a cancelled request never runs
+        (if it is still queued) and is counted.
         """
-        if self.state is not EngineState.RUNNING or self._batcher is None:
+        if self.state is not EngineState.RUNNING or self._batcher is None or self._model is None:
             raise self._unavailable()
+        self._check(self._model, inputs, parameters)
+        loop = asyncio.get_running_loop()
         now = clock()
         timeout_s = self.config.timeout_s
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Result] = loop.create_future()
         try:
             self._batcher.put_nowait(Pending(inputs, parameters, future, now, now + timeout_s))
         except asyncio.QueueFull:
@@ -182,15 +202,32 @@ class Engine:
                 f"the queue is full ({self.config.max_queue} requests waiting); retry later",
                 retry_after_s=self._retry_after_s(),
             ) from None
+        timer = loop.call_later(timeout_s, _expire, future, timeout_s)
         self._inflight += 1
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except TimeoutError:
-            raise RequestTimeout(f"no answer within timeout_s={timeout_s:g}") from None
-        finally:
-            self._inflight -= 1
-            if not future.done():
-                future.cancel()  # timed out or the caller went away: never run it
+        future.add_done_callback(partial(self._settled, timer))
+        return future
+
+    def _settled(self, timer: asyncio.TimerHandle, future: asyncio.Future[Result]) -> None:
+        self._inflight -= 1
+        timer.cancel()
+        if future.cancelled():
+            self.stats.cancelled_by_caller += 1
+
+    def _check(self, model: LoadedModel, inputs: list[Any], parameters: Mapping[str, Any]) -> None:
+        """Refuse parameters the model does not take and inputs longer than it accepts."""
+        names = model.parameter_names
+        if names is not None and not set(parameters) <= names:
+            unknown = sorted(set(parameters) - names)
+            accepted = ", ".join(sorted(names)) or "none"
+            raise InvalidInput(f"unknown parameter(s) {unknown} for this model; it takes: {accepted}")
+        limit = model.max_tokens
+        if model.count_tokens is None or limit is None or parameters.get("truncation"):
+            return
+        for i, n in enumerate(model.count_tokens(inputs)):
+            if n > limit:
+                hint = ' or send "parameters": {"truncation": true}' if names is None or "truncation" in names else ""
+                where = "the input" if len(inputs) == 1 else f"input {i}"
+                raise TooLarge(f"{where} has {n} tokens; this model takes at most {limit}: shorten it{hint}")
 
     # -- the batch loop ----------------------------------------------------------------
 
@@ -203,7 +240,7 @@ class Engine:
             requests = [(p.inputs, p.parameters) for p in self._running]
             started = clock()
             job = partial(run_batch, run, requests, self.policy.cap)
-            outcomes = await asyncio.wrap_future(thread.submit(job))
+            outcomes = await asyncio.wrap_future(thread.submit(job))  # WorkerCrashed ends the loop
             inference_s = clock() - started
             size = sum(p.size for p in self._running)
             self.stats.record_batch(size, inference_s, (started - p.enqueued_at for p in self._running))
@@ -231,16 +268,22 @@ class Engine:
             return
         if outcome.error is None and outcome.outputs is not None:
             pending.future.set_result(Result(outcome.outputs, started - pending.enqueued_at, size, inference_s))
+            return
+        kind = type(outcome.error).__name__
+        failed: RequestFailed
+        if outcome.rejected_parameters:
+            names = sorted(pending.parameters)
+            failed = InvalidInput(f"the model rejected the parameter value(s) of {names} ({kind}); they run without")
         else:
-            error = outcome.error
-            failed = InferenceFailed(f"the model raised {type(error).__name__}: {error}")
-            failed.__cause__ = error
-            pending.future.set_exception(failed)
+            failed = InferenceFailed(f"the model raised {kind} for this request's inputs")
+        failed.__cause__ = outcome.error
+        pending.future.set_exception(failed)
 
     def _on_batch_loop_exit(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
-        self.failure = task.exception()
+        error = task.exception()
+        self.failure = error.__cause__ if isinstance(error, WorkerCrashed) and error.__cause__ else error
         self.state = EngineState.FAILED
         self._fail_waiting(self._unavailable)
 
@@ -270,8 +313,12 @@ class Engine:
 
     def _unavailable(self) -> RequestFailed:
         if self.state is EngineState.FAILED:
-            cause = f"{type(self.failure).__name__}: {self.failure}" if self.failure else "unknown cause"
-            return WorkerDied(f"the inference worker died ({cause}); restart the server")
+            died = WorkerDied(
+                f"the inference worker died ({type(self.failure).__name__}); it is not restarted: "
+                "stop the server and start it again"
+            )
+            died.__cause__ = self.failure
+            return died
         if self.state is EngineState.CREATED:
             return ServerStopping("the server has not started yet")
         return ServerStopping("the server is stopping and takes no new requests")
@@ -284,3 +331,9 @@ class Engine:
         per_batch_s = sum(stats.inference_s) / len(stats.inference_s)
         mean_batch = sum(k * v for k, v in stats.batch_sizes.items()) / stats.batches
         return max(1.0, math.ceil(self.queue_depth() / max(mean_batch, 1.0) * per_batch_s))
+
+
+def _expire(future: asyncio.Future[Result], timeout_s: float) -> None:
+    """The request's deadline passed: answer it with a timeout (if queued, it never runs)."""
+    if not future.done():
+        future.set_exception(RequestTimeout(f"no answer within timeout_s={timeout_s:g}"))

@@ -9,6 +9,7 @@ The tree::
     └── RequestFailed             one request could not be answered with a result
         ├── InvalidInput          the body or its inputs are malformed        -> 400
         ├── UnsupportedMediaType  the Content-Type is not text or JSON        -> 415
+        ├── TooLarge              body, input count or an input's tokens over a limit -> 413
         ├── Overloaded            the queue is full (circuit breaker)         -> 503
         ├── ServerStopping        the server is draining or stopped           -> 503
         ├── WorkerDied            the inference worker is gone                -> 503
@@ -29,6 +30,7 @@ __all__ = [
     "RequestFailed",
     "InvalidInput",
     "UnsupportedMediaType",
+    "TooLarge",
     "Overloaded",
     "ServerStopping",
     "WorkerDied",
@@ -64,11 +66,15 @@ class RequestFailed(PipeserveError):
 
 
 class InvalidInput(RequestFailed):
-    """The request body or its inputs are malformed."""
+    """The request body or its inputs are malformed, or the model rejected its parameters."""
 
 
 class UnsupportedMediaType(RequestFailed):
     """The request's Content-Type is neither text nor JSON."""
+
+
+class TooLarge(RequestFailed):
+    """The body, the number of inputs, or one input's length is over the server's limit."""
 
 
 class Overloaded(RequestFailed):
@@ -84,7 +90,11 @@ class ServerStopping(RequestFailed):
 
 
 class WorkerDied(RequestFailed):
-    """The inference worker has stopped unexpectedly; the server cannot answer."""
+    """The inference worker has stopped unexpectedly; the server cannot answer.
+
+    It is not restarted: stop the server and start a new one. The fatal exception is
+    ``__cause__`` and ``ServerHandle.failure``.
+    """
 
 
 class RequestTimeout(RequestFailed):
@@ -92,4 +102,8 @@ class RequestTimeout(RequestFailed):
 
 
 class InferenceFailed(RequestFailed):
-    """The model raised while running this request's inputs (alone, after a batch failed)."""
+    """The model raised while running this request's inputs (alone, after a batch failed).
+
+    The message names only the exception type; the exception itself is ``__cause__``
+    (shown to clients only when ``ServerConfig.debug`` is set).
+    """

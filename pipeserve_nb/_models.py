@@ -11,33 +11,58 @@ Accepted:
 - any callable ``fn(inputs: list, **parameters) -> list`` returning one output per input.
 
 Loading happens when ``load()`` is called (in the inference thread), never at import.
+
+Besides its batch function, a loaded model says what the server can check before an
+input is queued: how many tokens each input has (with the model's own tokenizer, where
+there is one), the most tokens it accepts, and the parameter names it takes.
+
+Inputs longer than ``max_tokens`` are refused (413) rather than silently cut, unless the
+request asks for ``"parameters": {"truncation": true}``, which the bundled embedder and
+tokenizer-based pipelines honour by cutting at the limit.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelSpec", "LoadedModel", "BatchFn", "load", "to_jsonable", "BUNDLED_MODEL_NAME"]
+__all__ = ["ModelSpec", "LoadedModel", "BatchFn", "TokenCounter", "load", "to_jsonable", "BUNDLED_MODEL_NAME"]
 
 BatchFn = Callable[[list[Any], Mapping[str, Any]], list[Any]]
 """``fn(inputs, parameters) -> outputs``: one JSON-ready output per input, in order."""
+
+TokenCounter = Callable[[list[str]], list[int]]
+"""``count(texts) -> tokens per text``, special tokens included, nothing truncated."""
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A model ready to run: its batch function and a name for humans.
+    """A model ready to run: its batch function, a name for humans, and what can be checked
+    before an input is queued.
 
     Call it like the server does: ``model(["a", "b"], top_k=2)`` returns one output per input.
+
+    Parameters:
+        name: a short human name.
+        run: the batch function.
+        count_tokens: tokens per text with the model's tokenizer; None when it has none.
+        max_tokens: the most tokens one input may have; None for no limit.
+        parameter_names: the parameter names the model takes; None when any may be passed on.
     """
 
     name: str
     run: BatchFn
+    count_tokens: TokenCounter | None = None
+    max_tokens: int | None = None
+    parameter_names: frozenset[str] | None = None
 
     def __call__(self, inputs: list[Any], **parameters: Any) -> list[Any]:
         return self.run(inputs, parameters)
@@ -96,16 +121,70 @@ def load(spec: ModelSpec) -> LoadedModel:
     """Load the model described by ``spec`` (slow for real models; call it once)."""
     m = spec.model
     if m is None:
-        return LoadedModel(BUNDLED_MODEL_NAME, _SentenceEmbedder(_bundled_dir(), spec.device))
+        embedder = _SentenceEmbedder(_bundled_dir(), spec.device)
+        return LoadedModel(
+            BUNDLED_MODEL_NAME,
+            embedder,
+            count_tokens=_token_counter(embedder.pipe.tokenizer),
+            max_tokens=embedder.max_tokens,
+            parameter_names=frozenset({"truncation"}),
+        )
     if isinstance(m, (str, os.PathLike)):
         from transformers import pipeline
 
         options: dict[str, Any] = {"task": spec.task, "model": os.fspath(m), "device": spec.device}
-        pipe = pipeline(**options)
-        return LoadedModel(spec.describe(), _PipelineRunner(pipe))
+        return _pipeline_model(spec.describe(), pipeline(**options))
     if _is_pipeline(m):
-        return LoadedModel(f"{type(m).__name__}({m.model.name_or_path})", _PipelineRunner(m))
-    return LoadedModel(spec.describe(), _CallableRunner(m))
+        return _pipeline_model(f"{type(m).__name__}({m.model.name_or_path})", m)
+    return LoadedModel(spec.describe(), _CallableRunner(m), parameter_names=_keyword_names(m, skip_first=True))
+
+
+def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None:
+        return LoadedModel(name, _PipelineRunner(pipe), parameter_names=_keyword_names(pipe._sanitize_parameters))
+    return LoadedModel(
+        name,
+        _PipelineRunner(pipe),
+        count_tokens=_token_counter(tokenizer),
+        max_tokens=_max_tokens(tokenizer, pipe.model),
+        parameter_names=_keyword_names(pipe._sanitize_parameters),
+    )
+
+
+def _token_counter(tokenizer: Any) -> TokenCounter:
+    def count(texts: list[str]) -> list[int]:
+        encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    return count
+
+
+def _max_tokens(tokenizer: Any, model: Any, seq_length: int | None = None) -> int | None:
+    """The smallest of the limits the tokenizer, the model's position table and its card state."""
+    limits = [seq_length, getattr(getattr(model, "config", None), "max_position_embeddings", None)]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:  # "no limit" is a huge sentinel
+        limits.append(tokenizer_limit)
+    known = [n for n in limits if isinstance(n, int) and n > 0]
+    return min(known) if known else None
+
+
+def _keyword_names(fn: Callable[..., Any], *, skip_first: bool = False) -> frozenset[str] | None:
+    """The keyword parameters ``fn`` takes (after its first, the inputs, if ``skip_first``);
+    None if it takes ``**kwargs`` or cannot be inspected."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    names = set()
+    for i, p in enumerate(signature.parameters.values()):
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        positional = p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        if p.kind is inspect.Parameter.KEYWORD_ONLY or (positional and (i > 0 or not skip_first)):
+            names.add(p.name)
+    return frozenset(names)
 
 
 def _bundled_dir() -> str:
@@ -165,14 +244,18 @@ class _SentenceEmbedder:
         from transformers import pipeline
 
         self.pipe: Any = pipeline("feature-extraction", model=model_dir, device=device)
+        self.max_tokens = _max_tokens(self.pipe.tokenizer, self.pipe.model, _card_seq_length(model_dir))
 
     def __call__(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
         import torch
 
-        if parameters:
-            raise TypeError(f"the bundled embedding model takes no parameters, got {sorted(parameters)}")
+        unknown = set(parameters) - {"truncation"}
+        if unknown:
+            raise TypeError(f"the bundled embedding model takes only 'truncation', got {sorted(unknown)}")
         tok, model = self.pipe.tokenizer, self.pipe.model
-        encoded = tok(inputs, padding=True, truncation=True, return_tensors="pt").to(model.device)
+        encoded = tok(inputs, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(
+            model.device
+        )
         with torch.inference_mode():
             tokens = model(**encoded).last_hidden_state
             mask = encoded["attention_mask"].unsqueeze(-1).to(tokens.dtype)
@@ -180,6 +263,15 @@ class _SentenceEmbedder:
             vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
         result: list[Any] = vectors.cpu().tolist()
         return result
+
+
+def _card_seq_length(model_dir: str) -> int | None:
+    """``max_seq_length`` from a sentence-transformers model directory, if it states one."""
+    path = Path(model_dir) / "sentence_bert_config.json"
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get("max_seq_length")
+    return value if isinstance(value, int) else None
 
 
 def _checked(inputs: list[Any], outputs: list[Any]) -> list[Any]:

@@ -7,6 +7,8 @@ Two forms are accepted:
 - JSON (``application/json``): ``{"inputs": "text"}`` answers one output,
   ``{"inputs": ["a", "b"]}`` a list of outputs in the same order; an optional
   ``"parameters": {...}`` object is passed to the model as keyword arguments.
+
+Every error answer is ``{"error": {"type": ..., "message": ...}}`` (``error_body``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ._exceptions import InvalidInput, UnsupportedMediaType
+from ._exceptions import InvalidInput, TooLarge, UnsupportedMediaType
 
-__all__ = ["ParsedRequest", "parse_body", "QUEUE_WAIT_HEADER", "BATCH_SIZE_HEADER", "INFERENCE_HEADER"]
+__all__ = [
+    "ParsedRequest",
+    "parse_body",
+    "error_body",
+    "QUEUE_WAIT_HEADER",
+    "BATCH_SIZE_HEADER",
+    "INFERENCE_HEADER",
+]
 
 # Headers on every successful answer: how long it queued, how many inputs shared its batch,
 # how long the model ran. The app writes them; the load generator reads them.
@@ -51,6 +60,11 @@ def parse_body(content_type: str | None, body: bytes, max_inputs: int) -> Parsed
     )
 
 
+def error_body(kind: str, message: str) -> dict[str, Any]:
+    """The JSON body of every error answer."""
+    return {"error": {"type": kind, "message": message}}
+
+
 def _decode(body: bytes) -> str:
     try:
         return body.decode("utf-8")
@@ -61,6 +75,10 @@ def _decode(body: bytes) -> str:
 def _text(value: str, where: str) -> str:
     if not value.strip():
         raise InvalidInput(f"{where} is empty; send the text to run the model on")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        raise InvalidInput(f"{where} has an unpaired surrogate at offset {exc.start}; it is not text") from None
     return value
 
 
@@ -87,7 +105,7 @@ def _parse_json(text: str, max_inputs: int) -> ParsedRequest:
     if not inputs:
         raise InvalidInput('"inputs" is an empty list; send at least one text')
     if len(inputs) > max_inputs:
-        raise InvalidInput(f'"inputs" has {len(inputs)} texts; at most {max_inputs} are allowed per request')
+        raise TooLarge(f'"inputs" has {len(inputs)} texts; at most {max_inputs} are allowed per request')
     for i, item in enumerate(inputs):
         if not isinstance(item, str):
             raise InvalidInput(f'"inputs"[{i}] must be a string, got {_kind(item)}')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from typing import Any
 
@@ -16,7 +17,8 @@ import httpx
 import uvicorn
 
 from ._app import create_app
-from ._client import DEFAULT_TIMEOUT_S, Inputs, aquery, query
+from ._auth import is_loopback
+from ._client import DEFAULT_TIMEOUT_S, Inputs, aquery, auth_headers, query
 from ._config import ServerConfig
 from ._engine import Engine
 from ._exceptions import ServerStartError
@@ -24,7 +26,9 @@ from ._models import ModelSpec
 from ._policy import BatchPolicy, Policy
 from ._thread_server import AppHandle, bind_socket, register, start_in_thread, stop_named
 
-__all__ = ["ServerHandle", "serve"]
+__all__ = ["ServerHandle", "serve", "check_exposure"]
+
+logger = logging.getLogger("pipeserve_nb")
 
 
 class ServerHandle(AppHandle):
@@ -35,7 +39,7 @@ class ServerHandle(AppHandle):
     ) -> None:
         super().__init__(name, server, thread, host, port)
         self._engine = engine
-        self._client = httpx.Client(trust_env=False)
+        self._client = httpx.Client(trust_env=False, headers=auth_headers(engine.config.auth_token))
 
     @property
     def model(self) -> str:
@@ -52,6 +56,11 @@ class ServerHandle(AppHandle):
         """The server limits."""
         return self._engine.config
 
+    @property
+    def failure(self) -> BaseException | None:
+        """What killed the inference worker, if it died (then ``/health`` answers 503)."""
+        return self._engine.failure
+
     def query(
         self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> Any:
@@ -62,7 +71,8 @@ class ServerHandle(AppHandle):
         self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> Any:
         """Async ``query``: ``await server.aquery("text")``."""
-        return await aquery(self.url, inputs, parameters=parameters, timeout_s=timeout_s)
+        token = self.config.auth_token
+        return await aquery(self.url, inputs, parameters=parameters, timeout_s=timeout_s, token=token)
 
     def health(self) -> dict[str, Any]:
         """The ``/health`` answer as a dict (``status`` is ``"ok"`` when serving)."""
@@ -83,7 +93,10 @@ class ServerHandle(AppHandle):
         super().stop(timeout_s)
 
     def _details(self) -> list[tuple[str, Any]]:
-        return [("model", self.model), ("policy", self.policy)]
+        details: list[tuple[str, Any]] = [("model", self.model), ("policy", self.policy)]
+        if self.failure is not None:
+            details.append(("failure", f"{type(self.failure).__name__}: {self.failure}"))
+        return details
 
     def _default_drain_s(self) -> float:
         return self.config.drain_timeout_s
@@ -109,6 +122,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     name: str = "default",
+    allow_unauthenticated: bool = False,
     start_timeout_s: float = 300.0,
 ) -> ServerHandle:
     """Start a model server in a background thread and return once it answers ``/health``.
@@ -120,14 +134,17 @@ def serve(
         device: e.g. ``"cuda:0"``; None keeps transformers' default.
         policy: batching policy, default ``BatchPolicy()``.
         config: limits (queue size, timeout, drain time), default ``ServerConfig()``.
-        host: address to bind; loopback by default.
+        host: address to bind; loopback by default. Any other address (reachable from other
+            machines) needs ``config.auth_token``, or ``allow_unauthenticated=True``.
         port: port to bind; 0 picks a free one.
         name: registry key; a running server with this name is stopped first.
+        allow_unauthenticated: serve a non-loopback address without a token (logs a warning).
         start_timeout_s: how long to wait for the server to come up.
 
     Raises:
         ServerStartError: the model failed to load, the port is taken, or the server did
             not come up; the real cause is chained.
+        ValueError: a non-loopback ``host`` without a token or the opt-out.
 
     Example:
         >>> server = serve()                      # doctest: +SKIP
@@ -136,6 +153,7 @@ def serve(
     spec = ModelSpec(model=model, task=task, device=device)
     policy = BatchPolicy() if policy is None else policy
     config = ServerConfig() if config is None else config
+    check_exposure(host, config, allow_unauthenticated)
     stop_named(name)
 
     sock = bind_socket(host, port)
@@ -162,3 +180,16 @@ def serve(
         raise ServerStartError(f"the server started but /health answered {health.status_code}: {health.text}")
     register(handle)
     return handle
+
+
+def check_exposure(host: str, config: ServerConfig, allow_unauthenticated: bool) -> None:
+    """Refuse to serve a non-loopback address without a token, unless explicitly allowed."""
+    if is_loopback(host) or config.auth_token is not None:
+        return
+    if not allow_unauthenticated:
+        raise ValueError(
+            f"host={host!r} makes the server reachable from other machines; set "
+            "config=ServerConfig(auth_token=secrets.token_urlsafe()) so clients must send it, "
+            "or pass allow_unauthenticated=True if this network is trusted"
+        )
+    logger.warning("pipeserve_nb: serving %s without a token; anyone who can reach it can use the model", host)

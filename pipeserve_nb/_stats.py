@@ -24,6 +24,7 @@ class Stats:
         self.batches = 0
         self.batch_sizes: Counter[int] = Counter()
         self.dropped_expired = 0
+        self.cancelled_by_caller = 0
         self.queue_wait_s: deque[float] = deque(maxlen=window)
         self.inference_s: deque[float] = deque(maxlen=window)
         self.latency_s: deque[float] = deque(maxlen=window)

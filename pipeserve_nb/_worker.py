@@ -7,7 +7,14 @@ requests are served while a batch runs (PyTorch releases the GIL inside its ops)
 ``run_batch`` is what the thread executes for a batch: it groups requests by their
 parameters, calls the model on each group in chunks of at most the batch cap, and, if
 a call raises, retries that group's requests one at a time, so only the requests that
-fail alone get an error and their batch-mates still get results.
+fail alone get an error and their batch-mates still get results. A request with
+parameters that fails alone but runs without them is marked as rejected parameters (the
+caller's mistake, not the model's).
+
+An ``Exception`` from the model fails its job only. Anything else (``SystemExit``,
+``KeyboardInterrupt``, other ``BaseException``) ends the thread: that job and every job
+still queued fail with ``WorkerCrashed`` (its ``__cause__`` is the original), and no
+further job is accepted. The thread is not restarted.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any, TypeVar
 
 from ._models import BatchFn
 
-__all__ = ["InferenceThread", "Outcome", "run_batch"]
+__all__ = ["InferenceThread", "Outcome", "WorkerCrashed", "run_batch"]
 
 T = TypeVar("T")
 
@@ -33,6 +40,11 @@ class Outcome:
 
     outputs: list[Any] | None = None
     error: BaseException | None = None
+    rejected_parameters: bool = False
+
+
+class WorkerCrashed(RuntimeError):
+    """The inference thread ended because the model raised a non-``Exception``."""
 
 
 class InferenceThread:
@@ -45,11 +57,14 @@ class InferenceThread:
     def __init__(self, name: str = "pipeserve-inference") -> None:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
         self._closing = False
+        self.crash: WorkerCrashed | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn()`` on the thread; the future holds its result or exception."""
+        if self.crash is not None:
+            raise self.crash
         if self._closing or not self._thread.is_alive():
             raise RuntimeError("the inference thread has stopped")
         future: Future[T] = Future()
@@ -79,9 +94,25 @@ class InferenceThread:
                 continue
             try:
                 future.set_result(fn())
-            except BaseException as exc:
+            except Exception as exc:
                 future.set_exception(exc)
+            except BaseException as exc:
+                self._die(exc, future)
+                return
             del fn, future, job  # drop references to inputs and outputs between batches
+
+    def _die(self, cause: BaseException, future: Future[Any]) -> None:
+        crash = WorkerCrashed(f"the inference thread died: the model raised {type(cause).__name__}")
+        crash.__cause__ = cause
+        self.crash = crash
+        future.set_exception(crash)
+        while True:  # fail what is still queued; submit() refuses from now on
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None and job[1].set_running_or_notify_cancel():
+                job[1].set_exception(crash)
 
 
 def run_batch(
@@ -110,7 +141,16 @@ def _run_alone(run: BatchFn, inputs: list[Any], parameters: Mapping[str, Any], c
     try:
         return Outcome(outputs=_call_in_chunks(run, inputs, parameters, chunk_size))
     except Exception as exc:
-        return Outcome(error=exc)
+        return Outcome(error=exc, rejected_parameters=bool(parameters) and _runs(run, inputs, chunk_size))
+
+
+def _runs(run: BatchFn, inputs: list[Any], chunk_size: int | None) -> bool:
+    """Whether ``inputs`` run without parameters (to tell bad parameters from bad inputs)."""
+    try:
+        _call_in_chunks(run, inputs, {}, chunk_size)
+    except Exception:
+        return False
+    return True
 
 
 def _call_in_chunks(

@@ -5,7 +5,10 @@
 
 Variables (all optional): ``PIPESERVE_MODEL`` (Hub id or path; default: the bundled
 all-MiniLM-L6-v2), ``PIPESERVE_TASK``, ``PIPESERVE_DEVICE``, ``PIPESERVE_MAX_BATCH_SIZE``,
-``PIPESERVE_MAX_WAIT_MS``, ``PIPESERVE_MAX_QUEUE``, ``PIPESERVE_TIMEOUT_S``.
+``PIPESERVE_MAX_WAIT_MS``, ``PIPESERVE_MAX_QUEUE``, ``PIPESERVE_TIMEOUT_S``,
+``PIPESERVE_MAX_BODY_BYTES``, ``PIPESERVE_TOKEN`` (clients must then send
+``Authorization: Bearer <token>``; set it whenever uvicorn binds a non-loopback address,
+since this module cannot see which address that is).
 The model loads in the app's lifespan (once per process: run a single worker).
 """
 
@@ -34,6 +37,8 @@ def app_from_env(env: dict[str, str] | None = None) -> Starlette:
     config = ServerConfig(
         max_queue=int(e.get("PIPESERVE_MAX_QUEUE", "1024")),
         timeout_s=float(e.get("PIPESERVE_TIMEOUT_S", "60")),
+        max_body_bytes=int(e.get("PIPESERVE_MAX_BODY_BYTES", "1048576")),
+        auth_token=e.get("PIPESERVE_TOKEN") or None,
     )
     spec = ModelSpec(
         model=e.get("PIPESERVE_MODEL") or None,

@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +36,26 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_quick(script: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script> --quick --out <out>`` in a fresh process; fail on a non-zero exit."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def wait_for(condition: Any, timeout_s: float = 10) -> None:
+    """Poll ``condition()`` until it is true; fail the test if that takes over ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
 
 
 @pytest.fixture(autouse=True)

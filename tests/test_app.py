@@ -64,10 +64,12 @@ def test_model_errors_name_the_exception_but_carry_no_traceback_unless_debug() -
         engine = Engine(ModelSpec(model=echo), BatchPolicy(), ServerConfig(debug=debug))
         with TestClient(create_app(engine)) as c:
             error = c.post("/", json={"inputs": "boom"}).json()["error"]
-        assert error["message"] == "the model raised KeyError: 'boom'"
         assert ("traceback" in error) is debug
         if debug:
+            assert error["message"] == "the model raised KeyError for this request's inputs (KeyError: 'boom')"
             assert "KeyError" in error["traceback"] and "echo" in error["traceback"]
+        else:  # the type only: an exception's text can carry paths and internals
+            assert error["message"] == "the model raised KeyError for this request's inputs"
 
 
 def test_health_and_stats_report_the_engine(client: TestClient) -> None:
@@ -88,3 +90,76 @@ def test_a_broken_model_loader_fails_the_lifespan_with_the_real_error(tmp_path: 
     with pytest.raises(OSError), TestClient(create_app(engine)):
         pass
     assert isinstance(engine.failure, OSError)
+
+
+def strict(inputs: list[str], *, scale: int = 1) -> list[Any]:
+    """A model with one parameter, which must be a positive int."""
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    return [len(x) * scale for x in inputs]
+
+
+def test_a_body_over_the_limit_is_refused_413_and_serving_goes_on() -> None:
+    engine = Engine(ModelSpec(model=echo), BatchPolicy(), ServerConfig(max_body_bytes=64))
+    with TestClient(create_app(engine)) as c:
+        assert c.post("/", content=b"x" * 64).status_code == 200
+        for body in (b"x" * 65, (b"x" * 40 for _ in range(3))):  # with Content-Length, then chunked
+            r = c.post("/", content=body)
+            assert r.status_code == 413 and r.json()["error"]["type"] == "TooLarge"
+            assert "limit of 64 bytes" in r.json()["error"]["message"]
+        assert c.post("/", content=b"after").status_code == 200
+
+
+def test_parameters_the_model_does_not_take_or_rejects_are_400_not_500() -> None:
+    engine = Engine(ModelSpec(model=strict), BatchPolicy(), ServerConfig())
+    with TestClient(create_app(engine)) as c:
+        assert c.post("/", json={"inputs": ["ab"], "parameters": {"scale": 3}}).json() == [6]
+        unknown = c.post("/", json={"inputs": "ab", "parameters": {"scael": 3}})
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["message"] == "unknown parameter(s) ['scael'] for this model; it takes: scale"
+        rejected = c.post("/", json={"inputs": "ab", "parameters": {"scale": -1}})
+        assert rejected.status_code == 400 and rejected.json()["error"]["type"] == "InvalidInput"
+        assert "rejected the parameter value(s) of ['scale'] (ValueError)" in rejected.json()["error"]["message"]
+        assert c.get("/stats").json()["requests_by_status"] == {"200": 1, "400": 2}
+
+
+def test_an_input_longer_than_the_model_takes_is_413_unless_truncation_is_asked() -> None:
+    engine = Engine(ModelSpec(), BatchPolicy(), ServerConfig())  # the real bundled embedder, 256 tokens
+    long_text = "word " * 300
+    with TestClient(create_app(engine)) as c:
+        r = c.post("/", json={"inputs": ["short", long_text]})
+        assert r.status_code == 413
+        assert r.json()["error"]["message"] == (
+            "input 1 has 302 tokens; this model takes at most 256: "
+            'shorten it or send "parameters": {"truncation": true}'
+        )
+        cut = c.post("/", json={"inputs": long_text, "parameters": {"truncation": True}})
+        assert cut.status_code == 200 and len(cut.json()) == 384
+        assert c.post("/", json={"inputs": "x", "parameters": {"pooling": "max"}}).status_code == 400
+        assert c.get("/stats").json()["batches"] == 1  # only the truncated request reached the model
+
+
+def test_with_a_token_every_route_needs_it_and_a_wrong_one_is_401() -> None:
+    token = "s3cret-token-0123456789"
+    engine = Engine(ModelSpec(model=echo), BatchPolicy(), ServerConfig(auth_token=token))
+    assert token not in repr(engine.config)
+    with TestClient(create_app(engine)) as c:
+        for method, path in (("POST", "/"), ("GET", "/health"), ("GET", "/stats"), ("GET", "/openapi.json")):
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": token}):
+                r = c.request(method, path, content=b"hi", headers=headers)
+                assert r.status_code == 401 and r.json()["error"]["type"] == "Unauthorized"
+                assert r.headers["www-authenticate"].startswith("Bearer")
+        ok = c.post("/", content=b"hi", headers={"authorization": f"bearer {token}"})
+        assert ok.status_code == 200 and ok.json() == {"text": "hi", "length": 2}
+
+
+def test_openapi_describes_the_routes_limits_and_model_parameters() -> None:
+    engine = Engine(ModelSpec(model=strict), BatchPolicy(), ServerConfig(max_inputs_per_request=7))
+    with TestClient(create_app(engine)) as c:
+        doc = c.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1") and set(doc["paths"]) == {"/", "/health", "/stats"}
+    post = doc["paths"]["/"]["post"]
+    assert set(post["responses"]) == {"200", "400", "413", "415", "500", "503", "504"}
+    body = post["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert body["inputs"]["oneOf"][1]["maxItems"] == 7
+    assert body["parameters"]["properties"] == {"scale": {}} and body["parameters"]["additionalProperties"] is False

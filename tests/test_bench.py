@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+from .conftest import run_quick
 
 
 def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_quick("bench.py", tmp_path)
     report = (tmp_path / "latest.md").read_text()
     for heading in ("## The limit: the model in-process, no server", "## Servers", "## Targets", "## Plots"):
         assert heading in report

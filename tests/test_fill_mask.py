@@ -56,7 +56,31 @@ def test_a_ready_pipeline_object_can_be_served(tiny_fill_mask: Path) -> None:
         assert server.model.startswith("FillMaskPipeline(")
         assert_candidates(server.query("hello [MASK]"))
         error = httpx.post(server.url, json={"inputs": "no mask here"}, trust_env=False).json()["error"]
-        assert error["type"] == "InferenceFailed" and "mask" in error["message"].lower()
+        assert error == {
+            "type": "InferenceFailed",
+            "message": "the model raised PipelineException for this request's inputs",
+        }
+
+
+def test_parameters_and_lengths_the_pipeline_refuses_are_4xx_and_say_why(tiny_fill_mask: Path) -> None:
+    with serve(str(tiny_fill_mask), task="fill-mask") as server:
+
+        def post(body: dict[str, Any]) -> tuple[int, dict[str, str]]:
+            r = httpx.post(server.url, json=body, trust_env=False)
+            return r.status_code, r.json().get("error", {}) if isinstance(r.json(), dict) else {}
+
+        status, error = post({"inputs": "test [MASK]", "parameters": {"topk": 2}})
+        assert status == 400
+        assert (
+            error["message"]
+            == "unknown parameter(s) ['topk'] for this model; it takes: targets, tokenizer_kwargs, top_k"
+        )
+        status, error = post({"inputs": ["test [MASK]", "a [MASK]"], "parameters": {"targets": 7}})
+        assert status == 400 and error["message"].startswith("the model rejected the parameter value(s) of ['targets']")
+        status, error = post({"inputs": "test " * 70 + "[MASK]"})  # the tiny model has 64 positions
+        assert (status, error["type"]) == (413, "TooLarge")
+        assert error["message"] == "the input has 73 tokens; this model takes at most 64: shorten it"
+        assert_candidates(server.query("test [MASK]", parameters={"top_k": 3}), k=3)
 
 
 def _start(

@@ -51,6 +51,7 @@ PUBLIC = {
     "RequestFailed",
     "InvalidInput",
     "UnsupportedMediaType",
+    "TooLarge",
     "Overloaded",
     "ServerStopping",
     "WorkerDied",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeserve_nb import InvalidInput, UnsupportedMediaType
+from pipeserve_nb import InvalidInput, TooLarge, UnsupportedMediaType
 from pipeserve_nb._protocol import ParsedRequest, parse_body
 
 
@@ -38,12 +38,17 @@ def test_json_string_list_and_parameters() -> None:
         ("application/json", b'{"inputs": ["a", " "]}', r'"inputs"\[1\] is empty'),
         ("application/json", b'{"inputs": "a", "parameters": 3}', '"parameters" must be an object'),
         ("application/json", b'{"input": "a"}', "unknown field"),
-        ("application/json", b'{"inputs": ["a","b","c"]}', "at most 2 are allowed"),
+        ("application/json", b'{"inputs": "a\\ud800b"}', "unpaired surrogate at offset 1"),
     ],
 )
 def test_bad_bodies_get_a_message_a_person_can_act_on(content_type: str, body: bytes, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_body(content_type, body, 2)
+
+
+def test_more_inputs_than_the_cap_are_too_large() -> None:
+    with pytest.raises(TooLarge, match="has 3 texts; at most 2 are allowed"):
+        parse_body("application/json", b'{"inputs": ["a","b","c"]}', 2)
 
 
 def test_other_content_types_are_refused() -> None:

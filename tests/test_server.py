@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +20,7 @@ import pipeserve_nb
 from pipeserve_nb import BatchPolicy, ServerConfig, ServerError, ServerStartError, serve
 from pipeserve_nb._models import LoadedModel
 
-from .conftest import GatedModel, pipeserve_threads, port_is_free
+from .conftest import GatedModel, pipeserve_threads, port_is_free, wait_for
 
 
 def norm(v: list[float]) -> float:
@@ -26,13 +29,6 @@ def norm(v: list[float]) -> float:
 
 def close(a: list[float], b: list[float], tol: float = 1e-4) -> bool:
     return max(abs(x - y) for x, y in zip(a, b, strict=True)) < tol
-
-
-def wait_for(condition: Any, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 # -- the bundled model, as a notebook user calls it ----------------------------------------
@@ -126,7 +122,7 @@ def test_a_poisoned_input_fails_alone_and_its_batch_mates_succeed(embedder: Load
         assert server.query("still serving") is not None
     assert [r.status_code for r in responses] == [200, 500, 200, 200]
     error = responses[1].json()["error"]
-    assert error["type"] == "InferenceFailed" and "ValueError: poisoned input" in error["message"]
+    assert error == {"type": "InferenceFailed", "message": "the model raised ValueError for this request's inputs"}
     assert sorted(model.calls[0]) == sorted(texts)  # they shared one batch, which then was retried
     assert responses[0].headers["x-batch-size"] == "4"
 
@@ -249,3 +245,32 @@ def test_accepted_connections_get_tcp_nodelay() -> None:
         return value
 
     assert asyncio.run(accept_one()) != 0
+
+
+# -- exposure ---------------------------------------------------------------------------------
+
+
+def test_a_non_loopback_address_needs_a_token_or_an_explicit_opt_out(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(ValueError, match="auth_token"):
+        serve(host="0.0.0.0")
+    assert pipeserve_threads() == []  # refused before anything started
+
+    token = "a-long-enough-test-token"
+    with serve(host="0.0.0.0", config=ServerConfig(auth_token=token)) as server:
+        local = f"http://127.0.0.1:{server.port}"
+        assert httpx.post(local, content=b"hi", trust_env=False).status_code == 401
+        assert len(server.query("the handle sends its token")) == 384
+        assert server.health()["status"] == "ok"
+        assert len(pipeserve_nb.query(local, "hi", token=token)) == 384
+        assert token not in repr(server) and token not in repr(server.config)
+
+    with caplog.at_level("WARNING", logger="pipeserve_nb"), serve(host="0.0.0.0", allow_unauthenticated=True) as open_:
+        assert httpx.post(f"http://127.0.0.1:{open_.port}", content=b"hi", trust_env=False).status_code == 200
+    assert "without a token" in caplog.text
+
+
+def test_the_serve_command_refuses_a_public_address_without_a_token() -> None:
+    cmd = [sys.executable, "-m", "pipeserve_nb", "serve", "--host", "0.0.0.0", "--port", "0"]
+    env = {k: v for k, v in os.environ.items() if k != "PIPESERVE_TOKEN"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "auth_token" in done.stderr and "--allow-unauthenticated" not in done.stdout

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeserve_nb._worker import InferenceThread, run_batch
+from pipeserve_nb._worker import InferenceThread, WorkerCrashed, run_batch
 
 
 class Recorder:
@@ -76,3 +76,36 @@ def test_the_inference_thread_runs_jobs_in_order_on_one_thread_and_survives_erro
         assert worker.close(timeout_s=5)
     with pytest.raises(RuntimeError, match="stopped"):
         worker.submit(lambda: None)
+
+
+def test_parameters_that_fail_but_whose_inputs_run_without_them_are_marked_rejected() -> None:
+    def picky(inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        if parameters.get("k", 1) < 1 or "bad" in inputs:
+            raise ValueError("no")
+        return list(inputs)
+
+    outcomes = run_batch(picky, [(["a"], {"k": 0}), (["bad"], {"k": 2}), (["bad"], {})], chunk_size=None)
+    assert [o.rejected_parameters for o in outcomes] == [True, False, False]
+    assert all(isinstance(o.error, ValueError) for o in outcomes)
+
+
+def test_a_non_exception_from_the_model_ends_the_thread_and_fails_what_is_queued() -> None:
+    gate = threading.Event()
+    worker = InferenceThread(name="pipeserve-test-inference")
+
+    def exits() -> None:
+        gate.wait(5)
+        raise SystemExit("the model called sys.exit")
+
+    dying = worker.submit(exits)
+    queued = worker.submit(lambda: "never runs")
+    gate.set()
+    for future in (dying, queued):
+        with pytest.raises(WorkerCrashed, match="the model raised SystemExit") as info:
+            future.result(5)
+        assert isinstance(info.value.__cause__, SystemExit)
+    worker._thread.join(5)
+    assert not worker.is_alive()
+    with pytest.raises(WorkerCrashed):
+        worker.submit(lambda: None)
+    assert worker.close(timeout_s=1)

@@ -1,0 +1,114 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``.
+
+Built from the server's own limits and the model's parameter names, so what it promises
+is what the validation in ``_protocol`` and the engine enforce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._config import ServerConfig
+
+__all__ = ["openapi_document"]
+
+_TEXT = {"type": "string", "minLength": 1, "pattern": r"\S", "description": "a text with at least one non-space"}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string", "examples": ["InvalidInput"]},
+                "message": {"type": "string"},
+                "traceback": {"type": "string", "description": "only when the server runs with debug"},
+            },
+        }
+    },
+}
+_ERRORS = {
+    "400": "malformed body, invalid inputs, or parameters the model does not take",
+    "401": "missing or wrong bearer token (only when the server has a token)",
+    "413": "body, number of inputs, or an input's tokens over the server's limit",
+    "415": "Content-Type neither text nor JSON",
+    "500": "the model raised for this request's inputs",
+    "503": "queue full (see Retry-After), server stopping, or inference worker dead",
+    "504": "no answer within the request timeout",
+}
+
+
+def openapi_document(config: ServerConfig, model_name: str, parameter_names: frozenset[str] | None) -> dict[str, Any]:
+    """The API description for a server with these limits and this model."""
+    parameters: dict[str, Any] = {"type": "object", "description": "keyword arguments for the model call"}
+    if parameter_names is not None:
+        parameters["properties"] = {name: {} for name in sorted(parameter_names)}
+        parameters["additionalProperties"] = False
+    request_json = {
+        "type": "object",
+        "required": ["inputs"],
+        "additionalProperties": False,
+        "properties": {
+            "inputs": {
+                "oneOf": [
+                    _TEXT,
+                    {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": config.max_inputs_per_request},
+                ]
+            },
+            "parameters": parameters,
+        },
+    }
+    errors = {code: _json_response(text, {"$ref": "#/components/schemas/Error"}) for code, text in _ERRORS.items()}
+    denied = {"401": errors["401"]} if config.auth_token is not None else {}
+    if config.auth_token is None:
+        del errors["401"]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pipeserve_nb model server",
+            "version": "1",
+            "description": f"Serves {model_name}. Bodies up to {config.max_body_bytes} bytes.",
+        },
+        "paths": {
+            "/": {
+                "post": {
+                    "summary": "Run the model on one text or a list of texts",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": request_json},
+                            "text/plain": {"schema": _TEXT},
+                        },
+                    },
+                    "responses": {
+                        "200": _json_response(
+                            "one output for a single text, a list of outputs (same order) for a list", {}
+                        ),
+                        **errors,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "200 while the model is loaded and the worker alive",
+                    "responses": {
+                        "200": _json_response("serving", {"type": "object"}),
+                        "503": _json_response("not serving; error says why", {"type": "object"}),
+                        **denied,
+                    },
+                }
+            },
+            "/stats": {
+                "get": {
+                    "summary": "queue depth, requests by status, batch sizes, latency percentiles",
+                    "responses": {"200": _json_response("the metrics", {"type": "object"}), **denied},
+                }
+            },
+        },
+        "components": {"schemas": {"Error": _ERROR}},
+    }
+
+
+def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}

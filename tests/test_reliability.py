@@ -1,0 +1,33 @@
+"""``make reliability`` in its quick mode: every bad-input case answered as documented, and
+an overload soak at about 3x capacity that loses nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conftest import run_quick
+
+
+def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:
+    done = run_quick("reliability.py", tmp_path)
+    data = json.loads((tmp_path / "reliability.json").read_text())
+
+    cases = {c["name"]: c for c in data["cases"]}
+    assert len(cases) >= 25
+    for case in cases.values():
+        assert case["observed"] == case["expected"], case
+        assert case["next_request"] == 200, case  # the server kept serving
+        if case["expected"] != 200:
+            assert case["kind"] and case["message"], case
+    assert cases["body over the limit, refused before it is read"]["kind"] == "TooLarge"
+
+    soak = data["soak"]
+    assert soak["rate_rps"] > 2.5 * soak["capacity_rps"]
+    assert soak["lost"] == 0 and soak["sent"] == soak["answered"] == soak["server_counted"]
+    assert set(soak["by_status"]) <= {"200", "503", "504"} and soak["by_status"]["503"] > 0  # it was overloaded
+    assert soak["health_probes"] > 10 and soak["health_not_200"] == 0
+    assert soak["health_max_ms"] < 1000  # /health never waited behind the queue
+    assert soak["queue_depth_after"] == 0
+    assert soak["rss_peak_mb"] - soak["rss_start_mb"] < 300  # bounded by the queue, not by the load
+    assert (tmp_path / "reliability.md").read_text() in done.stdout
