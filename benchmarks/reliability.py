@@ -135,7 +135,13 @@ def _send(client: httpx.Client, url: str, case: Case) -> tuple[int, Any]:
         host, port = httpx.URL(url).host, httpx.URL(url).port
         with socket.create_connection((host, port), timeout=10) as sock:
             sock.sendall(case.raw)
-            head, _, body = sock.recv(65536).partition(b"\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):  # headers, then the JSON error
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
         return int(head.split()[1]), json.loads(body)
     headers = dict(case.headers)
     if case.content_type:

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -86,6 +87,7 @@ def create_app(engine: Engine) -> Starlette:
 
     async def predict(request: Request) -> Response:
         started = clock()
+        response: Response
         try:
             body = await _read_body(request, config.max_body_bytes)
             parsed = parse_body(request.headers.get("content-type"), body, config.max_inputs_per_request)
@@ -97,7 +99,7 @@ def create_app(engine: Engine) -> Starlette:
         except RequestFailed as exc:
             response = _error_response(exc, debug)
         else:
-            response = JSONResponse(result.outputs[0] if parsed.single else result.outputs)
+            response = _OutputsResponse(result.outputs[0] if parsed.single else result.outputs)
             response.headers.update(_timing_headers(result))
         engine.stats.record_response(response.status_code, clock() - started)
         return response
@@ -193,6 +195,17 @@ async def _disconnected(request: Request) -> None:
     """Return when the client disconnects (the body has been read; nothing else arrives)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+class _OutputsResponse(Response):
+    """JSON of model outputs, rendered with orjson: 384 floats take ~8 us instead of ~160 us
+    with the standard library, the largest cost on the request path (``make bench``).
+    Non-finite floats become null, as ``to_jsonable`` makes them."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _error_response(exc: RequestFailed, debug: bool) -> JSONResponse:

@@ -1,11 +1,12 @@
-"""The request queue and the batch-collection loop: where a request waits.
+"""The request queue and batch collection: where a request waits.
 
 A request is one ``Pending`` record on a bounded ``asyncio.Queue``. ``Batcher.next_batch``
-blocks for the first record, then keeps taking records until the policy says stop (see
-``_policy``). Every record taken is either returned in a batch or, when it would
-overflow the cap, held back as the first record of the next batch: none is lost.
-Records whose future is already done (the caller timed out or went away) are dropped
-here and counted, so a request nobody waits for never reaches the model.
+moves records from the queue into a *pool* (blocking for a first record, then collecting
+until the policy's deadline, when the pool is empty; taking only what is already queued
+otherwise), then lets the policy pick the next batch from the pool (see ``_policy``).
+Records not picked stay in the pool for the next batch: none is lost. Records whose
+future is already done (the caller timed out or went away) are dropped here and counted,
+so a request nobody waits for never reaches the model.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Pending:
         future: resolved with the list of outputs, or failed with a ``RequestFailed``.
         enqueued_at: ``clock()`` when the request was queued.
         deadline: ``clock()`` after which the request is answered with a timeout.
+        tokens: tokens of its longest input (characters where the model has no tokenizer).
     """
 
     inputs: list[Any]
@@ -41,6 +43,7 @@ class Pending:
     future: asyncio.Future[Any]
     enqueued_at: float
     deadline: float
+    tokens: int = 0
     taken_at: float = field(default=0.0)
 
     @property
@@ -58,7 +61,7 @@ class Batcher:
     def __init__(self, policy: Policy, max_queue: int) -> None:
         self.policy = policy
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=max_queue)
-        self._held: Pending | None = None
+        self._pool: list[Pending] = []  # taken off the queue, not yet run; oldest first
         self.dropped_abandoned = 0
 
     def put_nowait(self, pending: Pending) -> None:
@@ -66,28 +69,42 @@ class Batcher:
         self._queue.put_nowait(pending)
 
     def depth(self) -> int:
-        """Requests waiting for a batch (the queue plus one held back, if any)."""
-        return self._queue.qsize() + (self._held is not None)
+        """Requests waiting for the model: queued or in the pool."""
+        return self._queue.qsize() + len(self._pool)
 
     def drain_nowait(self) -> list[Pending]:
         """Remove and return every waiting request (used when the server stops)."""
-        items = [self._held] if self._held is not None else []
-        self._held = None
+        items, self._pool = self._pool, []
         while not self._queue.empty():
             items.append(self._queue.get_nowait())
         return items
 
     async def next_batch(self) -> list[Pending]:
-        """Block for the first request, then collect more until the policy says stop.
+        """The next batch: at least one request whose future is not done, as the policy picks.
 
-        Returns at least one request whose future is not done. The batch holds at most
-        ``policy.cap`` inputs unless its first request alone is larger.
+        Blocks while nothing waits. A batch holds at most ``policy.cap`` inputs unless its
+        oldest request alone is larger.
         """
-        cap = self.policy.cap
-        first = await self._take_first()
-        batch, size = [first], first.size
-        first_taken_at = last_taken_at = first.taken_at
-        while cap is None or size < cap:
+        while True:
+            if not self._pool:
+                self._pool.append(await self._take_first())
+            await self._top_up()
+            self._drop_abandoned()
+            if self._pool:
+                break
+        picked = self.policy.pick(self._pool)  # in the order the batch runs
+        batch = [self._pool[i] for i in picked]
+        chosen = set(picked)
+        self._pool = [p for i, p in enumerate(self._pool) if i not in chosen]
+        return batch
+
+    async def _top_up(self) -> None:
+        """Take queued requests into the pool until it holds ``policy.window`` inputs, waiting
+        for more only until the policy's collection deadline."""
+        limit = self.policy.window
+        size = sum(p.size for p in self._pool)
+        first_taken_at, last_taken_at = self._pool[0].taken_at, self._pool[-1].taken_at
+        while limit is None or size < limit:
             item = self._take_nowait()
             if item is None:
                 remaining = self.policy.collect_deadline(first_taken_at, last_taken_at) - clock()
@@ -103,19 +120,17 @@ class Batcher:
                     last_taken_at = item.taken_at
                     continue
             last_taken_at = item.taken_at
-            if cap is not None and size + item.size > cap:
-                self._held = item
-                break
-            batch.append(item)
+            self._pool.append(item)
             size += item.size
-        return batch
+
+    def _drop_abandoned(self) -> None:
+        live = [p for p in self._pool if not p.future.done()]
+        self.dropped_abandoned += len(self._pool) - len(live)
+        self._pool = live
 
     async def _take_first(self) -> Pending:
         while True:
-            if self._held is not None:
-                item, self._held = self._held, None
-            else:
-                item = await self._queue.get()
+            item = await self._queue.get()
             item.taken_at = clock()
             if not item.future.done():
                 return item

@@ -33,9 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default=None, help="e.g. cuda:0 (default: transformers' choice)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one")
-    serve.add_argument("--max-batch-size", type=int, default=32, help="most inputs per batch; 1 = no batching")
+    serve.add_argument("--max-batch-size", type=int, default=8, help="most inputs per model call; 1 = no batching")
     serve.add_argument("--max-wait-ms", type=float, default=0.0, help="longest wait for a batch to fill, ms")
-    serve.add_argument("--max-queue", type=int, default=1024, help="queued requests before fast 503s")
+    serve.add_argument("--max-batch-tokens", type=int, default=None, help="most padded tokens per model call")
+    serve.add_argument(
+        "--arrival-order", action="store_true", help="batch in arrival order instead of grouping similar lengths"
+    )
+    serve.add_argument("--torch-threads", type=int, default=None, help="PyTorch threads (default: one per core)")
+    serve.add_argument("--max-queue", type=int, default=256, help="queued requests before fast 503s")
     serve.add_argument("--timeout-s", type=float, default=60.0, help="per-request deadline (504 after)")
     serve.add_argument("--max-body-bytes", type=int, default=1_048_576, help="largest request body (413 above)")
     serve.add_argument(
@@ -68,12 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        policy = BatchPolicy(max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000)
+        policy = BatchPolicy(
+            max_batch_size=args.max_batch_size,
+            max_wait_s=args.max_wait_ms / 1000,
+            max_batch_tokens=args.max_batch_tokens,
+            sort_by_length=not args.arrival_order,
+        )
         config = ServerConfig(
             max_queue=args.max_queue,
             timeout_s=args.timeout_s,
             max_body_bytes=args.max_body_bytes,
             auth_token=os.environ.get(args.token_env) or None,
+            torch_threads=args.torch_threads,
             debug=args.debug,
         )
         check_exposure(args.host, config, args.allow_unauthenticated)

@@ -93,6 +93,7 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._running: list[Pending] = []
         self._inflight = 0
+        self._torch_threads_before: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -146,8 +147,14 @@ class Engine:
 
     def release(self, timeout_s: float = 0.0) -> bool:
         """Tell the worker thread to end after its current batch, wait up to ``timeout_s``
-        for it, and drop the model. True if the thread has ended. Safe to call again."""
+        for it, drop the model, and give PyTorch back the thread count it had. True if the
+        thread has ended. Safe to call again."""
         self._model = None
+        if self._torch_threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._torch_threads_before)
+            self._torch_threads_before = None
         return self._thread is None or self._thread.close(timeout_s)
 
     # -- requests ----------------------------------------------------------------------
@@ -190,13 +197,13 @@ class Engine:
         """
         if self.state is not EngineState.RUNNING or self._batcher is None or self._model is None:
             raise self._unavailable()
-        self._check(self._model, inputs, parameters)
+        tokens = self._measure(self._model, inputs, parameters)
         loop = asyncio.get_running_loop()
         now = clock()
         timeout_s = self.config.timeout_s
         future: asyncio.Future[Result] = loop.create_future()
         try:
-            self._batcher.put_nowait(Pending(inputs, parameters, future, now, now + timeout_s))
+            self._batcher.put_nowait(Pending(inputs, parameters, future, now, now + timeout_s, tokens))
         except asyncio.QueueFull:
             raise Overloaded(
                 f"the queue is full ({self.config.max_queue} requests waiting); retry later",
@@ -213,21 +220,29 @@ class Engine:
         if future.cancelled():
             self.stats.cancelled_by_caller += 1
 
-    def _check(self, model: LoadedModel, inputs: list[Any], parameters: Mapping[str, Any]) -> None:
-        """Refuse parameters the model does not take and inputs longer than it accepts."""
+    def _measure(self, model: LoadedModel, inputs: list[Any], parameters: Mapping[str, Any]) -> int:
+        """Refuse parameters the model does not take and inputs longer than it accepts;
+        return the longest input's tokens (characters when the model has no tokenizer)."""
         names = model.parameter_names
         if names is not None and not set(parameters) <= names:
             unknown = sorted(set(parameters) - names)
             accepted = ", ".join(sorted(names)) or "none"
             raise InvalidInput(f"unknown parameter(s) {unknown} for this model; it takes: {accepted}")
+        if model.count_tokens is None:
+            return max(len(x) if isinstance(x, str) else 1 for x in inputs)
+        counts = model.count_tokens(inputs)
         limit = model.max_tokens
-        if model.count_tokens is None or limit is None or parameters.get("truncation"):
-            return
-        for i, n in enumerate(model.count_tokens(inputs)):
-            if n > limit:
-                hint = ' or send "parameters": {"truncation": true}' if names is None or "truncation" in names else ""
-                where = "the input" if len(inputs) == 1 else f"input {i}"
-                raise TooLarge(f"{where} has {n} tokens; this model takes at most {limit}: shorten it{hint}")
+        if limit is None:
+            return max(counts)
+        if not parameters.get("truncation"):
+            for i, n in enumerate(counts):
+                if n > limit:
+                    hint = (
+                        ' or send "parameters": {"truncation": true}' if names is None or "truncation" in names else ""
+                    )
+                    where = "the input" if len(inputs) == 1 else f"input {i}"
+                    raise TooLarge(f"{where} has {n} tokens; this model takes at most {limit}: shorten it{hint}")
+        return min(max(counts), limit)
 
     # -- the batch loop ----------------------------------------------------------------
 
@@ -291,7 +306,16 @@ class Engine:
 
     def _load_on_worker(self) -> Future[LoadedModel]:
         """Load the model on the inference thread, the only thread that will run it."""
-        return self._inference_thread().submit(partial(load, self.spec))
+        return self._inference_thread().submit(self._load)
+
+    def _load(self) -> LoadedModel:
+        threads = self.config.torch_threads
+        if threads is not None:
+            import torch
+
+            self._torch_threads_before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+        return load(self.spec)
 
     def _set_model(self, model: LoadedModel) -> None:
         self._model = model

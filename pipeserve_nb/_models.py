@@ -23,10 +23,12 @@ tokenizer-based pipelines honour by cutting at the limit.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,8 +155,24 @@ def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
 
 
 def _token_counter(tokenizer: Any) -> TokenCounter:
+    """Count tokens on the event loop while the worker thread tokenizes for the model.
+
+    A fast tokenizer gets its own copy of the Rust backend: transformers reconfigures the
+    backend's truncation and padding on every call, so sharing one between two threads
+    could count a truncated length (or fail with "Already borrowed"). The copy, never
+    truncating or padding, is also about twice as quick as the wrapper.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        counter = copy.deepcopy(backend)
+        counter.no_truncation()
+        counter.no_padding()
+        return lambda texts: [len(e.ids) for e in counter.encode_batch(texts, add_special_tokens=True)]
+    lock = threading.Lock()  # a slow (Python) tokenizer: one caller at a time
+
     def count(texts: list[str]) -> list[int]:
-        encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        with lock:
+            encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     return count

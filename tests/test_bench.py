@@ -12,12 +12,14 @@ from .conftest import run_quick
 def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:
     done = run_quick("bench.py", tmp_path)
     report = (tmp_path / "latest.md").read_text()
-    for heading in ("## The limit: the model in-process, no server", "## Servers", "## Targets", "## Plots"):
+    headings = ("## The limit: the model in-process, no server", "## Servers", "## Before and after", "## Targets")
+    for heading in (*headings, "## Plots"):
         assert heading in report
     assert "quick smoke run, not a measurement" in report
-    assert report.count(" — met") + report.count(" — missed") == 3
+    assert report.count(" — met") + report.count(" — missed") == 4
+    assert "windows of 32 in arrival order" in report and "Per-request overhead" in report
     frame = pd.read_csv(tmp_path / "latest.csv")
-    assert len(frame) == 5 * 6  # five servers, six loads each
+    assert len(frame) == 8 * 6  # eight servers, six loads each
     assert set(frame.load) >= {"closed c=1", "closed c=8", "closed c=32"}
     assert (frame.requests == frame.answered).all()  # every request got an answer
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [

@@ -154,5 +154,8 @@ def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) ->
     assert f["batching_gain"] > 1.2 and f["best_batch"] > 1
     assert f["light_p50_wait10"] - f["light_p50_wait0"] > 5  # the 10 ms wait is paid at light load
     assert f["gain_uniform"] > f["gain_varied"]  # padding costs varied lengths
+    # grouping similar lengths is measured against arrival order; in CI's short runs the gain (about 1.15x in
+    # `make bench`) is within the noise, so only a real loss would fail here
+    assert f["gain_varied_sorted"] > 0.9 * f["gain_varied"]
     verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
     assert re.search(r"closed c=8: batching (helps|hurts|makes|trades)", verdicts)

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeserve_nb import BatchPolicy, SeedPagePolicy
 from pipeserve_nb._batcher import Batcher, Pending, clock
-from pipeserve_nb._policy import Policy
+from pipeserve_nb._policy import Policy, pick_batch
 
 
-def make(n_inputs: int = 1, tag: object = None) -> Pending:
+def make(n_inputs: int = 1, tag: object = None, tokens: int = 0) -> Pending:
     loop = asyncio.get_running_loop()
     now = clock()
-    return Pending([tag] * n_inputs, {}, loop.create_future(), now, now + 60)
+    return Pending([tag] * n_inputs, {}, loop.create_future(), now, now + 60, tokens)
 
 
 async def trickle(batcher: Batcher, items: list[Pending], gap_s: float) -> None:
@@ -44,6 +47,9 @@ def run(coro):  # type: ignore[no-untyped-def]
         ({"max_wait_s": -0.001}, "max_wait_s must be a finite number of seconds >= 0"),
         ({"max_wait_s": float("inf")}, "max_wait_s must be a finite number"),
         ({"max_wait_s": "1ms"}, "max_wait_s must be a number of seconds"),
+        ({"max_batch_tokens": 0}, "max_batch_tokens must be None or an int >= 1"),
+        ({"window_size": 2.0}, "window_size must be None or an int >= 1"),
+        ({"sort_by_length": 1}, "sort_by_length must be True or False"),
     ],
 )
 def test_batch_policy_rejects_bad_values_with_the_rule(kwargs: dict[str, object], message: str) -> None:
@@ -53,7 +59,10 @@ def test_batch_policy_rejects_bad_values_with_the_rule(kwargs: dict[str, object]
 
 def test_policies_are_frozen_keyword_only_and_readable() -> None:
     policy = BatchPolicy(max_batch_size=8, max_wait_s=0.002)
-    assert repr(policy) == "BatchPolicy(max_batch_size=8, max_wait_s=0.002)"
+    assert repr(policy) == (
+        "BatchPolicy(max_batch_size=8, max_wait_s=0.002, max_batch_tokens=None, sort_by_length=True, window_size=None)"
+    )
+    assert policy.window == 32 and BatchPolicy(max_batch_size=8, window_size=10).window == 10
     with pytest.raises(AttributeError):
         policy.max_batch_size = 4  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -196,3 +205,107 @@ def test_every_request_is_handed_out_exactly_once_in_arrival_order(policy: Polic
     if cap is not None:
         for batch in batches:
             assert len(batch) == 1 or sum(p.size for p in batch) <= cap
+
+
+# -- length-aware formation: pick_batch is pure logic -------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    tag: int
+    size: int
+    tokens: int
+
+
+ITEMS = st.lists(
+    st.builds(Item, tag=st.integers(), size=st.integers(1, 5), tokens=st.integers(1, 300)), min_size=1, max_size=60
+).map(lambda items: [Item(i, x.size, x.tokens) for i, x in enumerate(items)])
+
+
+@given(
+    pool=ITEMS,
+    cap=st.none() | st.integers(1, 40),
+    max_tokens=st.none() | st.integers(1, 4000),
+    by_length=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_picking_until_empty_serves_each_item_once_within_cap_and_budget(
+    pool: list[Item], cap: int | None, max_tokens: int | None, by_length: bool
+) -> None:
+    waiting, served, batches = list(pool), [], []
+    while waiting:
+        picked = pick_batch(waiting, cap=cap, max_tokens=max_tokens, by_length=by_length)
+        assert picked and 0 in picked  # never empty, and the oldest waiting item always goes
+        batch = [waiting[i] for i in picked]
+        batches.append(batch)
+        served += [x.tag for x in batch]
+        waiting = [x for i, x in enumerate(waiting) if i not in set(picked)]
+    assert sorted(served) == [x.tag for x in pool]  # every item exactly once
+    for batch in batches:
+        inputs, longest = sum(x.size for x in batch), max(x.tokens for x in batch)
+        if len(batch) > 1:  # only a lone request may pass a limit
+            assert cap is None or inputs <= cap
+            assert max_tokens is None or longest * inputs <= max_tokens
+        if by_length:
+            assert [x.tokens for x in batch] == sorted(x.tokens for x in batch)  # ordered by length
+        else:
+            assert [x.tag for x in batch] == sorted(x.tag for x in batch)  # arrival order
+
+
+def test_batch_mates_are_the_nearest_lengths_to_the_oldest_request() -> None:
+    pool = [Item(i, 1, t) for i, t in enumerate([30, 5, 31, 6, 500, 7, 29, 4])]
+    assert [pool[i].tokens for i in pick_batch(pool, cap=3, max_tokens=None, by_length=True)] == [29, 30, 31]
+    assert [pool[i].tokens for i in pick_batch(pool, cap=3, max_tokens=None, by_length=False)] == [30, 5, 31]
+    # a budget of 100 padded tokens: 30 with 29 is 60, a third (31) would be 93, a fourth would pass it
+    assert [pool[i].tokens for i in pick_batch(pool, cap=None, max_tokens=100, by_length=True)] == [29, 30, 31]
+    lone = [Item(0, 1, 500), *pool[1:4]]
+    assert pick_batch(lone, cap=8, max_tokens=200, by_length=True) == [0]  # over the budget alone: runs alone
+
+
+def test_no_request_waits_behind_more_batches_than_requests_ahead_of_it() -> None:
+    """A stream that keeps favouring others: short requests keep arriving, and a batch always
+    takes the nearest lengths to its oldest request. Each request still runs within as many
+    batches as there were requests waiting ahead of it when it arrived."""
+
+    async def scenario() -> list[tuple[int, int]]:
+        rng = random.Random(3)
+        batcher = Batcher(BatchPolicy(max_batch_size=4, window_size=64), max_queue=10_000)
+        arrived: dict[str, tuple[int, int]] = {}  # tag -> (batches handed out so far, requests ahead)
+        handed_out, served, n = 0, [], 0
+
+        def arrive(tokens: int) -> None:
+            nonlocal n
+            tag = f"r{n}"
+            n += 1
+            arrived[tag] = (handed_out, batcher.depth())
+            batcher.put_nowait(make(tag=tag, tokens=tokens))
+
+        arrive(300)  # one long request, then a flood of short ones
+        for _ in range(30):
+            arrive(rng.randint(1, 20))
+        while len(served) < n:
+            batch = await batcher.next_batch()
+            handed_out += 1
+            for pending in batch:
+                first_seen, ahead = arrived[pending.inputs[0]]
+                served.append((handed_out - first_seen, ahead))
+            for _ in range(3) if n < 300 else ():  # 3 short arrivals per batch of at most 4
+                arrive(rng.randint(1, 10))
+        return served
+
+    served = run(scenario())
+    assert len(served) == 301
+    assert max(w for w, _ in served) > 10  # requests did queue up behind others
+    for waited_batches, ahead in served:
+        assert waited_batches <= ahead + 1
+
+
+def test_a_pool_of_mixed_lengths_runs_as_batches_of_similar_lengths_oldest_first() -> None:
+    async def scenario() -> list[list[int]]:
+        batcher = Batcher(BatchPolicy(max_batch_size=3, max_wait_s=0), max_queue=100)
+        for i, tokens in enumerate([40, 8, 33, 9, 41, 10, 12]):
+            batcher.put_nowait(make(tag=i, tokens=tokens))
+        return [[p.tokens for p in await batcher.next_batch()] for _ in range(3)]
+
+    # oldest 40 with its nearest 41 and 33; then oldest 8 with 9 and 10; then 12
+    assert run(scenario()) == [[33, 40, 41], [8, 9, 10], [12]]
