@@ -28,7 +28,6 @@ import inspect
 import json
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,13 +142,11 @@ def load(spec: ModelSpec) -> LoadedModel:
 
 def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
     tokenizer = getattr(pipe, "tokenizer", None)
-    if tokenizer is None:
-        return LoadedModel(name, _PipelineRunner(pipe), parameter_names=_keyword_names(pipe._sanitize_parameters))
     return LoadedModel(
         name,
         _PipelineRunner(pipe),
-        count_tokens=_token_counter(tokenizer),
-        max_tokens=_max_tokens(tokenizer, pipe.model),
+        count_tokens=_token_counter(tokenizer) if tokenizer is not None else None,
+        max_tokens=_max_tokens(tokenizer, pipe.model) if tokenizer is not None else None,
         parameter_names=_keyword_names(pipe._sanitize_parameters),
     )
 
@@ -168,11 +165,9 @@ def _token_counter(tokenizer: Any) -> TokenCounter:
         counter.no_truncation()
         counter.no_padding()
         return lambda texts: [len(e.ids) for e in counter.encode_batch(texts, add_special_tokens=True)]
-    lock = threading.Lock()  # a slow (Python) tokenizer: one caller at a time
 
-    def count(texts: list[str]) -> list[int]:
-        with lock:
-            encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+    def count(texts: list[str]) -> list[int]:  # a slow (Python) tokenizer keeps no per-call state
+        encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     return count
