@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ import pipeserve_nb as ps
 from pipeserve_nb._models import LoadedModel, ModelSpec  # the model itself, no server
 from pipeserve_nb._models import load as load_model
 
-from lineup import BEST, OURS, SEED, SERVER_CONFIG, THREADS_ONE
+from lineup import BEST, DEFAULT_POLICY, OURS, SEED, SERVER_CONFIG, THREADS_ONE
 from report import render, torch_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,7 +111,7 @@ def _drain(pool: list[_Text]) -> list[list[_Text]]:
     """The batches the default policy runs for ``pool`` when nothing else arrives."""
     batches = []
     while pool:
-        picked = ps.BatchPolicy().pick(pool)
+        picked = DEFAULT_POLICY.pick(pool)
         batches.append([pool[i] for i in picked])
         pool = [x for i, x in enumerate(pool) if i not in set(picked)]
     return batches
@@ -165,6 +168,39 @@ def run_servers(texts: list[str], sizes: Sizes) -> tuple[pd.DataFrame, dict[tupl
     return frame, kept, capacity
 
 
+def measure_cpu(texts: list[str], sizes: Sizes) -> dict[str, float]:
+    """Who used the machine's cores during a closed loop at c=32 against the default server:
+    CPU seconds of the event loop's thread, of the rest of the server process (the model's
+    threads) and of the load generator's process, over the run's wall time."""
+    import psutil
+
+    def by_thread() -> tuple[float, float]:
+        loop_ids = {t.native_id for t in threading.enumerate() if t.name == "pipeserve-server-cpu"}
+        times = {t.id: t.user_time + t.system_time for t in psutil.Process().threads()}
+        loop = sum(v for k, v in times.items() if k in loop_ids)
+        return loop, sum(times.values()) - loop
+
+    load = ps.ClosedLoop(concurrency=32, duration_s=sizes.closed_duration_s)
+    with ps.serve(policy=DEFAULT_POLICY, config=SERVER_CONFIG, name="cpu") as server:
+        ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # warm up
+        loop0, rest0 = by_thread()
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        result = ps.run_load(server, load, texts=texts, progress=False)  # its process is waited for
+        wall_s = time.perf_counter() - started
+        loop1, rest1 = by_thread()
+        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+    return {
+        "cores": float(os.cpu_count() or 1),
+        "wall_s": wall_s,
+        "event_loop_cores": (loop1 - loop0) / wall_s,
+        "model_cores": (rest1 - rest0) / wall_s,
+        "loadgen_cores": loadgen / wall_s,
+        "goodput_rps": result.summary.goodput_rps,
+    }
+
+
 def save_plots(frame: pd.DataFrame, kept: dict[tuple[str, str], ps.LoadResult], out: Path) -> list[str]:
     closed = frame[frame.kind == "closed"]
     at32 = {label: r for (label, load), r in kept.items() if load == "closed c=32"}
@@ -197,9 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     limit = limit_in_child(args.quick)
     print("measuring the servers ...", flush=True)
     frame, kept, capacity = run_servers(texts, sizes)
+    print("measuring who uses the cores ...", flush=True)
+    cpu = measure_cpu(texts, sizes)
     plots = save_plots(frame, kept, args.out)
     frame.to_csv(args.out / "latest.csv", index=False)
-    report = render(frame, limit, capacity, kept, plots, args.quick)
+    report = render(frame, limit, capacity, kept, plots, args.quick, cpu)
     (args.out / "latest.md").write_text(report)
     print(report)
     return 0

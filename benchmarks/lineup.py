@@ -8,15 +8,20 @@ import pipeserve_nb as ps
 SERVER_CONFIG = ps.ServerConfig()
 """Every pipeserve target runs with the defaults a user gets (the queue bound sheds overload)."""
 
-BEST = "pipeserve: default (length-aware, cap 8)"
-BEFORE = "pipeserve: arrival order (cap 32)"
-ARRIVAL_SAME_CAP = "pipeserve: arrival order (cap 8)"
+DEFAULT_POLICY = ps.BatchPolicy()
+BEST = (
+    f"pipeserve: default (length-aware, cap {DEFAULT_POLICY.max_batch_size}, "
+    f"call price {DEFAULT_POLICY.call_overhead_tokens:g})"
+)
+BEFORE = f"pipeserve: arrival order (cap {DEFAULT_POLICY.max_batch_size})"
+CHEAP_CALLS = "pipeserve: length-aware, call price 5"
+DEAR_CALLS = "pipeserve: length-aware, call price 80"
 OURS = {
     "pipeserve: no batching": ps.BatchPolicy(max_batch_size=1),
-    BEFORE: ps.BatchPolicy(max_batch_size=32, sort_by_length=False),
-    ARRIVAL_SAME_CAP: ps.BatchPolicy(max_batch_size=8, sort_by_length=False),
-    "pipeserve: length-aware, cap 16": ps.BatchPolicy(max_batch_size=16),
-    BEST: ps.BatchPolicy(),
+    BEFORE: ps.BatchPolicy(sort_by_length=False),
+    CHEAP_CALLS: ps.BatchPolicy(call_overhead_tokens=5),
+    DEAR_CALLS: ps.BatchPolicy(call_overhead_tokens=80),
+    BEST: DEFAULT_POLICY,
 }
 THREADS_ONE = "pipeserve: default, torch threads 1"
 SEED = {

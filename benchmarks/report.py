@@ -12,7 +12,7 @@ import pandas as pd
 
 import pipeserve_nb as ps
 
-from lineup import ARRIVAL_SAME_CAP, BEFORE, BEST, SERVER_CONFIG, THREADS_ONE
+from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, SERVER_CONFIG, THREADS_ONE
 
 
 def _ms(x: float | None) -> str:
@@ -49,7 +49,11 @@ def model_busy(result: ps.LoadResult) -> tuple[float, float]:
 
 
 def targets_check(
-    frame: pd.DataFrame, limit: dict[str, Any], config: ps.ServerConfig, kept: dict[tuple[str, str], ps.LoadResult]
+    frame: pd.DataFrame,
+    limit: dict[str, Any],
+    config: ps.ServerConfig,
+    kept: dict[tuple[str, str], ps.LoadResult],
+    cpu: dict[str, float],
 ) -> list[str]:
     """The targets of issue 6, each with its measured value and verdict."""
 
@@ -82,13 +86,16 @@ def targets_check(
             f"  Inside the server the model was busy {busy_share:.0%} of the run (from the X-Inference-Ms and "
             f"X-Batch-Size headers) and delivered {busy_rps:.0f} items/s while busy, {in_server:.2f} of its "
             "in-process rate on the same windows."
-            + (
-                " The rest is lost to sharing 2 cores: the event loop (HTTP, JSON, token counting) and the load "
-                "generator run beside PyTorch's two OpenMP threads, and an OpenMP thread that loses its core stalls "
-                "the other at the next barrier. One torch thread avoids that but halves the compute (below)."
-                if in_server < 0.9
-                else ""
-            )
+        )
+        lines.append(
+            f"  Who used the {cpu['cores']:.0f} cores during a separate {cpu['wall_s']:.0f} s run of the default at "
+            f"c=32 ({cpu['goodput_rps']:.0f} items/s), in cores busy on average: the model's threads "
+            f"**{cpu['model_cores']:.2f}**, the server's event loop (HTTP, JSON, token counting) "
+            f"**{cpu['event_loop_cores']:.2f}**, the load generator's process **{cpu['loadgen_cores']:.2f}**. "
+            "Everything but the model competes with PyTorch's OpenMP threads for the same cores, and an OpenMP "
+            "thread that loses its core stalls the others at the next barrier; one torch thread avoids that but "
+            "halves the compute (below). With the clients on another machine, the load generator's share would "
+            "go to the model."
         )
     c1 = row(BEST, 1)
     gap = c1.p50_ms - limit["single_item_p50_ms"]
@@ -109,14 +116,23 @@ def targets_check(
         f"{before32.p99_ms:.1f} ms** — {verdict}."
     )
     if verdict == "missed":
-        same_cap = row(ARRIVAL_SAME_CAP, 32)
         lines.append(
-            f"  Why: arrival order with the default's cap of 8 has p99 {same_cap.p99_ms:.1f} ms (p50 "
-            f"{same_cap.p50_ms:.1f} ms, {same_cap.goodput_rps:.0f} items/s), so the cost is the length grouping "
-            "itself: a request whose length is far from the oldest waiting one's is passed over as a batch-mate "
-            "until it is the oldest (bounded: never more batches than requests ahead of it). The median improves "
-            f"({best32.p50_ms:.1f} ms). For tail-sensitive traffic, `BatchPolicy(sort_by_length=False)`."
+            "  Why: grouping by length reorders: a request whose length is far from the oldest waiting one's is "
+            "passed over as a batch-mate until it is the oldest itself (bounded: never more batches than requests "
+            f"ahead of it). The median improves ({best32.p50_ms:.1f} vs {before32.p50_ms:.1f} ms). For "
+            "tail-sensitive traffic, `BatchPolicy(sort_by_length=False)`."
         )
+    default_price = f"{ps.BatchPolicy().call_overhead_tokens:g} (the default)"
+    prices = [(CHEAP_CALLS, "5"), (BEST, default_price), (DEAR_CALLS, "80")]
+    lines.append(
+        "- The price of a model call (`call_overhead_tokens`, what a split must save in padded tokens), at c=32: "
+        + "; ".join(
+            f"{price}: {row(label, 32).goodput_rps:.0f} items/s, p99 {row(label, 32).p99_ms:.0f} ms"
+            for label, price in prices
+        )
+        + ". Lower splits batches at smaller differences of length (more calls), higher packs them fuller (more "
+        "padding)."
+    )
     one = row(THREADS_ONE, 32)
     lines.append(
         f"- Torch threads: the default ({limit['torch_threads']}, one per core) gives {best32.goodput_rps:.0f} "
@@ -156,6 +172,7 @@ def render(
     kept: dict[tuple[str, str], ps.LoadResult],
     plots: list[str],
     quick: bool,
+    cpu: dict[str, float],
 ) -> str:
     ref = limit["batched_sorted_rps"]
     lines = [
@@ -180,8 +197,10 @@ def render(
     ]
     for bs, rps in limit["sorted_rps_by_batch_size"].items():
         lines.append(f"| batches of {bs}, sorted by length | {rps:.0f} |")
+    if limit["best_batch_size"] != 32:
+        best, rate = limit["best_batch_size"], limit["batched_arrival_order_rps"]
+        lines.append(f"| batches of {best}, arrival order | {rate:.0f} |")
     lines += [
-        f"| batches of {limit['best_batch_size']}, arrival order | {limit['batched_arrival_order_rps']:.0f} |",
         f"| batches of 32, arrival order | {limit['arrival_order_32_rps']:.0f} |",
         f"| windows of 32 in arrival order, each sorted and split as the default policy does | "
         f"{limit['window32_split_rps']:.0f} |",
@@ -206,7 +225,7 @@ def render(
         "",
         "## Targets (the default policy: `" + BEST + "`)",
         "",
-        *targets_check(frame, limit, SERVER_CONFIG, kept),
+        *targets_check(frame, limit, SERVER_CONFIG, kept, cpu),
     ]
     lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)

@@ -33,16 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default=None, help="e.g. cuda:0 (default: transformers' choice)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one")
-    serve.add_argument("--max-batch-size", type=int, default=8, help="most inputs per model call; 1 = no batching")
+    policy, config = BatchPolicy(), ServerConfig()  # the defaults, as serve() has them
+    serve.add_argument(
+        "--max-batch-size", type=int, default=policy.max_batch_size, help="most inputs per model call; 1 = no batching"
+    )
     serve.add_argument("--max-wait-ms", type=float, default=0.0, help="longest wait for a batch to fill, ms")
     serve.add_argument("--max-batch-tokens", type=int, default=None, help="most padded tokens per model call")
     serve.add_argument(
         "--arrival-order", action="store_true", help="batch in arrival order instead of grouping similar lengths"
     )
+    serve.add_argument(
+        "--call-overhead-tokens",
+        type=float,
+        default=policy.call_overhead_tokens,
+        help="price of one more model call in padded tokens, when grouping by length (raise it on a GPU)",
+    )
     serve.add_argument("--torch-threads", type=int, default=None, help="PyTorch threads (default: one per core)")
-    serve.add_argument("--max-queue", type=int, default=256, help="queued requests before fast 503s")
-    serve.add_argument("--timeout-s", type=float, default=60.0, help="per-request deadline (504 after)")
-    serve.add_argument("--max-body-bytes", type=int, default=1_048_576, help="largest request body (413 above)")
+    serve.add_argument("--max-queue", type=int, default=config.max_queue, help="queued requests before fast 503s")
+    serve.add_argument("--timeout-s", type=float, default=config.timeout_s, help="per-request deadline (504 after)")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=config.max_body_bytes, help="largest request body (413 above)"
+    )
     serve.add_argument(
         "--token-env",
         default="PIPESERVE_TOKEN",
@@ -78,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_wait_s=args.max_wait_ms / 1000,
             max_batch_tokens=args.max_batch_tokens,
             sort_by_length=not args.arrival_order,
+            call_overhead_tokens=args.call_overhead_tokens,
         )
         config = ServerConfig(
             max_queue=args.max_queue,

@@ -3,11 +3,12 @@
 Both policies share one loop (see ``_batcher.Batcher``). Requests taken off the queue
 wait in a *pool*; whenever the worker is free, the pool is topped up with what is queued
 (blocking for a first request, then collecting until the policy's deadline, when the pool
-is empty) and the policy ``pick``s the next batch from it. ``BatchPolicy`` picks the
-oldest request and, as its batch-mates, the requests closest to it in length, so little
-of a batch is padding; ``SeedPagePolicy`` takes the pool as it came. The leftovers stay
-in the pool, sorted again with the next arrivals, so each batch chooses among everything
-waiting, not among one fixed window.
+is empty) and the policy ``pick``s the next batch from it. ``BatchPolicy`` sorts the
+pool by length, splits it into the batches that cost least to run (padded tokens plus a
+fixed price per model call) and runs the one holding the oldest request;
+``SeedPagePolicy`` takes the pool as it came. The leftovers stay in the pool, split again
+with the next arrivals, so each batch chooses among everything waiting, not among one
+fixed window.
 """
 
 from __future__ import annotations
@@ -36,48 +37,71 @@ class Batchable(Protocol):
 B = TypeVar("B", bound=Batchable)
 
 
-def pick_batch(pool: Sequence[B], *, cap: int | None, max_tokens: int | None, by_length: bool) -> list[int]:
+def pick_batch(
+    pool: Sequence[B], *, cap: int | None, max_tokens: int | None, by_length: bool, call_tokens: float = 0.0
+) -> list[int]:
     """Indices into ``pool`` (oldest first) of the next batch; never empty for a non-empty pool.
 
     The oldest request (``pool[0]``) is always in the batch, so a request waits behind at
     most as many batches as there were requests ahead of it: nothing is passed over for
-    good, however short the requests arriving after it. Its batch-mates are added until the
-    next one would take the batch over ``cap`` inputs or ``max_tokens`` padded tokens (the
-    longest request's tokens x the inputs); a lone request over a limit runs alone.
+    good, however short the requests arriving after it. A batch holds at most ``cap``
+    inputs and ``max_tokens`` padded tokens (the longest request's tokens x the inputs);
+    a lone request over a limit runs alone.
 
-    - ``by_length=False``: batch-mates in arrival order (a FIFO prefix of the pool).
-    - ``by_length=True``: batch-mates nearest in length to the oldest, so a batch holds texts
-      of similar length; the indices come out sorted by length.
+    - ``by_length=False``: the oldest and the requests after it, in arrival order (a FIFO
+      prefix of the pool), while they fit.
+    - ``by_length=True``: the waiting requests, sorted by length, are split into the runs
+      of neighbours that cost least in all: each model call costs ``call_tokens`` plus its
+      padded tokens (``_cheapest_split``). The batch is the run holding the oldest request,
+      indices sorted by length. ``call_tokens`` is the price of a call: 0 splits at every
+      change of length, a large value packs batches full.
     """
     if not pool:
         raise ValueError("pick_batch needs at least one request")
-    inputs, longest = pool[0].size, pool[0].tokens
-
-    def fits(item: B) -> bool:
-        grown = inputs + item.size
-        return (cap is None or grown <= cap) and (max_tokens is None or max(longest, item.tokens) * grown <= max_tokens)
-
-    chosen = [0]
     if not by_length:
+        inputs, longest, chosen = pool[0].size, pool[0].tokens, [0]
         for i in range(1, len(pool)):
-            if not fits(pool[i]):
+            grown = inputs + pool[i].size
+            if not _fits(grown, max(longest, pool[i].tokens), cap, max_tokens):
                 break
             chosen.append(i)
-            inputs, longest = inputs + pool[i].size, max(longest, pool[i].tokens)
+            inputs, longest = grown, max(longest, pool[i].tokens)
         return chosen
     order = sorted(range(len(pool)), key=lambda i: (pool[i].tokens, i))
-    lo = hi = order.index(0)
-    anchor = pool[0].tokens
-    while True:
-        sides = [j for j in (lo - 1, hi + 1) if 0 <= j < len(order)]
-        sides.sort(key=lambda j: abs(pool[order[j]].tokens - anchor))  # the nearer length first
-        taken = next((j for j in sides if fits(pool[order[j]])), None)
-        if taken is None:
-            break
-        item = pool[order[taken]]
-        inputs, longest = inputs + item.size, max(longest, item.tokens)
-        lo, hi = min(lo, taken), max(hi, taken)
-    return order[lo : hi + 1]
+    for lo, hi in _cheapest_split([pool[i] for i in order], cap, max_tokens, call_tokens):
+        run = order[lo:hi]
+        if 0 in run:
+            return run
+    raise AssertionError("the split covers every request")  # pragma: no cover
+
+
+def _fits(inputs: int, longest: int, cap: int | None, max_tokens: int | None) -> bool:
+    return (cap is None or inputs <= cap) and (max_tokens is None or longest * inputs <= max_tokens)
+
+
+def _cheapest_split(
+    items: Sequence[Batchable], cap: int | None, max_tokens: int | None, call_tokens: float
+) -> list[tuple[int, int]]:
+    """Split ``items`` (sorted by tokens) into runs ``[lo, hi)`` that fit the limits (or hold
+    one item) with the least ``sum(call_tokens + inputs x longest)``: dynamic programming
+    over the split points, O(len(items) x the most items a batch can hold)."""
+    n = len(items)
+    cost = [0.0] + [float("inf")] * n  # cost[j]: the cheapest split of items[:j]
+    start = [0] * (n + 1)  # where the last run of that split starts
+    for j in range(1, n + 1):
+        longest, inputs = items[j - 1].tokens, 0
+        for i in range(j - 1, -1, -1):  # the last run is items[i:j]
+            inputs += items[i].size
+            if i < j - 1 and not _fits(inputs, longest, cap, max_tokens):
+                break
+            candidate = cost[i] + call_tokens + inputs * longest
+            if candidate < cost[j]:
+                cost[j], start[j] = candidate, i
+    runs, j = [], n
+    while j > 0:
+        runs.append((start[j], j))
+        j = start[j]
+    return runs[::-1]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,10 +117,13 @@ class BatchPolicy:
     - ``max_wait_s=0``: take whatever is already queued and start at once; never wait on an
       empty queue. While a batch runs, new requests queue up, so under load batches form
       on their own ("continuous" batching) at no latency cost.
-    - The batch is ``pick_batch`` of the waiting requests: the oldest, plus (with
-      ``sort_by_length``) those nearest to it in token count, up to ``max_batch_size``
-      inputs and ``max_batch_tokens`` padded tokens. A lone request over either limit runs
-      alone (the worker calls the model on it in chunks of ``max_batch_size``).
+    - The batch is ``pick_batch`` of the waiting requests. With ``sort_by_length`` they
+      are sorted by token count and split into the batches that cost least in all, where a
+      model call costs its padded tokens plus ``call_overhead_tokens``; the batch that
+      runs is the one holding the oldest request. Without, the oldest and those after it
+      in arrival order. Either way at most ``max_batch_size`` inputs and
+      ``max_batch_tokens`` padded tokens; a lone request over either limit runs alone
+      (the worker calls the model on it in chunks of ``max_batch_size``).
     - Fairness: the oldest waiting request is always in the next batch, so no request
       waits behind more batches than there were requests ahead of it when it arrived.
     - ``max_batch_size=1`` means no batching: one request per model call.
@@ -107,6 +134,13 @@ class BatchPolicy:
         max_batch_tokens: most padded tokens (longest input x inputs) in one model call;
             None for no token budget.
         sort_by_length: choose batch-mates by length (False: in arrival order).
+        call_overhead_tokens: the price of one more model call, in padded tokens: what
+            splitting a batch in two must save in padding to be worth it. Small values
+            split at smaller differences of length; large values pack batches full (on a
+            GPU, where a call's fixed cost dwarfs its per-token cost, raise it). The
+            default, 20, measured best on a 2-core CPU with the bundled model (see
+            ``make bench``); it is in the units of ``tokens`` (characters for a plain
+            callable).
         window_size: most inputs waiting in the pool to choose from; None for
             ``4 * max_batch_size`` (more waiting requests stay queued, in order).
 
@@ -115,11 +149,12 @@ class BatchPolicy:
         64
     """
 
-    max_batch_size: int = 8
+    max_batch_size: int = 32
     max_wait_s: float = 0.0
     max_batch_tokens: int | None = None
     sort_by_length: bool = True
     window_size: int | None = None
+    call_overhead_tokens: float = 20.0
 
     def __post_init__(self) -> None:
         _check_cap(self.max_batch_size)
@@ -130,6 +165,11 @@ class BatchPolicy:
                 raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")
         if not isinstance(self.sort_by_length, bool):
             raise TypeError(f"sort_by_length must be True or False, got {self.sort_by_length!r}")
+        price = self.call_overhead_tokens
+        if isinstance(price, bool) or not isinstance(price, (int, float)):
+            raise TypeError(f"call_overhead_tokens must be a number of tokens, got {price!r}")
+        if not 0 <= price < float("inf"):
+            raise ValueError(f"call_overhead_tokens must be a finite number >= 0, got {price}")
 
     @property
     def cap(self) -> int | None:
@@ -148,7 +188,11 @@ class BatchPolicy:
     def pick(self, pool: Sequence[B]) -> list[int]:
         """Indices of the next batch in ``pool`` (see ``pick_batch``)."""
         return pick_batch(
-            pool, cap=self.max_batch_size, max_tokens=self.max_batch_tokens, by_length=self.sort_by_length
+            pool,
+            cap=self.max_batch_size,
+            max_tokens=self.max_batch_tokens,
+            by_length=self.sort_by_length,
+            call_tokens=self.call_overhead_tokens,
         )
 
 

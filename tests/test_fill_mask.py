@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from pipeserve_nb import serve
+from pipeserve_nb import BatchPolicy, ServerConfig, serve
+from pipeserve_nb._cli import build_parser
 
 
 def assert_candidates(answer: Any, k: int | None = None) -> None:
@@ -125,11 +126,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 def test_the_serve_command_serves_until_sigterm(tiny_fill_mask: Path) -> None:
     cmd = [sys.executable, "-m", "pipeserve_nb", "serve", "--model", str(tiny_fill_mask), "--task", "fill-mask"]
-    proc, url, lines = _start([*cmd, "--port", "0", "--max-batch-size", "4", "--max-wait-ms", "2"], _env())
+    flags = ["--port", "0", "--max-batch-size", "4", "--max-wait-ms", "2", "--call-overhead-tokens", "50"]
+    proc, url, lines = _start([*cmd, *flags], _env())
     try:
         assert_candidates(httpx.post(url, content=b"test [MASK]", trust_env=False).json())
         assert httpx.get(f"{url}/health", trust_env=False).json()["status"] == "ok"
-        assert "max_batch_size=4, max_wait_s=0.002" in httpx.get(f"{url}/stats", trust_env=False).json()["policy"]
+        policy = httpx.get(f"{url}/stats", trust_env=False).json()["policy"]
+        assert "max_batch_size=4, max_wait_s=0.002" in policy and "call_overhead_tokens=50.0" in policy
     finally:
         output = _stop_gracefully(proc, lines)
     assert "Application shutdown complete" in output
@@ -137,9 +140,12 @@ def test_the_serve_command_serves_until_sigterm(tiny_fill_mask: Path) -> None:
 
 def test_the_app_runs_under_the_uvicorn_command(tiny_fill_mask: Path) -> None:
     cmd = [sys.executable, "-m", "uvicorn", "pipeserve_nb.asgi:app", "--lifespan", "on", "--port", "0"]
-    proc, url, lines = _start(cmd, _env(PIPESERVE_MODEL=str(tiny_fill_mask), PIPESERVE_TASK="fill-mask"))
+    env = _env(PIPESERVE_MODEL=str(tiny_fill_mask), PIPESERVE_TASK="fill-mask", PIPESERVE_CALL_OVERHEAD_TOKENS="7")
+    proc, url, lines = _start(cmd, env)
     try:
         assert_candidates(httpx.post(url, content=b"test [MASK]", trust_env=False).json())
+        policy = httpx.get(f"{url}/stats", trust_env=False).json()["policy"]
+        assert f"max_batch_size={BatchPolicy().max_batch_size}," in policy and "call_overhead_tokens=7.0" in policy
     finally:
         output = _stop_gracefully(proc, lines)
     assert "Application shutdown complete" in output
@@ -151,6 +157,17 @@ def test_the_serve_command_exits_nonzero_with_the_reason_when_the_model_cannot_l
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "missing-model" in done.stdout + done.stderr
+
+
+def test_the_serve_command_defaults_are_those_of_serve() -> None:
+    args = build_parser().parse_args(["serve"])
+    policy, config = BatchPolicy(), ServerConfig()
+    assert (args.max_batch_size, args.max_wait_ms, args.call_overhead_tokens, args.arrival_order) == (
+        policy.max_batch_size, policy.max_wait_s * 1000, policy.call_overhead_tokens, not policy.sort_by_length
+    )  # fmt: skip
+    assert (args.max_queue, args.timeout_s, args.max_body_bytes) == (
+        config.max_queue, config.timeout_s, config.max_body_bytes
+    )  # fmt: skip
 
 
 def test_the_serve_command_rejects_bad_flags_with_the_rule() -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pipeserve_nb import BatchPolicy, SeedPagePolicy
 from pipeserve_nb._batcher import Batcher, Pending, clock
-from pipeserve_nb._policy import Policy, pick_batch
+from pipeserve_nb._policy import Policy, _cheapest_split, pick_batch
 
 
 def make(n_inputs: int = 1, tag: object = None, tokens: int = 0) -> Pending:
@@ -50,6 +50,10 @@ def run(coro):  # type: ignore[no-untyped-def]
         ({"max_batch_tokens": 0}, "max_batch_tokens must be None or an int >= 1"),
         ({"window_size": 2.0}, "window_size must be None or an int >= 1"),
         ({"sort_by_length": 1}, "sort_by_length must be True or False"),
+        ({"call_overhead_tokens": -1}, "call_overhead_tokens must be a finite number >= 0"),
+        ({"call_overhead_tokens": float("inf")}, "call_overhead_tokens must be a finite number >= 0"),
+        ({"call_overhead_tokens": "20"}, "call_overhead_tokens must be a number of tokens"),
+        ({"call_overhead_tokens": True}, "call_overhead_tokens must be a number of tokens"),
     ],
 )
 def test_batch_policy_rejects_bad_values_with_the_rule(kwargs: dict[str, object], message: str) -> None:
@@ -60,7 +64,8 @@ def test_batch_policy_rejects_bad_values_with_the_rule(kwargs: dict[str, object]
 def test_policies_are_frozen_keyword_only_and_readable() -> None:
     policy = BatchPolicy(max_batch_size=8, max_wait_s=0.002)
     assert repr(policy) == (
-        "BatchPolicy(max_batch_size=8, max_wait_s=0.002, max_batch_tokens=None, sort_by_length=True, window_size=None)"
+        "BatchPolicy(max_batch_size=8, max_wait_s=0.002, max_batch_tokens=None, sort_by_length=True, "
+        "window_size=None, call_overhead_tokens=20.0)"
     )
     assert policy.window == 32 and BatchPolicy(max_batch_size=8, window_size=10).window == 10
     with pytest.raises(AttributeError):
@@ -227,16 +232,21 @@ ITEMS = st.lists(
     cap=st.none() | st.integers(1, 40),
     max_tokens=st.none() | st.integers(1, 4000),
     by_length=st.booleans(),
+    call_tokens=st.floats(0, 1000),
 )
 @settings(max_examples=300, deadline=None)
 def test_picking_until_empty_serves_each_item_once_within_cap_and_budget(
-    pool: list[Item], cap: int | None, max_tokens: int | None, by_length: bool
+    pool: list[Item], cap: int | None, max_tokens: int | None, by_length: bool, call_tokens: float
 ) -> None:
     waiting, served, batches = list(pool), [], []
     while waiting:
-        picked = pick_batch(waiting, cap=cap, max_tokens=max_tokens, by_length=by_length)
+        picked = pick_batch(waiting, cap=cap, max_tokens=max_tokens, by_length=by_length, call_tokens=call_tokens)
         assert picked and 0 in picked  # never empty, and the oldest waiting item always goes
         batch = [waiting[i] for i in picked]
+        if by_length:  # neighbours in length: nothing left waiting lies strictly between two batch-mates
+            low, high = min(x.tokens for x in batch), max(x.tokens for x in batch)
+            left = [waiting[i].tokens for i in range(len(waiting)) if i not in set(picked)]
+            assert not [t for t in left if low < t < high]
         batches.append(batch)
         served += [x.tag for x in batch]
         waiting = [x for i, x in enumerate(waiting) if i not in set(picked)]
@@ -252,19 +262,67 @@ def test_picking_until_empty_serves_each_item_once_within_cap_and_budget(
             assert [x.tag for x in batch] == sorted(x.tag for x in batch)  # arrival order
 
 
-def test_batch_mates_are_the_nearest_lengths_to_the_oldest_request() -> None:
-    pool = [Item(i, 1, t) for i, t in enumerate([30, 5, 31, 6, 500, 7, 29, 4])]
-    assert [pool[i].tokens for i in pick_batch(pool, cap=3, max_tokens=None, by_length=True)] == [29, 30, 31]
-    assert [pool[i].tokens for i in pick_batch(pool, cap=3, max_tokens=None, by_length=False)] == [30, 5, 31]
-    # a budget of 100 padded tokens: 30 with 29 is 60, a third (31) would be 93, a fourth would pass it
-    assert [pool[i].tokens for i in pick_batch(pool, cap=None, max_tokens=100, by_length=True)] == [29, 30, 31]
-    lone = [Item(0, 1, 500), *pool[1:4]]
-    assert pick_batch(lone, cap=8, max_tokens=200, by_length=True) == [0]  # over the budget alone: runs alone
+def _split_cost(runs: list[list[Item]], call_tokens: float) -> float:
+    return sum(call_tokens + sum(x.size for x in run) * max(x.tokens for x in run) for run in runs)
+
+
+def _all_splits(items: list[Item]) -> list[list[list[Item]]]:
+    """Every way to cut ``items`` into consecutive runs (2^(n-1) of them)."""
+    if not items:
+        return [[]]
+    return [[items[:k], *rest] for k in range(1, len(items) + 1) for rest in _all_splits(items[k:])]
+
+
+@given(
+    pool=st.lists(st.builds(Item, tag=st.just(0), size=st.integers(1, 3), tokens=st.integers(1, 60)), max_size=8),
+    cap=st.none() | st.integers(1, 6),
+    max_tokens=st.none() | st.integers(1, 200),
+    call_tokens=st.floats(0, 200),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_split_is_the_cheapest_of_all_splits_by_length(
+    pool: list[Item], cap: int | None, max_tokens: int | None, call_tokens: float
+) -> None:
+    """The dynamic programme against brute force: no other cut of the length-sorted pool into
+    runs that fit the limits costs less (calls x price + padded tokens)."""
+    items = sorted(pool, key=lambda x: x.tokens)
+
+    def allowed(run: list[Item]) -> bool:
+        inputs, longest = sum(x.size for x in run), max(x.tokens for x in run)
+        fits = (cap is None or inputs <= cap) and (max_tokens is None or inputs * longest <= max_tokens)
+        return len(run) == 1 or fits
+
+    split = [items[lo:hi] for lo, hi in _cheapest_split(items, cap, max_tokens, call_tokens)]
+    assert [x for run in split for x in run] == items and all(allowed(run) for run in split)
+    best = min(_split_cost(s, call_tokens) for s in _all_splits(items) if all(allowed(run) for run in s))
+    assert _split_cost(split, call_tokens) == pytest.approx(best)
+
+
+def test_the_price_of_a_call_decides_how_much_padding_a_batch_may_carry() -> None:
+    def batch(tokens: list[int], **kwargs: object) -> list[int]:
+        pool = [Item(i, 1, t) for i, t in enumerate(tokens)]
+        return [pool[i].tokens for i in pick_batch(pool, **kwargs)]  # type: ignore[arg-type]
+
+    three_short_one_long = [10, 10, 10, 50]
+    # Together: 4 x 50 = 200 padded tokens in one call. Apart: 30 + 50 tokens in two calls.
+    assert batch(three_short_one_long, cap=4, max_tokens=None, by_length=True, call_tokens=20) == [10, 10, 10]
+    assert batch(three_short_one_long, cap=4, max_tokens=None, by_length=True, call_tokens=200) == [10, 10, 10, 50]
+    # Free calls: any difference in length is worth a call of its own.
+    assert batch([30, 29, 31], cap=3, max_tokens=None, by_length=True, call_tokens=0) == [30]
+    # Arrival order ignores lengths and the price: a FIFO prefix within the cap.
+    assert batch([30, 5, 31, 6], cap=3, max_tokens=None, by_length=False, call_tokens=0) == [30, 5, 31]
+    # The oldest runs with its neighbours in length, wherever it sits among them.
+    mixed = [30, 5, 31, 6, 500, 7, 29, 4]
+    assert batch(mixed, cap=3, max_tokens=None, by_length=True, call_tokens=20) == [29, 30, 31]
+    # A budget of 100 padded tokens: 29, 30 and 31 make 93; a fourth would pass it.
+    assert batch(mixed, cap=None, max_tokens=100, by_length=True, call_tokens=1000) == [29, 30, 31]
+    # A lone request over the budget runs alone.
+    assert batch([500, 5, 31, 6], cap=8, max_tokens=200, by_length=True, call_tokens=20) == [500]
 
 
 def test_no_request_waits_behind_more_batches_than_requests_ahead_of_it() -> None:
-    """A stream that keeps favouring others: short requests keep arriving, and a batch always
-    takes the nearest lengths to its oldest request. Each request still runs within as many
+    """A stream that keeps favouring others: short requests keep arriving, and length-aware
+    formation would rather batch them together than with the one long request. Each request still runs within as many
     batches as there were requests waiting ahead of it when it arrived."""
 
     async def scenario() -> list[tuple[int, int]]:
@@ -302,10 +360,11 @@ def test_no_request_waits_behind_more_batches_than_requests_ahead_of_it() -> Non
 
 def test_a_pool_of_mixed_lengths_runs_as_batches_of_similar_lengths_oldest_first() -> None:
     async def scenario() -> list[list[int]]:
-        batcher = Batcher(BatchPolicy(max_batch_size=3, max_wait_s=0), max_queue=100)
-        for i, tokens in enumerate([40, 8, 33, 9, 41, 10, 12]):
+        batcher = Batcher(BatchPolicy(max_batch_size=3, max_wait_s=0, call_overhead_tokens=20), max_queue=100)
+        for i, tokens in enumerate([40, 8, 33, 9, 41, 10, 14]):
             batcher.put_nowait(make(tag=i, tokens=tokens))
         return [[p.tokens for p in await batcher.next_batch()] for _ in range(3)]
 
-    # oldest 40 with its nearest 41 and 33; then oldest 8 with 9 and 10; then 12
-    assert run(scenario()) == [[33, 40, 41], [8, 9, 10], [12]]
+    # Sorted, 8 9 10 14 33 40 41 splits cheapest as [8 9 10] [14] [33 40 41] (50 + 34 + 143 tokens):
+    # the oldest, 40, runs first with its run; then the oldest left, 8, with its run; then 14.
+    assert run(scenario()) == [[33, 40, 41], [8, 9, 10], [14]]
