@@ -14,13 +14,13 @@ BEST = (
     f"call price {DEFAULT_POLICY.call_overhead_tokens:g})"
 )
 BEFORE = f"pipeserve: arrival order (cap {DEFAULT_POLICY.max_batch_size})"
-CHEAP_CALLS = "pipeserve: length-aware, call price 5"
-DEAR_CALLS = "pipeserve: length-aware, call price 80"
+CHEAP_CALLS = "pipeserve: length-aware, call price 10"
+DEAR_CALLS = "pipeserve: length-aware, call price 160"
 OURS = {
     "pipeserve: no batching": ps.BatchPolicy(max_batch_size=1),
     BEFORE: ps.BatchPolicy(sort_by_length=False),
-    CHEAP_CALLS: ps.BatchPolicy(call_overhead_tokens=5),
-    DEAR_CALLS: ps.BatchPolicy(call_overhead_tokens=80),
+    CHEAP_CALLS: ps.BatchPolicy(call_overhead_tokens=10),
+    DEAR_CALLS: ps.BatchPolicy(call_overhead_tokens=160),
     BEST: DEFAULT_POLICY,
 }
 THREADS_ONE = "pipeserve: default, torch threads 1"

@@ -123,7 +123,7 @@ def targets_check(
             "tail-sensitive traffic, `BatchPolicy(sort_by_length=False)`."
         )
     default_price = f"{ps.BatchPolicy().call_overhead_tokens:g} (the default)"
-    prices = [(CHEAP_CALLS, "5"), (BEST, default_price), (DEAR_CALLS, "80")]
+    prices = [(CHEAP_CALLS, "10"), (BEST, default_price), (DEAR_CALLS, "160")]
     lines.append(
         "- The price of a model call (`call_overhead_tokens`, what a split must save in padded tokens), at c=32: "
         + "; ".join(

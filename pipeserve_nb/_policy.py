@@ -138,9 +138,11 @@ class BatchPolicy:
             splitting a batch in two must save in padding to be worth it. Small values
             split at smaller differences of length; large values pack batches full (on a
             GPU, where a call's fixed cost dwarfs its per-token cost, raise it). The
-            default, 20, measured best on a 2-core CPU with the bundled model (see
-            ``make bench``); it is in the units of ``tokens`` (characters for a plain
-            callable).
+            default, 40, is about what a call's fixed cost is worth in tokens on a 2-core
+            CPU with the bundled model (a call takes ~4 ms plus ~0.08 ms per padded
+            token), and the middle of the range, 20 to 80, that served fastest there;
+            ``make bench`` measures 10 and 160 beside it. It is in the units of
+            ``tokens`` (characters for a plain callable).
         window_size: most inputs waiting in the pool to choose from; None for
             ``4 * max_batch_size`` (more waiting requests stay queued, in order).
 
@@ -154,7 +156,7 @@ class BatchPolicy:
     max_batch_tokens: int | None = None
     sort_by_length: bool = True
     window_size: int | None = None
-    call_overhead_tokens: float = 20.0
+    call_overhead_tokens: float = 40.0
 
     def __post_init__(self) -> None:
         _check_cap(self.max_batch_size)
