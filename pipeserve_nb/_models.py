@@ -8,6 +8,8 @@ Accepted:
 - a Hub id or local path (``str`` or ``os.PathLike``), with an optional ``task``: loaded
   with ``transformers.pipeline``.
 - a ready ``transformers.Pipeline``.
+- a ``LoadedModel`` from ``load_model()``: served as it is, the same copy, with its token
+  counter and limits (load it once, measure it in the notebook, then serve it).
 - any callable ``fn(inputs: list, **parameters) -> list`` returning one output per input.
 
 Loading happens when ``load()`` is called (in the inference thread), never at import.
@@ -89,9 +91,11 @@ class ModelSpec:
     """What to load. See the module docstring for the accepted ``model`` values.
 
     Parameters:
-        model: None, a Hub id or path, a ``transformers.Pipeline`` or a batch callable.
+        model: None, a Hub id or path, a ``transformers.Pipeline``, a ``LoadedModel`` or a
+            batch callable.
         task: the pipeline task for a Hub id or path (inferred by transformers if None).
-        device: e.g. ``"cuda:0"``; None keeps transformers' default (CPU here).
+        device: e.g. ``"cuda:0"`` for the bundled model or a Hub id or path; None keeps
+            transformers' default (CPU here). A model passed ready-made stays where it is.
     """
 
     model: Any = None
@@ -107,12 +111,19 @@ class ModelSpec:
             )
         if self.task is not None and not isinstance(m, (str, os.PathLike)):
             raise ValueError("task= applies only when model is a Hub id or local path")
+        if self.device is not None and not (m is None or isinstance(m, (str, os.PathLike))):
+            raise ValueError(
+                "device= applies only when pipeserve loads the model (None or a Hub id or path); "
+                "a ready pipeline or model stays on its own device: move it before passing it"
+            )
 
     def describe(self) -> str:
         """A short human name for the model."""
         m = self.model
         if m is None:
             return BUNDLED_MODEL_NAME
+        if isinstance(m, LoadedModel):
+            return m.name
         if isinstance(m, (str, os.PathLike)):
             return os.fspath(m) + (f" ({self.task})" if self.task else "")
         return getattr(m, "__name__", None) or type(m).__name__
@@ -121,6 +132,8 @@ class ModelSpec:
 def load(spec: ModelSpec) -> LoadedModel:
     """Load the model described by ``spec`` (slow for real models; call it once)."""
     m = spec.model
+    if isinstance(m, LoadedModel):
+        return m
     if m is None:
         embedder = _SentenceEmbedder(_bundled_dir(), spec.device)
         return LoadedModel(

@@ -129,9 +129,11 @@ def serve(
 
     Parameters:
         model: None for the bundled all-MiniLM-L6-v2 sentence embedder, a Hub id or local
-            path, a ``transformers`` pipeline, or a callable ``fn(inputs: list, **params) -> list``.
+            path, a ``transformers`` pipeline, a model from ``load_model()`` (served as it
+            is: no second copy), or a callable ``fn(inputs: list, **params) -> list``.
         task: pipeline task when ``model`` is a Hub id or path (e.g. ``"fill-mask"``).
-        device: e.g. ``"cuda:0"``; None keeps transformers' default.
+        device: e.g. ``"cuda:0"``; None keeps transformers' default. Only for a model
+            pipeserve loads (None or a Hub id or path).
         policy: batching policy, default ``BatchPolicy()``.
         config: limits (queue size, timeout, drain time), default ``ServerConfig()``.
         host: address to bind; loopback by default. Any other address (reachable from other
@@ -144,7 +146,9 @@ def serve(
     Raises:
         ServerStartError: the model failed to load, the port is taken, or the server did
             not come up; the real cause is chained.
-        ValueError: a non-loopback ``host`` without a token or the opt-out.
+        ValueError: a non-loopback ``host`` without a token or the opt-out; ``task`` or
+            ``device`` given for a model that pipeserve does not load.
+        TypeError: ``model`` is none of the kinds above.
 
     Example:
         >>> server = serve()                      # doctest: +SKIP

@@ -69,6 +69,25 @@ def test_concurrent_clients_are_batched_and_get_the_same_answer_as_alone(embedde
     assert sum(int(k) * v for k, v in stats["batch_size_histogram"].items()) == len(texts)
 
 
+def test_a_model_loaded_in_the_notebook_is_served_as_it_is(embedder: LoadedModel) -> None:
+    with serve(embedder) as server:
+        assert server.model == embedder.name  # the same copy: no second load
+        assert close(server.query("Load once, serve it."), embedder(["Load once, serve it."])[0])
+        too_long = httpx.post(server.url, json={"inputs": "word " * 300}, trust_env=False)
+        assert too_long.status_code == 413  # its token counter and limit came with it
+        assert "this model takes at most 256" in too_long.json()["error"]["message"]
+
+
+def test_model_arguments_that_do_not_fit_together_are_refused_with_the_rule(embedder: LoadedModel) -> None:
+    with pytest.raises(ValueError, match="device= applies only when pipeserve loads the model"):
+        serve(embedder, device="cuda:0")
+    with pytest.raises(ValueError, match="task= applies only when model is a Hub id or local path"):
+        serve(embedder, task="fill-mask")
+    with pytest.raises(TypeError, match="model must be None"):
+        serve(42)
+    assert pipeserve_threads() == []
+
+
 # -- overload, timeouts, failures -----------------------------------------------------------
 
 
