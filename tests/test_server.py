@@ -243,6 +243,15 @@ def test_the_handle_reads_well() -> None:
     server.stop()  # a second stop is harmless
 
 
+def test_http_is_parsed_by_httptools() -> None:
+    """uvicorn's C parser: about 0.1 ms less per request than h11 on 2 cores (see README)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    with serve(lambda xs: xs) as server:
+        assert server._server.config.http_protocol_class is HttpToolsProtocol
+        assert server.query("parsed") == "parsed"
+
+
 def test_accepted_connections_get_tcp_nodelay() -> None:
     """Without it, Nagle's algorithm and delayed ACKs add ~40 ms to every response."""
     from pipeserve_nb._thread_server import bind_socket
