@@ -66,7 +66,7 @@ def targets_check(
     gap = c1.p50_ms - limit["single_item_p50_ms"]
     lines.append(
         f"- Concurrency 1 median latency <= in-process single-item latency + 1 ms: **{c1.p50_ms:.2f} ms vs "
-        f"{limit['single_item_p50_ms']:.2f} ms (+{gap:.2f} ms)** — "
+        f"{limit['single_item_p50_ms']:.2f} ms ({gap:+.2f} ms)** — "
         + ("met." if gap <= 1.0 else f"missed by {gap - 1:.2f} ms.")
     )
     latency, model, overhead = overhead_ms(kept[(BEST, "closed c=1")])
