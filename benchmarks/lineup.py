@@ -3,7 +3,28 @@ measuring (``bench.py``) and the report (``report.py``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pipeserve_nb as ps
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Workload sizes: the full run, or a quick smoke run."""
+
+    corpus: int
+    limit_repeats: int
+    batch_sizes: tuple[int, ...]
+    c1_requests: int
+    closed_duration_s: float
+    open_duration_s: float
+
+
+# closed loops of 10 s: c=32's p99 rests on ~20 samples
+FULL = Sizes(corpus=256, limit_repeats=3, batch_sizes=(8, 16, 32, 64), c1_requests=150,
+             closed_duration_s=10.0, open_duration_s=6.0)  # fmt: skip
+QUICK = Sizes(corpus=32, limit_repeats=1, batch_sizes=(8, 16), c1_requests=10,
+              closed_duration_s=0.8, open_duration_s=0.8)  # fmt: skip
 
 SERVER_CONFIG = ps.ServerConfig()
 """Every pipeserve target runs with the defaults a user gets (the queue bound sheds overload)."""

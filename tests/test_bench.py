@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,10 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
     assert "windows of 32 in arrival order" in report and "Per-request overhead" in report
     assert "The price of a model call" in report
     assert "Where the gap to the limit goes" in report and "replayed in order in a process" in report
+    # the three factors multiply to the ratio they take apart (the same run's goodput over the same limit)
+    ratio = float(re.search(r"of the in-process limit [^*]*\*\*(\d+\.\d+)\*\*", report)[1])  # type: ignore[index]
+    product = float(re.search(r" x \d+\.\d+ x \d+\.\d+ = (\d+\.\d+)\.", report)[1])  # type: ignore[index]
+    assert abs(product - ratio) <= 0.02
     frame = pd.read_csv(tmp_path / "latest.csv")
     assert len(frame) == 8 * 6  # eight servers, six loads each
     assert set(frame.load) >= {"closed c=1", "closed c=8", "closed c=32"}
