@@ -57,6 +57,8 @@ class SentenceEmbedder:
         if unknown:
             raise TypeError(f"the bundled embedding model takes only 'truncation', got {sorted(unknown)}")
         rows = self._ids(inputs)
+        if not rows:
+            return []
         longest = max(len(r) for r in rows)
         model = self.pipe.model
         input_ids = torch.tensor([r + [self._pad_id] * (longest - len(r)) for r in rows], device=model.device)

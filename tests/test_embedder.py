@@ -48,6 +48,7 @@ def test_ids_texts_and_a_mix_embed_exactly_as_the_model_card_says(embedder: Load
     assert torch.allclose(from_texts, expected, atol=1e-6)
     assert torch.allclose(from_ids, expected, atol=1e-6)
     assert torch.allclose(mixed, expected[[0, 1, -1, -1]], atol=1e-6)
+    assert embedder([]) == []
 
 
 def test_the_server_hands_the_worker_ids_so_it_never_tokenizes_again(embedder: LoadedModel) -> None:
