@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 def single_ms(model: LoadedModel, texts: Sequence[str], sizes: Sizes) -> list[float]:
     """Milliseconds of each ``model([text])``, every text ``limit_repeats`` times."""
     model(list(texts[:8]))  # warm up
-    return [_timed(lambda t=t: model([t])) * 1000 for _ in range(sizes.limit_repeats) for t in texts]
+    return [_timed(partial(model, [t])) * 1000 for _ in range(sizes.limit_repeats) for t in texts]
 
 
 def sorted_rps(model: LoadedModel, texts: Sequence[str], batch_size: int, sizes: Sizes) -> float:
