@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from ._config import ServerConfig
+from ._protocol import WHITESPACE
 
 __all__ = ["openapi_document"]
 
-_TEXT = {"type": "string", "minLength": 1, "pattern": r"\S", "description": "a text with at least one non-space"}
+_NOT_SPACE = "[^" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"  # one character strip() keeps
+_TEXT = {"type": "string", "minLength": 1, "pattern": _NOT_SPACE, "description": "a text with at least one non-space"}
 _ERROR = {
     "type": "object",
     "required": ["error"],

@@ -20,6 +20,7 @@ from typing import Any
 from ._exceptions import InvalidInput, TooLarge, UnsupportedMediaType
 
 __all__ = [
+    "WHITESPACE",
     "ParsedRequest",
     "parse_body",
     "error_body",
@@ -33,6 +34,14 @@ __all__ = [
 QUEUE_WAIT_HEADER = "x-queue-wait-ms"
 BATCH_SIZE_HEADER = "x-batch-size"
 INFERENCE_HEADER = "x-inference-ms"
+
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""What ``str.strip()`` removes (every character ``str.isspace()`` calls space): a text made
+only of these is empty. The OpenAPI description spells the rule out with this set, since
+JSON Schema's ``\\S`` (ECMAScript's) counts U+0085 and U+001C to U+001F as text."""
 
 _RAW_TYPES = ("", "application/x-www-form-urlencoded")
 _FIELDS = ("inputs", "parameters")

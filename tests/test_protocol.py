@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pipeserve_nb import InvalidInput, TooLarge, UnsupportedMediaType
-from pipeserve_nb._protocol import ParsedRequest, parse_body
+from pipeserve_nb._openapi import _TEXT
+from pipeserve_nb._protocol import WHITESPACE, ParsedRequest, parse_body
 
 
 @pytest.mark.parametrize(
@@ -54,3 +57,18 @@ def test_more_inputs_than_the_cap_are_too_large() -> None:
 def test_other_content_types_are_refused() -> None:
     with pytest.raises(UnsupportedMediaType, match="send raw text"):
         parse_body("image/png", b"\x89PNG", 8)
+
+
+def test_the_openapi_text_pattern_is_the_emptiness_rule_the_server_applies() -> None:
+    """JSON Schema's \\S is ECMAScript's, which counts U+0085 as text; Python's strip() does not."""
+    assert "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) == WHITESPACE
+    assert "\\s" not in str(_TEXT["pattern"]).lower()  # shorthands mean other sets in other regex dialects
+    pattern = re.compile(str(_TEXT["pattern"]))
+    samples = ["a", " a ", "\x85\x85", "\x1c", "\ufeff", "\u3000 \t", "\u200b", "é"]
+    for text in samples:
+        try:
+            parse_body("text/plain", text.encode(), 8)
+        except InvalidInput:
+            assert pattern.search(text) is None, f"{text!r}: the schema calls it text, the server refuses it"
+        else:
+            assert pattern.search(text) is not None, f"{text!r}: the server takes it, the schema calls it empty"
