@@ -12,7 +12,7 @@ import pandas as pd
 
 import pipeserve_nb as ps
 
-from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, SERVER_CONFIG, THREADS_ONE
+from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE
 
 
 def _ms(x: float | None) -> str:
@@ -82,8 +82,10 @@ def targets_check(
     )
     if verdict == "missed":
         lines += why_the_tail(best, before, limit)
-    default_price = f"{ps.BatchPolicy().call_overhead_tokens:g} (the default)"
-    prices = [(CHEAP_CALLS, "10"), (BEST, default_price), (DEAR_CALLS, "160")]
+    prices = [
+        (label, f"{OURS[label].call_overhead_tokens:g}" + (" (the default)" if label == BEST else ""))
+        for label in (CHEAP_CALLS, BEST, DEAR_CALLS)
+    ]
     lines.append(
         "- The price of a model call (`call_overhead_tokens`, what a split must save in padded tokens), at c=32 in "
         "the line-up above: "
