@@ -26,8 +26,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeserve_nb._embedder import TokenIds
-from pipeserve_nb._models import LoadedModel, ModelSpec, load
+from pipeserve_nb import LoadedModel, load_model
+from pipeserve_nb._models.embedder import TokenIds  # replays the batches the server ran, as token ids
 
 from lineup import DEFAULT_POLICY, FULL, QUICK, Sizes
 
@@ -109,7 +109,7 @@ def _drain(pool: list[_Text]) -> list[list[_Text]]:
     """The batches the default policy runs for ``pool`` when nothing else arrives."""
     batches = []
     while pool:
-        picked = DEFAULT_POLICY.pick(pool)
+        picked = [i for i, _ in DEFAULT_POLICY.pick(pool)]  # single texts: each runs whole
         batches.append([pool[i] for i in picked])
         chosen = set(picked)
         pool = [x for i, x in enumerate(pool) if i not in chosen]
@@ -128,7 +128,7 @@ class _Text:
 def main(argv: Sequence[str]) -> dict[str, Any]:
     kind, payload = argv[0], json.loads(Path(argv[1]).read_text())
     sizes = QUICK if "--quick" in argv else FULL
-    model = load(ModelSpec())
+    model = load_model()
     if kind == "limit":
         return limit_table(model, payload["texts"], sizes)
     if kind == "single":

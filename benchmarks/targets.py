@@ -27,8 +27,8 @@ from typing import Any
 import pandas as pd
 
 import pipeserve_nb as ps
-from pipeserve_nb._models import LoadedModel, ModelSpec, load
-from pipeserve_nb._stats import percentile
+from pipeserve_nb import LoadedModel, load_model
+from pipeserve_nb._percentile import percentile
 
 from inprocess import in_child
 from lineup import BEFORE, BEST, DEFAULT_POLICY, OURS, SERVER_CONFIG, Sizes
@@ -90,7 +90,7 @@ def _saturated(texts: list[str], sizes: Sizes, best_batch_size: int, quick: bool
 
     limit = {"texts": texts, "batch_size": best_batch_size}
     before = in_child("sorted", limit, quick)["rps"]
-    model = load(ModelSpec())
+    model = load_model()
     recorder = _Recorder(model)
     served = replace(model, run=recorder.run)  # served as it is: its tokenizer too
     with ps.serve(served, policy=DEFAULT_POLICY, config=SERVER_CONFIG, name=WATCHED) as server:

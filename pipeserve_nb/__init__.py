@@ -7,15 +7,19 @@ Two lines in a cell::
     server.query("hello world")            # 384 floats
     server.stop()
 
-Importing this package starts nothing: no thread, no logging set-up, no asyncio patch.
+The package's parts: ``_server`` (the request path, from HTTP to the model and back),
+``_models`` (what is served), ``_measure`` (loads, results, plots: a client of the server),
+``_teaching`` (the seed page's designs, kept to be measured). This namespace is the
+public API. Importing it starts nothing: no thread, no logging set-up, no asyncio patch.
 """
 
+from __future__ import annotations
+
 from ._client import aquery, query
-from ._config import ServerConfig
-from ._corpus import sample_texts
 from ._exceptions import (
     InferenceFailed,
     InvalidInput,
+    InvalidSetting,
     LoadGeneratorError,
     Overloaded,
     PipeserveError,
@@ -28,18 +32,22 @@ from ._exceptions import (
     UnsupportedMediaType,
     WorkerDied,
 )
-from ._loadgen import ClosedLoop, OpenLoop
-from ._memory import rss_mb
-from ._models import LoadedModel, load_model
+from ._measure.corpus import sample_texts
+from ._measure.loads import ClosedLoop, OpenLoop
+from ._measure.memory import rss_mb
+from ._measure.plots import plot_batch_sizes, plot_latency_cdf, plot_latency_over_time, plot_throughput_latency
+from ._measure.results import LoadResult, Summary
+from ._measure.runner import arun_load, run_load
+from ._measure.sweep import sweep
+from ._models.loading import load_model
+from ._models.spec import LoadedModel
 from ._nested import allow_nested_event_loops
-from ._plots import plot_batch_sizes, plot_latency_cdf, plot_latency_over_time, plot_throughput_latency
-from ._policy import BatchPolicy, SeedPagePolicy
-from ._results import LoadResult, Summary
-from ._runner import arun_load, run_load
-from ._seed_page import seed_page_app
-from ._server import ServerHandle, serve
-from ._sweep import sweep
-from ._thread_server import AppHandle, running_servers, serve_app, stop_all
+from ._server.config import ServerConfig
+from ._server.handle import AppHandle, ServerHandle, running_servers, stop_all
+from ._server.policy import BatchPolicy
+from ._server.serve import serve, serve_app
+from ._teaching.seed_page import seed_page_app
+from ._teaching.seed_policy import SeedPagePolicy
 
 __version__ = "0.1.0"
 
@@ -73,6 +81,7 @@ __all__ = [
     "seed_page_app",
     "allow_nested_event_loops",
     "PipeserveError",
+    "InvalidSetting",
     "ServerStartError",
     "ServerError",
     "LoadGeneratorError",

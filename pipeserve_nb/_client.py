@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from ._exceptions import ServerError
+from ._wire import error_of
 
 __all__ = ["query", "aquery", "auth_headers", "Inputs"]
 
@@ -76,8 +77,8 @@ def _answer(response: httpx.Response) -> Any:
     if response.is_success:
         return response.json()
     try:
-        error = response.json()["error"]
-        kind, message = str(error["type"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        kind, message = "HTTPError", response.text[:500]
+        error = error_of(response.json())
+    except ValueError:
+        error = None
+    kind, message = error if error is not None else ("HTTPError", response.text[:500])
     raise ServerError(response.status_code, kind, message)

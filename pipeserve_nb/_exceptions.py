@@ -3,6 +3,7 @@
 The tree::
 
     PipeserveError
+    ├── InvalidSetting            an option's value breaks its rule (also a ``ValueError``)
     ├── ServerStartError          serve() could not start a server; ``__cause__`` says why
     ├── ServerError               a client helper got an error answer (status, type, message)
     ├── LoadGeneratorError        a load run failed in its generator (not in the server)
@@ -16,14 +17,15 @@ The tree::
         ├── RequestTimeout        no answer before the request's deadline     -> 504
         └── InferenceFailed       the model raised for this request's inputs  -> 500
 
-Only the web layer (``_app``) turns ``RequestFailed`` subclasses into HTTP statuses; the
-engine and worker raise them without knowing about HTTP.
+Only the web layer turns ``RequestFailed`` subclasses into HTTP statuses, from the one
+table in ``_server/errors.py``; the engine and worker raise them without knowing about HTTP.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "PipeserveError",
+    "InvalidSetting",
     "ServerStartError",
     "ServerError",
     "LoadGeneratorError",
@@ -41,6 +43,10 @@ __all__ = [
 
 class PipeserveError(Exception):
     """Base class of every error pipeserve_nb raises on purpose."""
+
+
+class InvalidSetting(PipeserveError, ValueError):
+    """A setting's value breaks its rule; the message states the rule and the value given."""
 
 
 class ServerStartError(PipeserveError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .conftest import run_quick
+from .helpers import run_quick
 
 
 def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import port_is_free
+from .helpers import port_is_free
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -112,17 +112,19 @@ def _lesson(name: str, out: Path) -> tuple[Any, dict[str, Any]]:
     return nb, findings
 
 
+# Each lesson's numbers are printed by the notebook, from its own run; what is asserted here is the mechanism
+# each lesson rests on (what the server reports: queue waits against the configured deadline, batch sizes,
+# statuses, counts), never the size of a timing effect, which a busy machine can shrink.
+
+
 def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
     _, f = _lesson("03-timeout-reset-pitfalls.ipynb", tmp_path)
-    assert f["gap_ms"] < f["timeout_ms"]
-    # reset timer: the first request waits for the whole trickle, far beyond the timeout, in a huge batch
-    assert f["seed_first_wait_ms"] > 10 * f["timeout_ms"]
-    assert f["seed_max_batch"] >= 5 * f["deadline_max_batch"]
-    # a cap bounds it; a deadline from the first request keeps the wait within the timeout
-    assert f["capped_first_wait_ms"] < f["seed_first_wait_ms"]
-    assert f["deadline_first_wait_ms"] <= 1.5 * f["timeout_ms"]
-    # a lone request pays the seed loop's 1 ms; max_wait_s=0 does not wait
-    assert f["lone_seed_wait_ms"] >= 0.9 and f["lone_seed_wait_ms"] > 5 * f["lone_zero_wait_ms"]
+    # reset timer: a request waited past the timeout it was given, in a batch the cap would have cut
+    assert f["seed_first_wait_ms"] > f["timeout_ms"] and f["seed_max_batch"] > 8
+    assert f["capped_max_batch"] <= 8  # a cap bounds the batch
+    assert f["deadline_first_wait_ms"] < f["seed_first_wait_ms"]
+    # a lone request pays the seed loop's 1 ms on an empty queue (a timer never fires early); wait 0 does not wait
+    assert f["lone_seed_wait_ms"] >= 1.0 and f["lone_zero_wait_ms"] < f["lone_seed_wait_ms"]
     # the sketch as printed drops every request that arrives alone
     assert f["dropped_unanswered"] == f["dropped_sent"] > 0
 
@@ -131,11 +133,13 @@ def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_p
     _, f = _lesson("04-overload-and-errors.ipynb", tmp_path)
     assert f["all_answered"]
     assert f["breaker_503"] > 0 and f["waits_504"] > 0
-    assert f["breaker_503_ms"] < 0.1 * f["waits_504_ms"]  # refused at once, not after the deadline
+    # a 504 comes only at the deadline; a 503 is refused before any wait
+    assert f["waits_504_ms"] >= f["timeout_s"] * 1000 > f["breaker_503_ms"]
     assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_batch"] > 1
     assert f["poison_error"]["type"] == "InferenceFailed"
-    assert f["seed_probe_max_ms"] > 300 and f["seed_probe_max_ms"] > 5 * f["ours_probe_max_ms"]
-    assert f["ours_probes"] > 3 * f["seed_probes"]
+    # the model on the event loop blocks a probe for most of the job; on the worker thread probes keep flowing
+    assert f["seed_probe_max_ms"] >= 0.5 * f["long_s"] * 1000
+    assert f["ours_probes"] > 2 * f["seed_probes"]
 
 
 def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp_path: Path) -> None:
@@ -143,7 +147,7 @@ def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp
     assert f["one_copy_mb"] > 100  # PyTorch and the weights really are in this kernel
     assert f["servers_after_rerun"] == 1
     assert f["rerun_mb"] < f["one_copy_mb"] + 60  # a second copy of the weights alone is ~90 MiB
-    assert f["per_request_p50_ms"] > 3 * f["served_p50_ms"]
+    assert f["per_request_loads"] >= f["per_request_sent"]  # every request paid a model load
     assert len(f["worker_mb"]) == f["n_workers"] >= 2
     assert all(mb > 0.5 * f["one_copy_mb"] for mb in f["worker_mb"])
     assert f["workers_total_mb"] > 1.5 * f["one_copy_mb"]
@@ -151,11 +155,11 @@ def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp
 
 def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) -> None:
     nb, f = _lesson("02-batching-tradeoffs.ipynb", tmp_path)
-    assert f["batching_gain"] > 1.2 and f["best_batch"] > 1
-    assert f["light_p50_wait10"] - f["light_p50_wait0"] > 5  # the 10 ms wait is paid at light load
-    assert f["gain_uniform"] > f["gain_varied"]  # padding costs varied lengths
-    # grouping similar lengths is measured against arrival order; in CI's short runs the gain (about 1.15x in
-    # `make bench`) is within the noise, so only a real loss would fail here
-    assert f["gain_varied_sorted"] > 0.9 * f["gain_varied"]
+    # under load requests share model calls; without batching each runs alone
+    assert f["mean_batch_nobatch"] == 1 and f["mean_batch_wait0"] > 1 and f["best_batch"] > 1
+    # at light load a request alone waits out the 10 ms it was given (a timer never fires early) ...
+    assert f["alone_wait10_n"] > 0 and f["alone_wait10_min_queue_ms"] >= 10
+    # ... and with wait 0 nobody waits for company on purpose
+    assert f["wait0_median_queue_ms"] < 10
     verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
     assert re.search(r"closed c=8: batching (helps|hurts|makes|trades)", verdicts)

@@ -45,6 +45,7 @@ PUBLIC = {
     "seed_page_app",
     "allow_nested_event_loops",
     "PipeserveError",
+    "InvalidSetting",
     "ServerStartError",
     "ServerError",
     "LoadGeneratorError",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .conftest import run_quick
+from .helpers import run_quick
 
 
 def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:

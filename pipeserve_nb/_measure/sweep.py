@@ -1,0 +1,71 @@
+"""A grid of servers by loads, measured one after another, as one tidy DataFrame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._server.handle import AppHandle
+from .._server.policy import BatchPolicy
+from .._server.serve import serve
+from .._teaching.seed_policy import SeedPagePolicy
+from .loads import ClosedLoop, Load
+from .results import LoadResult
+from .runner import run_load
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["sweep", "Target"]
+
+Target = BatchPolicy | SeedPagePolicy | Callable[[], AppHandle]
+"""A policy (served with ``serve(model, policy=...)``) or a callable that starts any server."""
+
+
+def sweep(
+    targets: Mapping[str, Target],
+    loads: Sequence[Load],
+    *,
+    model: Any = None,
+    texts: Sequence[str] | None = None,
+    in_process: bool = False,
+    warmup_requests: int = 16,
+    keep: dict[tuple[str, str], LoadResult] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every load against every target; one row per (target, load) with its summary.
+
+    Each target gets a fresh server (started, warmed up with a short closed loop, measured,
+    stopped), so runs do not share queues or caches. Pass a dict as ``keep`` to also get
+    each run's full ``LoadResult`` keyed by ``(target label, load label)``; ``progress``
+    shows a bar for each run longer than a second.
+
+    Columns: ``policy``, ``load``, ``kind``, ``concurrency``, ``rate_rps``, then the
+    ``Summary`` fields (``n_<status>`` per status seen).
+    """
+    import pandas as pd
+
+    records = []
+    for label, target in targets.items():
+        handle = target() if callable(target) else serve(model, policy=target, name="sweep")
+        with handle:
+            if warmup_requests:
+                run_load(handle, ClosedLoop(concurrency=4, requests=warmup_requests), texts=texts, progress=False)
+            for load in loads:
+                result = run_load(handle, load, texts=texts, in_process=in_process, progress=progress)
+                if keep is not None:
+                    keep[(label, load.describe())] = result
+                records.append(
+                    {
+                        "policy": label,
+                        "load": load.describe(),
+                        "kind": "closed" if isinstance(load, ClosedLoop) else "open",
+                        "concurrency": load.concurrency if isinstance(load, ClosedLoop) else None,
+                        "rate_rps": None if isinstance(load, ClosedLoop) else load.rate_rps,
+                        **result.summary.as_dict(),
+                    }
+                )
+    frame = pd.DataFrame.from_records(records)
+    status_columns = sorted(c for c in frame.columns if c.startswith("n_"))
+    frame[status_columns] = frame[status_columns].fillna(0).astype(int)
+    return frame

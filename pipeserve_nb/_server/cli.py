@@ -1,0 +1,86 @@
+"""Command line: ``python -m pipeserve_nb serve ...``, ``... demo`` and ``... options``.
+
+``serve`` takes one flag per option of the settings source (``settings``), each also read
+from its ``PIPESERVE_*`` environment variable when the flag is not given; the token only
+from ``PIPESERVE_AUTH_TOKEN``, so it never shows in the process list. It drains and stops on
+Ctrl-C or SIGTERM, in the same order as a notebook server (``runner``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from .._exceptions import InvalidSetting, ServerStartError
+from .app import create_app
+from .auth import check_exposure
+from .engine import Engine
+from .runner import Server, bind_socket
+from .settings import add_arguments, env_name, from_command_line, markdown_table
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for both commands."""
+    parser = argparse.ArgumentParser(prog="python -m pipeserve_nb", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model until Ctrl-C or SIGTERM",
+        description=f"Serve a model. The bearer token, if any, is read from ${env_name('auth_token')}.",
+    )
+    add_arguments(serve)
+    demo = commands.add_parser("demo", help="serve the bundled model in a thread, query it, compare batching")
+    demo.add_argument("--requests", type=int, default=192, help="requests per policy")
+    demo.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
+    commands.add_parser("options", help="print every option: its serve() keyword, flag, variable, default, rule")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run a command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from .._teaching.demo import run_demo
+
+        run_demo(requests=args.requests, concurrency=args.concurrency)
+        return 0
+    if args.command == "options":
+        print(markdown_table())
+        return 0
+    return _serve(args, os.environ if env is None else env)
+
+
+def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        settings = from_command_line(args, env)
+        address, config = settings.address, settings.config
+        check_exposure(address.host, config.auth_token, address.allow_unauthenticated)
+        engine = Engine(settings.model, settings.policy, config)
+        sock = bind_socket(address.host, address.port)
+    except (InvalidSetting, ServerStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pipeserve_nb: loading {engine.model_name} ...", flush=True)
+    try:
+        engine.load()
+    except Exception as exc:
+        sock.close()
+        engine.release(timeout_s=5.0)
+        print(f"error: could not load model {engine.model_name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    announcement = f"pipeserve_nb: serving {engine.model_name} at http://{shown}:{port}/ (Ctrl-C to stop)"
+    server = Server(
+        create_app(engine),
+        drain=engine.drain,
+        drain_timeout_s=config.drain_timeout_s,
+        on_started=lambda: print(announcement, flush=True),
+        log=True,
+    )
+    server.run(sockets=[sock])
+    return 0 if server.started else 1

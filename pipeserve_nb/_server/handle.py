@@ -1,0 +1,163 @@
+"""What ``serve()`` and ``serve_app()`` return: a server's address, helpers, and ``stop()``.
+
+``AppHandle`` holds any ASGI app's ``ServerThread``; ``ServerHandle`` adds what a model
+server has (its engine's model, policy and limits, and client helpers). ``stop()`` is the
+one call that ends a server: it signals the server thread and waits for it; the drain and
+the release happen there, in the server's own shutdown order (``runner``).
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any, Self
+
+import httpx
+
+from .._client import DEFAULT_TIMEOUT_S, Inputs, aquery, auth_headers, query
+from . import registry
+from .config import ServerConfig
+from .engine import Engine
+from .policy import Policy
+from .runner import DEFAULT_DRAIN_S, ServerThread
+
+__all__ = ["AppHandle", "ServerHandle", "running_servers", "stop_all"]
+
+
+class AppHandle:
+    """An ASGI app served from a background thread: its address and ``stop()``.
+
+    Use it as a context manager to stop the server on leaving the block.
+    """
+
+    def __init__(self, name: str, runner: ServerThread, drain_timeout_s: float = DEFAULT_DRAIN_S) -> None:
+        self.name = name
+        self.host: str = runner.host
+        self.port: int = runner.port
+        self._runner = runner
+        self._drain_timeout_s = drain_timeout_s
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True until ``stop()`` or until the server thread ends."""
+        return not self._stopped and self._runner.alive
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The daemon thread running the server's event loop."""
+        return self._runner.thread
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the server: requests in flight get up to ``timeout_s`` (default: the drain
+        time it was started with) to finish; then free the port and end the thread. Safe to
+        call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._runner.stop(self._drain_timeout_s if timeout_s is None else timeout_s)
+        registry.unregister(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def details(self) -> list[tuple[str, Any]]:
+        """What the repr shows after the name, state and URL."""
+        return []
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        details = "".join(f" {k}={v!r}" for k, v in self.details())
+        return f"<{type(self).__name__} {self.name!r} {state} at {self.url}{details}>"
+
+    def _repr_html_(self) -> str:
+        rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
+        rows += [(k, str(v)) for k, v in self.details()]
+        cells = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        return f"<table><caption>{html.escape(type(self).__name__)}</caption>{cells}</table>"
+
+
+class ServerHandle(AppHandle):
+    """A model server running in a background thread: address, helpers and ``stop()``."""
+
+    def __init__(self, name: str, runner: ServerThread, engine: Engine) -> None:
+        super().__init__(name, runner, engine.config.drain_timeout_s)
+        self._engine = engine
+        self._client = httpx.Client(trust_env=False, headers=auth_headers(engine.config.auth_token))
+
+    @property
+    def model(self) -> str:
+        """The served model's name."""
+        return self._engine.model_name
+
+    @property
+    def policy(self) -> Policy:
+        """The batching policy."""
+        return self._engine.policy
+
+    @property
+    def config(self) -> ServerConfig:
+        """The server limits."""
+        return self._engine.config
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What killed the inference worker, if it died (then ``/health`` answers 503)."""
+        return self._engine.failure
+
+    def query(
+        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> Any:
+        """Run ``inputs`` through the server and return the outputs (sync, safe in a cell)."""
+        return query(self.url, inputs, parameters=parameters, timeout_s=timeout_s, client=self._client)
+
+    async def aquery(
+        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> Any:
+        """Async ``query``: ``await server.aquery("text")``."""
+        token = self.config.auth_token
+        return await aquery(self.url, inputs, parameters=parameters, timeout_s=timeout_s, token=token)
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` answer as a dict (``status`` is ``"ok"`` when serving)."""
+        result: dict[str, Any] = self._client.get(f"{self.url}/health", timeout=10.0).json()
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """The ``/stats`` answer as a dict."""
+        result: dict[str, Any] = self._client.get(f"{self.url}/stats", timeout=10.0).json()
+        return result
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop taking requests, let in-flight ones finish (up to ``timeout_s``, default
+        ``config.drain_timeout_s``), answer the rest with 503, free the port, end the thread.
+
+        Safe to call more than once.
+        """
+        super().stop(timeout_s)
+        self._client.close()
+
+    def details(self) -> list[tuple[str, Any]]:
+        details: list[tuple[str, Any]] = [("model", self.model), ("policy", self.policy)]
+        if self.failure is not None:
+            details.append(("failure", f"{type(self.failure).__name__}: {self.failure}"))
+        return details
+
+
+def running_servers() -> dict[str, AppHandle]:
+    """The running servers started from this process, by name."""
+    return {name: handle for name, handle in registry.running().items() if isinstance(handle, AppHandle)}
+
+
+def stop_all(timeout_s: float | None = None) -> None:
+    """Stop every server started from this process (drain time as in each handle's ``stop``)."""
+    registry.stop_all(timeout_s)

@@ -1,0 +1,82 @@
+"""Serving metrics: every counter of one server, the batch-size histogram, latency percentiles.
+
+The one home of the server's numbers: the app records answers, the batch loop records
+batches, the engine records requests dropped before inference (by reason). Written only
+from the event loop's thread; ``snapshot()`` returns plain JSON values. Percentiles are
+computed over a bounded window of the most recent requests.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Any
+
+from .._percentile import percentile
+from .request import DROP_REASONS
+
+__all__ = ["Stats", "CLIENT_CLOSED"]
+
+PERCENTILES = (50, 90, 99)
+
+CLIENT_CLOSED = 499
+"""Status recorded for a request whose client went away before its answer (never sent)."""
+
+
+class Stats:
+    """Counters and recent timings of one server."""
+
+    def __init__(self, window: int = 10_000) -> None:
+        self.requests_by_status: Counter[int] = Counter()
+        self.batches = 0
+        self.batch_sizes: Counter[int] = Counter()
+        self.dropped: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
+        self.queue_wait_s: deque[float] = deque(maxlen=window)
+        self.inference_s: deque[float] = deque(maxlen=window)
+        self.latency_s: deque[float] = deque(maxlen=window)
+
+    def record_batch(self, size: int, inference_s: float, queue_waits_s: Iterable[float]) -> None:
+        """A batch of ``size`` inputs ran in ``inference_s``; requests it started waited as given."""
+        self.batches += 1
+        self.batch_sizes[size] += 1
+        self.inference_s.append(inference_s)
+        self.queue_wait_s.extend(queue_waits_s)
+
+    def record_drop(self, reason: str) -> None:
+        """A request was answered before it reached the model, for ``reason`` (``DROP_REASONS``)."""
+        self.dropped[reason] += 1
+
+    def record_response(self, status: int, latency_s: float) -> None:
+        """A request to ``POST /`` was answered with ``status`` after ``latency_s``."""
+        self.requests_by_status[status] += 1
+        self.latency_s.append(latency_s)
+
+    def mean_batch(self) -> tuple[float, float] | None:
+        """``(inputs, seconds)`` of the mean recent batch, or None before the first."""
+        if not self.batches or not self.inference_s:
+            return None
+        inputs = sum(k * v for k, v in self.batch_sizes.items()) / self.batches
+        return inputs, sum(self.inference_s) / len(self.inference_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The metrics as JSON-ready values (milliseconds for times)."""
+        mean = self.mean_batch()
+        return {
+            "requests": sum(self.requests_by_status.values()),
+            "requests_by_status": {str(k): v for k, v in sorted(self.requests_by_status.items())},
+            "dropped_before_inference": dict(self.dropped),
+            "batches": self.batches,
+            "batch_size_histogram": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+            "mean_batch_size": mean[0] if mean else None,
+            "queue_wait_ms": _summary(self.queue_wait_s),
+            "inference_ms": _summary(self.inference_s),
+            "latency_ms": _summary(self.latency_s),
+        }
+
+
+def _summary(values_s: deque[float]) -> dict[str, float | int | None]:
+    out: dict[str, float | int | None] = {"count": len(values_s)}
+    for q in PERCENTILES:
+        out[f"p{q}"] = round(percentile(values_s, q) * 1000, 3) if values_s else None
+    out["max"] = round(max(values_s) * 1000, 3) if values_s else None
+    return out

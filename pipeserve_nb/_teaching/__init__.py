@@ -1,0 +1,2 @@
+"""The teaching designs, kept to be measured beside the server: the seed page's app and its
+reset-timer batching policy, and the ``demo`` command."""

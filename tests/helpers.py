@@ -1,0 +1,80 @@
+"""Helpers the tests share: who is running, waiting on a condition, a model held at a gate."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeserve_nb import LoadedModel
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def pipeserve_threads() -> list[threading.Thread]:
+    """Threads this package starts (server loops and inference workers)."""
+    return [t for t in threading.enumerate() if t.name.startswith("pipeserve-") and t.is_alive()]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a new server could bind 127.0.0.1:``port`` (nothing listens there)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for(condition: Any, timeout_s: float = 10) -> None:
+    """Poll ``condition()`` until it is true; fail the test if that takes over ``timeout_s``.
+
+    For conditions no event announces (a server's ``/stats``); the timeout is only a bound.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def run_quick(script: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script> --quick --out <out>`` in a fresh process; fail on a non-zero exit."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+class GatedModel:
+    """A batch callable that runs the real embedder, but only once the gate is open.
+
+    It records every input it is given, so a test can tell which requests reached the
+    model, and sets ``entered`` when a batch is waiting at the gate.
+    """
+
+    def __init__(self, embedder: LoadedModel, *, poison: str | None = None) -> None:
+        self.embedder = embedder
+        self.poison = poison
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.seen: list[str] = []
+        self.calls: list[list[str]] = []
+        self.__name__ = "gated-minilm"
+
+    def __call__(self, inputs: list[str], **parameters: Any) -> list[Any]:
+        self.calls.append(list(inputs))
+        self.seen.extend(inputs)
+        self.entered.set()
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never opened the gate")
+        if self.poison is not None and any(self.poison in text for text in inputs):
+            raise ValueError(f"poisoned input: {self.poison}")
+        return self.embedder(inputs, **parameters)
