@@ -35,15 +35,13 @@ from .._exceptions import RequestFailed, TooLarge
 from .._wire import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER, error_body
 from .auth import BearerTokenMiddleware
 from .engine import Engine
-from .errors import error_response, internal_error_response
+from .errors import error_response, internal_error_response, web_error_response
 from .openapi import openapi_document
 from .protocol import parse_body
 from .request import Result, clock
 from .stats import CLIENT_CLOSED
 
 __all__ = ["create_app"]
-
-_HTTP_ERROR_TYPES = {404: "NotFound", 405: "MethodNotAllowed"}
 
 
 def create_app(engine: Engine) -> Starlette:
@@ -108,8 +106,7 @@ def create_app(engine: Engine) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        kind = _HTTP_ERROR_TYPES.get(status, "HTTPError")
-        return JSONResponse(error_body(kind, str(getattr(exc, "detail", exc))), status_code=status)
+        return web_error_response(status, str(getattr(exc, "detail", exc)))
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         return internal_error_response(exc, debug)

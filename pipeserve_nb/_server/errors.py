@@ -27,7 +27,8 @@ from .._exceptions import (
 )
 from .._wire import error_body
 
-__all__ = ["ErrorKind", "ERRORS", "STATUS_OF", "error_response", "internal_error_response", "markdown_table"]
+__all__ = ["ErrorKind", "ERRORS", "STATUS_OF", "error_response", "web_error_response", "internal_error_response"]
+__all__ += ["markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,12 @@ def error_response(exc: RequestFailed, debug: bool) -> JSONResponse:
         body["error"]["traceback"] = "".join(traceback.format_exception(cause))
     headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))} if isinstance(exc, Overloaded) else {}
     return JSONResponse(body, status_code=STATUS_OF[type(exc)], headers=headers)
+
+
+def web_error_response(status: int, message: str) -> JSONResponse:
+    """The answer to a request the web layer refused before any handler (404, 405)."""
+    name = next((k.name for k in ERRORS if k.exception is None and k.status == status), "HTTPError")
+    return JSONResponse(error_body(name, message), status_code=status)
 
 
 def internal_error_response(exc: Exception, debug: bool) -> JSONResponse:
