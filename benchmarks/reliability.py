@@ -290,10 +290,10 @@ def report(cases: list[CaseResult], soaked: Soak, quick: bool) -> str:
         "",
         "## What is not in this table",
         "",
-        "Faults that need a model made to fail on purpose are tested in `tests/test_faults.py` "
+        "Faults that need a model made to fail on purpose are tested in `tests/server/test_faults.py` "
         "(a worker that dies, a model that fails every input, a client that disconnects while "
-        "queued, `stop()` with a full queue, 50 start/stop cycles) and `tests/test_app.py` "
-        "(parameter values a model rejects); fuzzing in `tests/test_fuzz.py`.",
+        "queued, `stop()` with a full queue, 50 start/stop cycles) and `tests/server/test_app.py` "
+        "(parameter values a model rejects); fuzzing in `tests/server/test_fuzz.py`.",
     ]
     return "\n".join(lines) + "\n"
 
