@@ -1,5 +1,6 @@
-"""Plots for the lessons. Each returns a ``matplotlib.figure.Figure``, closed in pyplot so a
-notebook shows it once, where it is returned, for the caller to restyle or save."""
+"""Plots for the lessons. Each returns a ``matplotlib.figure.Figure`` with a title (``title=`` to
+change it), closed in pyplot so a notebook shows it once, where it is returned, for the caller to
+restyle or save."""
 
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ def _as_mapping(results: LoadResult | Mapping[str, LoadResult]) -> Mapping[str, 
     return {results.load.describe(): results} if isinstance(results, LoadResult) else results
 
 
-def plot_latency_cdf(results: LoadResult | Mapping[str, LoadResult], *, log_x: bool = True) -> Figure:
+def plot_latency_cdf(
+    results: LoadResult | Mapping[str, LoadResult], *, log_x: bool = True, title: str = "Latency of successful requests"
+) -> Figure:
     """Share of successful requests answered within each latency, one line per run."""
     fig, ax = _figure()
+    ax.set_title(title)
     for label, result in _as_mapping(results).items():
         df = result.frame()
         lat = df.loc[(df.status >= 200) & (df.status < 300), "latency_ms"].sort_values()
@@ -43,9 +47,12 @@ def plot_latency_cdf(results: LoadResult | Mapping[str, LoadResult], *, log_x: b
     return fig
 
 
-def plot_latency_over_time(results: LoadResult | Mapping[str, LoadResult]) -> Figure:
+def plot_latency_over_time(
+    results: LoadResult | Mapping[str, LoadResult], *, title: str = "Each request's latency over the run"
+) -> Figure:
     """Each request's latency against its intended send time; failures marked by status."""
     fig, ax = _figure()
+    ax.set_title(title)
     for label, result in _as_mapping(results).items():
         df = result.frame()
         ok = (df.status >= 200) & (df.status < 300)
@@ -59,9 +66,12 @@ def plot_latency_over_time(results: LoadResult | Mapping[str, LoadResult]) -> Fi
     return fig
 
 
-def plot_throughput_latency(sweep: pd.DataFrame, *, latency: str = "p99_ms", by: str = "policy") -> Figure:
+def plot_throughput_latency(
+    sweep: pd.DataFrame, *, latency: str = "p99_ms", by: str = "policy", title: str = "Latency against throughput"
+) -> Figure:
     """Latency against goodput, one line per ``by`` group, points in order of offered load."""
     fig, ax = _figure()
+    ax.set_title(title)
     for name, group in sweep.groupby(by, sort=False):
         ax.plot(group["goodput_rps"], group[latency], marker="o", label=str(name))
     ax.set(xlabel="goodput (successful answers / s)", ylabel=f"{latency.removesuffix('_ms')} latency (ms)")
@@ -71,9 +81,12 @@ def plot_throughput_latency(sweep: pd.DataFrame, *, latency: str = "p99_ms", by:
     return fig
 
 
-def plot_batch_sizes(results: LoadResult | Mapping[str, LoadResult]) -> Figure:
+def plot_batch_sizes(
+    results: LoadResult | Mapping[str, LoadResult], *, title: str = "How many inputs shared each request's batch"
+) -> Figure:
     """How many inputs shared each successful request's batch (from ``X-Batch-Size``)."""
     fig, ax = _figure()
+    ax.set_title(title)
     series = {label: r.frame()["batch_size"].dropna().astype(int) for label, r in _as_mapping(results).items()}
     top = max((int(s.max()) for s in series.values() if len(s)), default=1)
     bins = [b - 0.5 for b in range(1, top + 2)]

@@ -81,8 +81,8 @@ def test_sweep_gives_one_tidy_row_per_target_and_load_and_the_plots_draw_it() ->
     assert frame.concurrency.fillna(0).tolist() == [2, 0, 2, 0]
     assert frame.rate_rps.fillna(0).tolist() == [0, 40, 0, 40]
     assert frame.ok.tolist() == [10, 10, 10, 10] and frame.n_200.tolist() == [10, 10, 10, 10]
-    fast, slow = frame[frame.policy == "fast"].iloc[0], frame[frame.policy == "slow"].iloc[0]
-    assert slow.p50_ms > fast.p50_ms
+    slow = frame[frame.policy == "slow"].iloc[0]
+    assert slow.p50_ms >= 20  # each answer waited at least the stub's 20 ms of service
     assert stubs["fast"].served == stubs["slow"].served == 22  # warm-up included
     assert set(kept) == {(p, load.describe()) for p in stubs for load in loads}
 
@@ -95,4 +95,5 @@ def test_sweep_gives_one_tidy_row_per_target_and_load_and_the_plots_draw_it() ->
     assert len(figures[0].axes[0].get_lines()) == 4
     assert len(figures[2].axes[0].get_lines()) == 2
     for fig in figures:
+        assert fig.axes[0].get_title()  # every plot says what it shows
         assert _png(fig).startswith(b"\x89PNG")
