@@ -44,11 +44,16 @@ def wait_for(condition: Any, timeout_s: float = 10) -> None:
         time.sleep(0.005)
 
 
+SCRIPT_TIMEOUT_S = 900
+"""A bound against a hung script, not a speed target: a quick run takes about two minutes on an idle
+2-core machine and more than twice that beside another benchmark."""
+
+
 def run_quick(script: str, out: Path) -> subprocess.CompletedProcess[str]:
     """Run ``benchmarks/<script> --quick --out <out>`` in a fresh process; fail on a non-zero exit."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S - 30)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 

@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from .helpers import run_quick
+from .helpers import SCRIPT_TIMEOUT_S, run_quick
 
 
+@pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:
     done = run_quick("bench.py", tmp_path)
     report = (tmp_path / "latest.md").read_text()

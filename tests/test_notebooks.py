@@ -12,7 +12,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .helpers import port_is_free
+from .helpers import SCRIPT_TIMEOUT_S, port_is_free
+
+pytestmark = pytest.mark.timeout(SCRIPT_TIMEOUT_S)  # a whole notebook per test: a bound against a hang
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .helpers import run_quick
+import pytest
+
+from .helpers import SCRIPT_TIMEOUT_S, run_quick
 
 
+@pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:
     done = run_quick("reliability.py", tmp_path)
     data = json.loads((tmp_path / "reliability.json").read_text())

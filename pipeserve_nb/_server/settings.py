@@ -93,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(meta.rule, Flag):
             parser.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction, help=text)
         else:
-            parser.add_argument(flag_name(name), dest=name, metavar=(meta.unit or "value").upper(), help=text)
+            metavar = {"s": "seconds", "": "value"}.get(meta.unit, meta.unit).upper()
+            parser.add_argument(flag_name(name), dest=name, metavar=metavar, help=text)
 
 
 def from_environment(env: Mapping[str, str]) -> Settings:
