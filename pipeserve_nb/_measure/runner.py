@@ -57,13 +57,15 @@ def run_load(
         >>> result.summary.goodput_rps, result.frame().head()                   # doctest: +SKIP
     """
     url, bodies = _resolve(target, texts)
-    runner: _Run = InThread(url, load, bodies, timeout_s) if in_process else InChild(url, load, bodies, timeout_s)
     bar = _bar(load, progress)
     try:
-        while (rows := runner.wait(0.1)) is None:
-            bar.update(runner.done - bar.n)
+        runner: _Run = InThread(url, load, bodies, timeout_s) if in_process else InChild(url, load, bodies, timeout_s)
+        try:
+            while (rows := runner.wait(0.1)) is None:
+                bar.update(runner.done - bar.n)
+        finally:
+            runner.close()
     finally:
-        runner.close()
         bar.close()
     return LoadResult(load, url, rows, in_process)
 

@@ -40,9 +40,13 @@ class InChild:
         code = f"from pipeserve_nb._measure.workers import child_main; child_main({fd})"
         self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[fd], start_new_session=True)
         child_end.close()
-        self._conn.send((url, load, texts, timeout_s))
         self.done = 0
         self._finished = False
+        try:
+            self._conn.send((url, load, texts, timeout_s))
+        except BaseException:  # an interrupt before the caller holds this object: leave no process behind
+            self.close()
+            raise
 
     def wait(self, timeout_s: float) -> list[Row] | None:
         """The rows once the run is over, else None after up to ``timeout_s``."""
@@ -117,7 +121,12 @@ class InThread:
             target=self._main, args=(url, load, texts, timeout_s), name="pipeserve-loadgen", daemon=True
         )
         self._thread.start()
-        self._started.wait()
+        try:
+            self._started.wait()
+        except BaseException:  # an interrupt before the caller holds this object: leave no thread behind
+            self._started.wait()
+            self.close()
+            raise
 
     def _main(self, url: str, load: Load, texts: list[str], timeout_s: float) -> None:
         async def run() -> None:
@@ -149,6 +158,7 @@ class InThread:
 
     def close(self) -> None:
         if not self._ended.is_set() and self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the run is over anyway
+                self._loop.call_soon_threadsafe(self._task.cancel)
         self._ended.wait(10)
-        self._thread.join(1)
+        self._thread.join(5)

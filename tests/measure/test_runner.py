@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -148,3 +149,55 @@ def test_an_interrupt_stops_an_in_process_generator_and_its_thread() -> None:
             run_load(handle.url, ClosedLoop(concurrency=2, duration_s=60), in_process=True, progress=False)
         interrupter.join()
     assert [t.name for t in threading.enumerate() if t.name == "pipeserve-loadgen"] == []
+
+
+def test_an_interrupt_while_the_generator_thread_starts_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop button can land before ``run_load`` holds the generator (a busy machine is slow to return from
+    the start-up wait): the generator's own constructor must stop what it started."""
+    from pipeserve_nb._measure import workers
+
+    class InterruptedOnce(threading.Event):
+        fired = False
+
+        def wait(self, timeout: float | None = None) -> bool:
+            started = super().wait(timeout)
+            caller = sys._getframe(1).f_locals.get("self")
+            if isinstance(caller, workers.InThread) and not InterruptedOnce.fired:  # its start-up wait, once it runs
+                InterruptedOnce.fired = True
+                raise KeyboardInterrupt
+            return started
+
+    monkeypatch.setattr(workers.threading, "Event", InterruptedOnce)
+    server = StubServer(service_s=0.05)
+    with serve_app(server.app, name="stub") as handle, pytest.raises(KeyboardInterrupt):
+        run_load(handle.url, ClosedLoop(concurrency=2, duration_s=60), in_process=True, progress=False)
+    assert InterruptedOnce.fired
+    assert [t.name for t in threading.enumerate() if t.name == "pipeserve-loadgen"] == []
+
+
+def test_an_interrupt_while_the_generator_process_starts_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeserve_nb._measure import workers
+
+    real_pipe = workers.multiprocessing.Pipe
+    spawned: list[int] = []
+
+    class Interrupting:
+        def __init__(self, conn: object) -> None:
+            self.conn = conn
+
+        def send(self, obj: object) -> None:
+            spawned.extend(child.pid for child in loadgen_children())
+            raise KeyboardInterrupt
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.conn, name)
+
+    def pipe(duplex: bool = True) -> tuple[object, object]:
+        parent, child = real_pipe(duplex)
+        return Interrupting(parent), child
+
+    monkeypatch.setattr(workers.multiprocessing, "Pipe", pipe)
+    with pytest.raises(KeyboardInterrupt):
+        run_load("http://127.0.0.1:9", ClosedLoop(concurrency=1, requests=1), progress=False)
+    assert spawned, "the generator process had started"
+    assert loadgen_children() == []
