@@ -125,8 +125,10 @@ def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
     assert f["seed_first_wait_ms"] > f["timeout_ms"] and f["seed_max_batch"] > 8
     assert f["capped_max_batch"] <= 8  # a cap bounds the batch
     assert f["deadline_first_wait_ms"] < f["seed_first_wait_ms"]
-    # a lone request pays the seed loop's 1 ms on an empty queue (a timer never fires early); wait 0 does not wait
-    assert f["lone_seed_wait_ms"] >= 1.0 and f["lone_zero_wait_ms"] < f["lone_seed_wait_ms"]
+    # a lone request pays the seed loop's 1 ms on an empty queue (a timer never fires early); that wait 0 does
+    # not wait is a fact about the absence of a timer, checked on a fake clock (tests/server/test_batch_queue.py):
+    # here, beside other work, the event loop's own lateness can be larger than 1 ms
+    assert f["lone_seed_wait_ms"] >= 1.0
     # the sketch as printed drops every request that arrives alone
     assert f["dropped_unanswered"] == f["dropped_sent"] > 0
 
@@ -139,9 +141,8 @@ def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_p
     assert f["waits_504_ms"] >= f["timeout_s"] * 1000 > f["breaker_503_ms"]
     assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_batch"] > 1
     assert f["poison_error"]["type"] == "InferenceFailed"
-    # the model on the event loop blocks a probe for most of the job; on the worker thread probes keep flowing
-    assert f["seed_probe_max_ms"] >= 0.5 * f["long_s"] * 1000
-    assert f["ours_probes"] > 2 * f["seed_probes"]
+    # the model on the event loop blocks a probe for most of the job; on the worker thread no probe waits for it
+    assert f["seed_probe_max_ms"] >= 0.5 * f["long_s"] * 1000 > f["ours_probe_max_ms"]
 
 
 def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp_path: Path) -> None:
@@ -159,9 +160,8 @@ def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) ->
     nb, f = _lesson("02-batching-tradeoffs.ipynb", tmp_path)
     # under load requests share model calls; without batching each runs alone
     assert f["mean_batch_nobatch"] == 1 and f["mean_batch_wait0"] > 1 and f["best_batch"] > 1
-    # at light load a request alone waits out the 10 ms it was given (a timer never fires early) ...
+    # at light load a request alone waits out the 10 ms it was given (a timer never fires early); that wait 0
+    # never waits on purpose is checked on a fake clock (the event loop's lateness here depends on the machine)
     assert f["alone_wait10_n"] > 0 and f["alone_wait10_min_queue_ms"] >= 10
-    # ... and with wait 0 nobody waits for company on purpose
-    assert f["wait0_median_queue_ms"] < 10
     verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
     assert re.search(r"closed c=8: batching (helps|hurts|makes|trades)", verdicts)
