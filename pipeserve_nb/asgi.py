@@ -33,7 +33,7 @@ def app_from_env(env: Mapping[str, str] | None = None) -> Starlette:
     env = os.environ if env is None else env
     refuse_unused(env, "address", "under uvicorn: pass uvicorn's own --host and --port")
     settings = from_environment(env)
-    return create_app(Engine(settings.model, settings.policy, settings.config))
+    return create_app(Engine(settings.model, settings.policy, settings.config, "pipeserve"))
 
 
 app = app_from_env()

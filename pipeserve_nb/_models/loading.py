@@ -64,6 +64,7 @@ def _bundled_model(device: str | int | None) -> LoadedModel:
         prepare=embedder.prepare,
         max_tokens=embedder.max_tokens,
         parameter_names=frozenset({"truncation"}),
+        **_placement(pipe),
     )
 
 
@@ -75,7 +76,18 @@ def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
         prepare=token_counter(tokenizer) if tokenizer is not None else None,
         max_tokens=max_tokens(tokenizer, pipe.model) if tokenizer is not None else None,
         parameter_names=keyword_names(pipe._sanitize_parameters),
+        **_placement(pipe),
     )
+
+
+def _placement(pipe: Any) -> dict[str, str | None]:
+    """A pipeline's device and weight dtype, as ``LoadedModel`` shows them."""
+    dtype = getattr(getattr(pipe, "model", None), "dtype", None)
+    device = getattr(pipe, "device", None)
+    return {
+        "device": str(device) if device is not None else None,
+        "dtype": str(dtype).removeprefix("torch.") if dtype is not None else None,
+    }
 
 
 def _bundled_dir() -> str:

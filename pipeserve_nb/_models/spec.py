@@ -55,6 +55,8 @@ class LoadedModel:
             when the model has no tokenizer.
         max_tokens: the most tokens one input may have; None for no limit.
         parameter_names: the parameter names the model takes; None when any may be passed on.
+        device: where it runs (``"cpu"``, ``"cuda:0"``); None when pipeserve cannot tell (a callable).
+        dtype: the weights' type (``"float32"``); None when pipeserve cannot tell.
     """
 
     name: str
@@ -62,6 +64,8 @@ class LoadedModel:
     prepare: Preparer | None = None
     max_tokens: int | None = None
     parameter_names: frozenset[str] | None = None
+    device: str | None = None
+    dtype: str | None = None
 
     def __call__(self, inputs: list[Any], **parameters: Any) -> list[Any]:
         return self.run(inputs, parameters)

@@ -6,8 +6,16 @@ In order, for each request:
 2. its texts are tokenized once, with the model's own tokenizer where it has one, and no
    input has more tokens than the model accepts, unless the request asks for
    ``"parameters": {"truncation": true}`` (else ``TooLarge``, 413);
-3. the queue has room: fewer than ``max_queue`` requests wait (else ``Overloaded``, 503,
-   with a ``Retry-After`` estimated from the recent batches).
+3. the queue has room: fewer than ``max_queue`` requests wait, queued or pooled for the
+   next batch (else ``Overloaded``, 503);
+4. admission by time, with ``max_queue_wait_s`` set: the predicted wait before the request
+   would start (``BatchLoop.start_wait_s``: the rest of the running call, then the calls
+   that will run what waits, priced by the call cost fitted online) is within the bound
+   (else ``Overloaded``, 503). Before the first call there is no prediction, and only the
+   count applies.
+
+Every 503 carries ``Retry-After``: the predicted wait in whole seconds, rounded up (1 s
+when there is no prediction yet).
 
 What passes becomes an ``Admitted``: the inputs as the worker will pass them to the model
 (token ids where the model takes them, so nothing is tokenized twice), the longest input's
@@ -20,13 +28,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import InvalidInput, Overloaded, TooLarge
 from .._models.spec import LoadedModel
-from .stats import Stats
+from .config import ServerConfig
 
 __all__ = ["Admission", "Admitted"]
 
@@ -43,20 +51,36 @@ class Admitted:
 class Admission:
     """The checks before the queue, for one model and one queue bound."""
 
-    def __init__(self, model: LoadedModel, max_queue: int, stats: Stats) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        config: ServerConfig,
+        depth: Callable[[], int],
+        start_wait_s: Callable[[], float | None],
+    ) -> None:
         self.model = model
-        self.max_queue = max_queue
-        self.stats = stats
+        self.max_queue = config.max_queue
+        self.max_queue_wait_s = config.max_queue_wait_s
+        self._depth = depth
+        self._start_wait_s = start_wait_s
 
-    def admit(self, inputs: list[Any], parameters: Mapping[str, Any], waiting: int) -> Admitted:
-        """Check a request against the model and a queue holding ``waiting`` requests."""
+    def admit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> Admitted:
+        """Check a request against the model, then against what waits (see the module docstring)."""
         self._check_names(parameters)
         prepared, tokens = self._prepare(inputs, parameters)
-        if waiting >= self.max_queue:
+        if self._depth() >= self.max_queue:
             raise Overloaded(
                 f"the queue is full ({self.max_queue} requests waiting); retry later",
-                retry_after_s=self._retry_after_s(waiting),
+                retry_after_s=_retry_after(self._start_wait_s()),
             )
+        if self.max_queue_wait_s is not None:
+            wait = self._start_wait_s()
+            if wait is not None and wait > self.max_queue_wait_s:
+                raise Overloaded(
+                    f"this request would wait about {wait:.2f} s to start, over max_queue_wait_s="
+                    f"{self.max_queue_wait_s:g}; retry later",
+                    retry_after_s=_retry_after(wait),
+                )
         return Admitted(prepared, tokens, json.dumps(parameters, sort_keys=True, default=repr))
 
     def _check_names(self, parameters: Mapping[str, Any]) -> None:
@@ -85,10 +109,7 @@ class Admission:
                     raise TooLarge(f"{where} has {n} tokens; this model takes at most {limit}: shorten it{hint}")
         return prepared, min(max(counts), limit)
 
-    def _retry_after_s(self, waiting: int) -> float:
-        """Rough time to work off ``waiting`` requests, from the mean recent batch."""
-        mean = self.stats.mean_batch()
-        if mean is None:
-            return 1.0
-        inputs, seconds = mean
-        return max(1.0, math.ceil(waiting / max(inputs, 1.0) * seconds))
+
+def _retry_after(wait_s: float | None) -> float:
+    """Retry-After in whole seconds: the predicted wait rounded up, at least 1."""
+    return 1.0 if wait_s is None else float(max(1, math.ceil(wait_s)))

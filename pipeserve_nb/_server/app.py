@@ -2,8 +2,9 @@
 
 Routes:
     POST /              run the model (raw text or JSON body, see ``protocol``)
-    GET  /health        200 while the model is loaded and the worker alive, else 503
+    GET  /health        200 while the server can serve, else 503 with the reason (``health``)
     GET  /stats         queue depth, requests by status, batch sizes, latency percentiles
+    GET  /metrics       the same numbers for Prometheus (``metrics``)
     GET  /openapi.json  the API description (``openapi``)
 
 A handler turns each request into one engine call and each outcome into one response;
@@ -14,7 +15,8 @@ A body over ``max_body_bytes`` is refused before it is read. While a request wai
 handler also listens for the client going away; if it does, the request is cancelled (a
 queued one never runs), counted, and logged in ``/stats`` under status 499.
 
-With ``config.auth_token`` set, every route sits behind ``BearerTokenMiddleware``.
+With ``config.auth_token`` set, every route sits behind ``BearerTokenMiddleware``; in front
+of everything, ``RequestLimits`` refuses a request target or headers over their bounds.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._exceptions import RequestFailed, TooLarge
-from .._wire import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER, error_body
+from .._wire import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER
 from .auth import BearerTokenMiddleware
 from .engine import Engine
 from .errors import error_response, internal_error_response, web_error_response
+from .health import check
+from .limits import RequestLimits
+from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
 from .protocol import parse_body
 from .request import Result, clock
@@ -62,7 +67,8 @@ def create_app(engine: Engine) -> Starlette:
         response: Response
         try:
             body = await _read_body(request, config.max_body_bytes)
-            parsed = parse_body(request.headers.get("content-type"), body, config.max_inputs_per_request)
+            content_type = request.headers.get("content-type")
+            parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)
             future = engine.submit(parsed.inputs, parsed.parameters)
             if not await _answered_before_disconnect(future, request):
                 engine.stats.record_response(CLIENT_CLOSED, clock() - started)
@@ -77,16 +83,11 @@ def create_app(engine: Engine) -> Starlette:
         return response
 
     async def health(request: Request) -> Response:
-        body: dict[str, Any] = {"status": engine.state.value, "model": engine.model_name}
-        if engine.healthy:
-            body["status"] = "ok"
-            body["queue_depth"] = engine.queue_depth()
-            return JSONResponse(body)
-        if engine.failure is not None:
-            failure = engine.failure
-            detail = f": {failure}" if debug else ""
-            body.update(error_body("WorkerDied", f"the inference worker died ({type(failure).__name__}{detail})"))
-        return JSONResponse(body, status_code=503)
+        report = check(engine, debug)
+        return JSONResponse(report.body, status_code=200 if report.ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(engine.stats.metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
         model = engine.model
@@ -101,6 +102,7 @@ def create_app(engine: Engine) -> Starlette:
                 "policy": repr(engine.policy),
                 "queue_depth": engine.queue_depth(),
                 **engine.stats.snapshot(),
+                "call_cost": engine.batches.cost.snapshot() if engine.batches is not None else None,
             }
         )
 
@@ -116,13 +118,21 @@ def create_app(engine: Engine) -> Starlette:
             Route("/", predict, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/stats", stats, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
+    engine.stats.metrics.watch(engine.queue_depth, lambda: check(engine).ok)
     if config.auth_token is not None:
         app.add_middleware(BearerTokenMiddleware, token=config.auth_token)
+    app.add_middleware(
+        RequestLimits,
+        max_url_bytes=config.max_url_bytes,
+        max_headers=config.max_headers,
+        max_header_bytes=config.max_header_bytes,
+    )
     return app
 
 

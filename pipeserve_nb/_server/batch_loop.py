@@ -12,6 +12,10 @@
    the model rejected). A request answered meanwhile (its deadline, its client gone) is
    left as it is.
 
+Each call is also an observation of what a call costs (``cost``, fitted online), from
+which ``start_wait_s()`` predicts when a request arriving now would start (admission by
+time) and ``predicted_s`` says how long the running call should take (the health check).
+
 Every request of the running batch is answered also when the loop ends abnormally: with
 ``WorkerDied`` when the inference thread died (then ``run()`` raises ``WorkerCrashed``), with
 ``ServerStopping`` when the loop is cancelled. Requests still queued are the engine's.
@@ -25,6 +29,7 @@ from functools import partial
 
 from .._models.spec import BatchFn
 from .batch_queue import BatchQueue
+from .cost import CallCost, backlog_s
 from .request import Batch, clock, stopping, worker_died
 from .stats import Stats
 from .worker import InferenceThread, WorkerCrashed, run_batch
@@ -40,8 +45,31 @@ class BatchLoop:
         self.model = model
         self.worker = worker
         self.stats = stats
+        self.cost = CallCost()
         self.running: Batch | None = None
         """The batch in the model right now, if any."""
+        self.running_since: float | None = None
+        """``clock()`` when the running batch reached the model."""
+        self.predicted_s: float | None = None
+        """How long the running call is predicted to take (None before the first call's cost is known)."""
+
+    def start_wait_s(self) -> float | None:
+        """Predicted seconds until a request arriving now starts: the rest of the running call,
+        then the calls that will run what waits (``Policy.plan``); None before a call was seen."""
+        if not self.cost.fitted:
+            return None
+        rest = 0.0
+        if self.running_since is not None and self.predicted_s is not None:
+            rest = max(self.predicted_s - (clock() - self.running_since), 0.0)
+        waiting = self.queue.waiting()
+        if not waiting:
+            return rest
+        ahead = backlog_s(self.cost, self.queue.policy.plan(waiting))
+        return rest + (ahead or 0.0)
+
+    def running_for_s(self) -> float | None:
+        """How long the running call has run; None while the model is idle."""
+        return None if self.running_since is None else clock() - self.running_since
 
     async def run(self) -> None:
         """Run batches until cancelled or until the inference thread dies (see the module docstring)."""
@@ -50,7 +78,7 @@ class BatchLoop:
                 batch = await self.queue.next_batch()
                 self.running = batch
                 await self._run(batch)
-                self.running = None
+                self.running = self.running_since = None
         except WorkerCrashed as crash:
             self._fail_running(partial(worker_died, crash.__cause__ or crash))
             raise
@@ -59,7 +87,8 @@ class BatchLoop:
             raise
 
     async def _run(self, batch: Batch) -> None:
-        started = clock()
+        started = self.running_since = clock()
+        self.predicted_s = self.cost.predict(batch.padded_tokens)
         waits = []
         for piece in batch.slices:
             if piece.request.started_s is None:
@@ -68,7 +97,8 @@ class BatchLoop:
         job = partial(run_batch, self.model, [s.inputs for s in batch.slices], batch.parameters)
         outcomes = await asyncio.wrap_future(self.worker.submit(job))
         inference_s = clock() - started
-        self.stats.record_batch(batch.size, inference_s, waits)
+        self.cost.observe(batch.padded_tokens, inference_s)
+        self.stats.record_batch(batch.size, inference_s, waits, batch.real_tokens, batch.padded_tokens)
         for piece, outcome in zip(batch.slices, outcomes, strict=True):
             if outcome.outputs is not None:
                 piece.request.ran(outcome.outputs, batch.size, inference_s)
@@ -79,4 +109,4 @@ class BatchLoop:
         if self.running is not None:
             for piece in self.running.slices:
                 piece.request.fail(error())
-            self.running = None
+            self.running = self.running_since = None

@@ -52,6 +52,10 @@ class BatchQueue:
         """Requests waiting for the model (a request whose inputs run in slices counts until its last)."""
         return len(self._waiting)
 
+    def waiting(self) -> list[Request]:
+        """The waiting requests, oldest first (do not change the list)."""
+        return self._waiting
+
     def discard(self, request: Request) -> None:
         """Forget a request that was answered while it waited."""
         if request in self._waiting:

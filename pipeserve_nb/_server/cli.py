@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         settings = from_command_line(args, env)
         address, config = settings.address, settings.config
         check_exposure(address.host, config.auth_token, address.allow_unauthenticated)
-        engine = Engine(settings.model, settings.policy, config)
+        engine = Engine(settings.model, settings.policy, config, "pipeserve")
         sock = bind_socket(address.host, address.port)
     except (InvalidSetting, ServerStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,6 +81,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         drain_timeout_s=config.drain_timeout_s,
         on_started=lambda: print(announcement, flush=True),
         log=True,
+        max_head_bytes=config.max_head_bytes,
     )
     server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -1,4 +1,4 @@
-"""Server limits: queue size, request timeout, drain time, body size, access token, error detail."""
+"""Server limits: queue size and wait, request timeout, drain time, request size, access token, error detail."""
 
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ class ServerConfig:
             started); one more gets a fast 503 with ``Retry-After`` (the circuit breaker).
             The default is about a second of work for the bundled model on 2 cores:
             overload is shed, not queued for minutes.
+        max_queue_wait_s: admission by time: a request the server predicts would wait longer
+            than this to *start* (the model calls that will run what waits before it, priced
+            by the call cost fitted from the calls it ran) gets a fast 503 whose
+            ``Retry-After`` is that predicted wait, rounded up. None: only ``max_queue``
+            bounds the queue. The default keeps an overloaded server's accepted requests
+            within about half a second of arriving while it stays busy (``make reliability``
+            measures it against the count-only bound and the choice; ``docs/reliability.md``).
+        stuck_call_s: a model call running longer than this makes ``/health`` answer 503
+            (it recovers when the call returns). None: ten times the call's predicted time,
+            and at least 10 s (first calls and odd inputs are slow; a hung call is hung).
         timeout_s: a request still unanswered this long after it arrived gets 504; if it
             is still queued then, it is dropped and never reaches the model.
         drain_timeout_s: how long ``stop()`` lets queued and running requests finish
@@ -27,6 +37,13 @@ class ServerConfig:
         max_inputs_per_request: most texts in one ``{"inputs": [...]}`` request; more get 413.
         max_body_bytes: largest request body; a bigger one gets 413 before it is read
             (at once when ``Content-Length`` says so, else as soon as the limit is passed).
+        max_url_bytes: longest request target (path and query); a longer one gets 414.
+        max_headers: most header fields in one request; more get 431.
+        max_header_bytes: most bytes of header names and values in one request; more get 431.
+            A head that keeps arriving past about this size without ending is cut off with
+            431 before it is buffered (``limits``).
+        max_json_depth: deepest nesting of objects and lists in a JSON body (the body is
+            level 1); deeper gets 400. No document can exhaust a stack (orjson stops at 1024).
         auth_token: when set, every request must carry ``Authorization: Bearer <token>``
             (compared in constant time) or it gets 401. Required to bind a non-loopback
             address unless ``serve(..., allow_unauthenticated=True)``. Never shown in ``repr``.
@@ -43,10 +60,23 @@ class ServerConfig:
     """
 
     max_queue: int = option(256, Int(), "requests waiting for the model before a fast 503", unit="requests")
+    max_queue_wait_s: float | None = option(
+        0.5,
+        Number(strict=True, of="seconds", optional=True),
+        "503 a request predicted to wait longer to start",
+        unit="s",
+    )
+    stuck_call_s: float | None = option(
+        None, Number(strict=True, of="seconds", optional=True), "a model call longer than this fails /health", unit="s"
+    )
     timeout_s: float = option(60.0, _SECONDS, "a request unanswered this long gets 504", unit="s")
     drain_timeout_s: float = option(10.0, _SECONDS, "how long stop() lets waiting requests finish", unit="s")
     max_inputs_per_request: int = option(256, Int(), "most texts in one JSON request (413 above)", unit="inputs")
     max_body_bytes: int = option(1_048_576, Int(), "largest request body (413 above)", unit="bytes")
+    max_url_bytes: int = option(8192, Int(), "longest request target, path and query (414 above)", unit="bytes")
+    max_headers: int = option(100, Int(), "most header fields in one request (431 above)", unit="headers")
+    max_header_bytes: int = option(16384, Int(), "most bytes of header fields (431 above)", unit="bytes")
+    max_json_depth: int = option(32, Int(min=2, max=1000), "deepest nesting of a JSON body (400 above)", unit="levels")
     auth_token: str | None = option(
         None,
         Text(min_length=16, ascii=True, optional=True),
@@ -61,3 +91,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    @property
+    def max_head_bytes(self) -> int:
+        """Most bytes of a request head (request line and headers, with their separators)."""
+        return self.max_url_bytes + self.max_header_bytes + 4 * self.max_headers + 64

@@ -58,15 +58,18 @@ class Engine:
     ``submit()``, ``drain()`` and ``close()`` run on the server's event loop.
     """
 
-    def __init__(self, spec: ModelSpec, policy: Policy, config: ServerConfig) -> None:
+    def __init__(self, spec: ModelSpec, policy: Policy, config: ServerConfig, name: str = "default") -> None:
         self.spec = spec
         self.policy = policy
         self.config = config
-        self.stats = Stats()
+        self.name = name
+        self.stats = Stats(name)
         self.state = EngineState.CREATED
         self.failure: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.model_name = spec.describe()
+        self.device: str | None = None
+        self.dtype: str | None = None
         self._model: LoadedModel | None = None
         self._worker: InferenceThread | None = None
         self._queue: BatchQueue | None = None
@@ -76,8 +79,6 @@ class Engine:
         self._unanswered = 0
         self._all_answered: asyncio.Event | None = None
         self._torch_threads_before: int | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------
 
     def load(self) -> None:
         """Load the model on the inference thread and wait for it (blocking)."""
@@ -101,8 +102,8 @@ class Engine:
         if model is None or worker is None:  # pragma: no cover - set just above
             raise RuntimeError("the model is not loaded")
         self._queue = BatchQueue(self.policy)
-        self._admission = Admission(model, self.config.max_queue, self.stats)
         self._batches = BatchLoop(self._queue, model.run, worker, self.stats)
+        self._admission = Admission(model, self.config, self._queue.depth, self._batches.start_wait_s)
         self._all_answered = asyncio.Event()
         self._all_answered.set()
         self._task = asyncio.create_task(self._batches.run(), name="pipeserve-batch-loop")
@@ -144,26 +145,27 @@ class Engine:
             self._torch_threads_before = None
         return self._worker is None or self._worker.close(timeout_s)
 
-    # -- requests ----------------------------------------------------------------------
-
     @property
     def model(self) -> LoadedModel | None:
         """The loaded model (None before ``load()`` and after ``close()``)."""
         return self._model
 
     @property
-    def healthy(self) -> bool:
-        """True while the model is loaded, the batch loop runs and the inference thread lives."""
-        return (
-            self.state is EngineState.RUNNING
-            and self._task is not None
-            and not self._task.done()
-            and self._worker is not None
-            and self._worker.is_alive()
-        )
+    def batches(self) -> BatchLoop | None:
+        """The batch loop (None before ``start()``): the running call and the call cost."""
+        return self._batches
+
+    def serving(self) -> bool:
+        """Whether the engine runs, its batch loop runs and its inference thread lives."""
+        loop_alive = self._task is not None and not self._task.done()
+        return self.state is EngineState.RUNNING and loop_alive and self.worker_alive()
+
+    def worker_alive(self) -> bool:
+        """Whether the inference thread lives (it may be stuck in a call)."""
+        return self._worker is not None and self._worker.is_alive()
 
     def queue_depth(self) -> int:
-        """Requests waiting for the model."""
+        """Requests accepted and not yet started (queued or pooled for the next batch)."""
         return self._queue.depth() if self._queue is not None else 0
 
     def submit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> asyncio.Future[Result]:
@@ -179,7 +181,7 @@ class Engine:
         queue, admission = self._queue, self._admission
         if self.state is not EngineState.RUNNING or queue is None or admission is None:
             raise self._unavailable()
-        admitted = admission.admit(inputs, parameters, queue.depth())
+        admitted = admission.admit(inputs, parameters)
         loop = asyncio.get_running_loop()
         now, timeout_s = clock(), self.config.timeout_s
         request = Request(
@@ -215,8 +217,6 @@ class Engine:
         self.state = EngineState.FAILED
         self._fail_unanswered(self._unavailable)
 
-    # -- helpers -----------------------------------------------------------------------
-
     def _load_on_worker(self) -> Future[LoadedModel]:
         """Load the model on the inference thread, the only thread that will run it."""
         if self._worker is None:
@@ -230,7 +230,7 @@ class Engine:
 
     def _set_model(self, model: LoadedModel) -> None:
         self._model = model
-        self.model_name = model.name
+        self.model_name, self.device, self.dtype = model.name, model.device, model.dtype
 
     def _fail_unanswered(self, error: Callable[[], RequestFailed]) -> None:
         """Answer every waiting or running request with a fresh ``error()``."""

@@ -46,7 +46,8 @@ ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(
         "InvalidInput",
         400,
-        "empty or whitespace body, invalid UTF-8 or lone surrogates, malformed JSON, wrong shape; a parameter "
+        "empty or whitespace body, invalid UTF-8 or lone surrogates, malformed JSON, JSON nested deeper than "
+        "`max_json_depth`, wrong shape; a parameter "
         "the model does not take, or a parameter value it rejects (the inputs run without it)",
         InvalidInput,
     ),
@@ -60,7 +61,14 @@ ERRORS: tuple[ErrorKind, ...] = (
         "or an input with more tokens than the model takes",
         TooLarge,
     ),
+    ErrorKind("UriTooLong", 414, "request target (path and query) over `max_url_bytes`"),
     ErrorKind("UnsupportedMediaType", 415, "a body that is neither text nor JSON", UnsupportedMediaType),
+    ErrorKind(
+        "HeadersTooLarge",
+        431,
+        "more than `max_headers` header fields or `max_header_bytes` of them; a head still unfinished past "
+        "about that size is cut off (431, then the connection closes)",
+    ),
     ErrorKind(
         "InferenceFailed",
         500,
@@ -68,7 +76,13 @@ ERRORS: tuple[ErrorKind, ...] = (
         InferenceFailed,
     ),
     ErrorKind("InternalError", 500, "a bug in the server itself (the message says no more unless `debug`)"),
-    ErrorKind("Overloaded", 503, "the queue holds `max_queue` requests; comes with `Retry-After`", Overloaded),
+    ErrorKind(
+        "Overloaded",
+        503,
+        "the queue holds `max_queue` requests, or the request is predicted to wait over `max_queue_wait_s` "
+        "to start; comes with `Retry-After` (the predicted wait, rounded up)",
+        Overloaded,
+    ),
     ErrorKind("ServerStopping", 503, "the server is draining or stopped", ServerStopping),
     ErrorKind(
         "WorkerDied",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-__all__ = ["Batchable", "Pick", "pick_batch"]
+__all__ = ["Batchable", "Pick", "pick_batch", "plan_calls"]
 
 
 class Batchable(Protocol):
@@ -76,6 +76,34 @@ def pick_batch(
         if 0 in run:
             return [(i, waiting[i].size) for i in run]
     raise AssertionError("the split covers every request")  # pragma: no cover
+
+
+def plan_calls(
+    waiting: Sequence[Batchable], *, cap: int | None, max_tokens: int | None, by_length: bool
+) -> list[tuple[int, int]]:
+    """The model calls that would run everything ``waiting``, as ``(inputs, padded tokens)``:
+    a quick forecast of how ``pick_batch`` will batch them, for admission by time.
+
+    Requests are packed greedily into calls of at most ``cap`` inputs and ``max_tokens``
+    padded tokens, in order of length with ``by_length`` (as the length-aware split groups
+    neighbours), else in arrival order. Packing full is what the split does under load,
+    when a request's wait matters; O(n log n), cheap enough to run on every admission.
+    """
+    order = sorted(waiting, key=lambda r: r.tokens) if by_length else list(waiting)
+    calls: list[tuple[int, int]] = []
+    inputs = longest = 0
+    for request in order:
+        size, tokens = request.size, request.tokens
+        while cap is not None and size > cap:  # a request over the cap runs in slices of it
+            calls.append((cap, cap * tokens))
+            size -= cap
+        if inputs and not _fits(inputs + size, max(longest, tokens), cap, max_tokens):
+            calls.append((inputs, inputs * longest))
+            inputs = longest = 0
+        inputs, longest = inputs + size, max(longest, tokens)
+    if inputs:
+        calls.append((inputs, inputs * longest))
+    return calls
 
 
 def _fits(inputs: int, longest: int, cap: int | None, max_tokens: int | None) -> bool:

@@ -1,7 +1,7 @@
 """Batching policies: when the batch queue stops waiting for company, and which requests run together.
 
 The batch queue (``batch_queue.BatchQueue``) accepts any ``Policy``: a small protocol of
-three members. ``BatchPolicy`` is the production policy (deadline batching with
+four members. ``BatchPolicy`` is the production policy (deadline batching with
 length-aware formation); the seed page's reset-timer loop, kept for teaching, implements
 the same protocol in ``_teaching/seed_policy.py``.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .._options import Flag, Int, Number, check_fields, option
-from .formation import Batchable, Pick, pick_batch
+from .formation import Batchable, Pick, pick_batch, plan_calls
 
 __all__ = ["Policy", "BatchPolicy"]
 
@@ -35,6 +35,11 @@ class Policy(Protocol):
 
     def pick(self, waiting: Sequence[Batchable]) -> Pick:
         """The next batch among ``waiting`` (oldest first, all with the same parameters)."""
+        ...
+
+    def plan(self, waiting: Sequence[Batchable]) -> list[tuple[int, int]]:
+        """A forecast of the model calls that will run all of ``waiting``, each as
+        ``(inputs, padded tokens)`` (admission by time prices them with the call cost)."""
         ...
 
 
@@ -124,4 +129,10 @@ class BatchPolicy:
             max_tokens=self.max_batch_tokens,
             by_length=self.sort_by_length,
             call_tokens=self.call_overhead_tokens,
+        )
+
+    def plan(self, waiting: Sequence[Batchable]) -> list[tuple[int, int]]:
+        """The calls that will run ``waiting`` (see ``plan_calls``)."""
+        return plan_calls(
+            waiting, cap=self.max_batch_size, max_tokens=self.max_batch_tokens, by_length=self.sort_by_length
         )

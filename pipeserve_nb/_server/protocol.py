@@ -8,15 +8,20 @@ Two forms are accepted:
   ``{"inputs": ["a", "b"]}`` a list of outputs in the same order; an optional
   ``"parameters": {...}`` object is passed to the model as keyword arguments.
 
+JSON is parsed with orjson (strict RFC 8259: no NaN, no lone surrogates, no byte order mark;
+integers past 64 bits become floats, numbers past a double's range are refused), and no value may nest deeper than ``max_depth``
+(objects and lists; the body itself is level 1), so no document can exhaust a stack.
+
 A body that breaks these rules raises ``InvalidInput``, ``TooLarge`` or
 ``UnsupportedMediaType``; the app answers them from the error table (``errors``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .._exceptions import InvalidInput, TooLarge, UnsupportedMediaType
 
@@ -43,11 +48,11 @@ class ParsedRequest:
     single: bool
 
 
-def parse_body(content_type: str | None, body: bytes, max_inputs: int) -> ParsedRequest:
-    """Parse and validate a ``POST /`` body; raise ``InvalidInput`` or ``UnsupportedMediaType``."""
+def parse_body(content_type: str | None, body: bytes, max_inputs: int, max_depth: int = 32) -> ParsedRequest:
+    """Parse and validate a ``POST /`` body; raise ``InvalidInput``, ``TooLarge`` or ``UnsupportedMediaType``."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type == "application/json" or media_type.endswith("+json"):
-        return _parse_json(_decode(body), max_inputs)
+        return _parse_json(_decode(body), max_inputs, max_depth)
     if media_type in _RAW_TYPES or media_type.startswith("text/"):
         return ParsedRequest([_text(_decode(body), "the body")], {}, single=True)
     raise UnsupportedMediaType(
@@ -73,10 +78,12 @@ def _text(value: str, where: str) -> str:
     return value
 
 
-def _parse_json(text: str, max_inputs: int) -> ParsedRequest:
+def _parse_json(text: str, max_inputs: int, max_depth: int) -> ParsedRequest:
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if exc.msg == "depth limit exceeded":
+            raise InvalidInput(_too_deep(max_depth)) from None
         raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(doc, dict):
         raise InvalidInput(f'the JSON body must be an object like {{"inputs": "text"}}, got {_kind(doc)}')
@@ -88,6 +95,8 @@ def _parse_json(text: str, max_inputs: int) -> ParsedRequest:
     parameters = doc.get("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidInput(f'"parameters" must be an object, got {_kind(parameters)}')
+    if not _within_depth(parameters, max_depth - 1):
+        raise InvalidInput(_too_deep(max_depth))
     inputs = doc["inputs"]
     if isinstance(inputs, str):
         return ParsedRequest([_text(inputs, '"inputs"')], parameters, single=True)
@@ -102,6 +111,22 @@ def _parse_json(text: str, max_inputs: int) -> ParsedRequest:
             raise InvalidInput(f'"inputs"[{i}] must be a string, got {_kind(item)}')
         _text(item, f'"inputs"[{i}]')
     return ParsedRequest(list(inputs), parameters, single=False)
+
+
+def _within_depth(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests at most ``levels`` levels of objects and lists (iteratively: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > levels:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"the JSON body nests deeper than max_json_depth={max_depth} levels of objects and lists"
 
 
 def _kind(value: Any) -> str:

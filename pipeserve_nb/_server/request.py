@@ -133,6 +133,17 @@ class Batch:
         """Inputs in the call."""
         return sum(s.stop - s.start for s in self.slices)
 
+    @property
+    def padded_tokens(self) -> int:
+        """Inputs x the longest input's tokens: what the call computes, padding included."""
+        return self.size * max(s.request.tokens for s in self.slices)
+
+    @property
+    def real_tokens(self) -> int:
+        """Tokens of the inputs themselves (each request's longest, for each of its inputs): an upper
+        bound of the real tokens, exact for one-input requests, the usual case."""
+        return sum((s.stop - s.start) * s.request.tokens for s in self.slices)
+
 
 def stopping(message: str = "the server stopped before this request was answered") -> ServerStopping:
     """The error of a request the server will not answer because it stops."""

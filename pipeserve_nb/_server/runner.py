@@ -14,6 +14,9 @@ Shutdown, on the server's own loop, in this order (``Server.shutdown``):
 2. uvicorn's own shutdown: close the listening socket and the connections;
 3. the app's lifespan shutdown (the engine ends its inference thread and drops the model).
 
+uvicorn runs with httptools, bounded: a request head that passes ``max_head_bytes``
+without ending is cut off with 431 (``limits``).
+
 ``bind_socket`` binds in the caller's thread, so "port in use" raises right there and the
 real port is known at once.
 """
@@ -30,11 +33,14 @@ from typing import Any
 import uvicorn
 
 from .._exceptions import ServerStartError
+from .limits import bounded_httptools
 from .registry import holder_of
 
 __all__ = ["Server", "ServerThread", "bind_socket", "DEFAULT_DRAIN_S"]
 
 DEFAULT_DRAIN_S = 10.0
+DEFAULT_HEAD_BYTES = 65536
+"""Most bytes of an unfinished request head before the connection is cut off (``limits``)."""
 Drain = Callable[[float], Awaitable[None]]
 
 
@@ -49,9 +55,11 @@ class Server(uvicorn.Server):
         drain_timeout_s: float = DEFAULT_DRAIN_S,
         on_started: Callable[[], None] | None = None,
         log: bool = False,
+        max_head_bytes: int = DEFAULT_HEAD_BYTES,
     ) -> None:
         quiet: dict[str, Any] = {} if log else {"log_config": None}
-        super().__init__(uvicorn.Config(app, access_log=False, lifespan="on", **quiet))
+        http = bounded_httptools(max_head_bytes)
+        super().__init__(uvicorn.Config(app, access_log=False, lifespan="on", http=http, **quiet))
         self.drain = drain
         self.on_started = on_started
         self.set_drain_timeout(drain_timeout_s)
@@ -77,12 +85,25 @@ class ServerThread:
     """``Server`` on its own event loop in a daemon thread named ``pipeserve-server-<name>``."""
 
     def __init__(
-        self, app: Any, sock: socket.socket, *, name: str, drain: Drain | None = None, drain_timeout_s: float
+        self,
+        app: Any,
+        sock: socket.socket,
+        *,
+        name: str,
+        drain: Drain | None = None,
+        drain_timeout_s: float,
+        max_head_bytes: int = DEFAULT_HEAD_BYTES,
     ) -> None:
         self.host, self.port = sock.getsockname()[:2]
         self._sock = sock
         self._settled = threading.Event()  # the server started, or its thread ended
-        self.server = Server(app, drain=drain, drain_timeout_s=drain_timeout_s, on_started=self._settled.set)
+        self.server = Server(
+            app,
+            drain=drain,
+            drain_timeout_s=drain_timeout_s,
+            on_started=self._settled.set,
+            max_head_bytes=max_head_bytes,
+        )
         self.crash: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"pipeserve-server-{name}", daemon=True)
 

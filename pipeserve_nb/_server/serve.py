@@ -76,7 +76,7 @@ def serve(
     stop_named(name)
 
     sock = bind_socket(address.host, address.port)
-    engine = Engine(spec, policy, config)
+    engine = Engine(spec, policy, config, name)
     try:
         engine.load()
     except Exception as exc:
@@ -85,7 +85,12 @@ def serve(
         raise ServerStartError(f"could not load model {spec.describe()!r}: {type(exc).__name__}: {exc}") from exc
 
     runner = ServerThread(
-        create_app(engine), sock, name=name, drain=engine.drain, drain_timeout_s=config.drain_timeout_s
+        create_app(engine),
+        sock,
+        name=name,
+        drain=engine.drain,
+        drain_timeout_s=config.drain_timeout_s,
+        max_head_bytes=config.max_head_bytes,
     )
     try:
         runner.start(start_timeout_s)

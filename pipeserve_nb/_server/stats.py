@@ -2,8 +2,10 @@
 
 The one home of the server's numbers: the app records answers, the batch loop records
 batches, the engine records requests dropped before inference (by reason). Written only
-from the event loop's thread; ``snapshot()`` returns plain JSON values. Percentiles are
-computed over a bounded window of the most recent requests.
+from the event loop's thread; ``snapshot()`` returns plain JSON values for ``/stats``, and
+every record also feeds the server's Prometheus metrics (``metrics``, ``/metrics``), so the
+two never disagree. Percentiles are computed over a bounded window of the most recent
+requests.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._percentile import percentile
+from .metrics import Metrics
 from .request import DROP_REASONS
 
 __all__ = ["Stats", "CLIENT_CLOSED"]
@@ -26,7 +29,11 @@ CLIENT_CLOSED = 499
 class Stats:
     """Counters and recent timings of one server."""
 
-    def __init__(self, window: int = 10_000) -> None:
+    def __init__(self, server: str = "default", window: int = 10_000) -> None:
+        self.metrics = Metrics(server)
+        self.metrics.declare_reasons(DROP_REASONS)
+        self.real_tokens = 0
+        self.padded_tokens = 0
         self.requests_by_status: Counter[int] = Counter()
         self.batches = 0
         self.batch_sizes: Counter[int] = Counter()
@@ -35,21 +42,36 @@ class Stats:
         self.inference_s: deque[float] = deque(maxlen=window)
         self.latency_s: deque[float] = deque(maxlen=window)
 
-    def record_batch(self, size: int, inference_s: float, queue_waits_s: Iterable[float]) -> None:
-        """A batch of ``size`` inputs ran in ``inference_s``; requests it started waited as given."""
+    def record_batch(
+        self,
+        size: int,
+        inference_s: float,
+        queue_waits_s: Iterable[float],
+        real_tokens: int = 0,
+        padded_tokens: int = 0,
+    ) -> None:
+        """A batch of ``size`` inputs (``real_tokens``, ``padded_tokens`` with padding) ran in
+        ``inference_s``; the requests it started waited as given."""
         self.batches += 1
         self.batch_sizes[size] += 1
         self.inference_s.append(inference_s)
-        self.queue_wait_s.extend(queue_waits_s)
+        self.real_tokens += real_tokens
+        self.padded_tokens += padded_tokens
+        self.metrics.batch(size, inference_s, real_tokens, padded_tokens)
+        for wait in queue_waits_s:
+            self.queue_wait_s.append(wait)
+            self.metrics.queue_wait.observe(wait)
 
     def record_drop(self, reason: str) -> None:
         """A request was answered before it reached the model, for ``reason`` (``DROP_REASONS``)."""
         self.dropped[reason] += 1
+        self.metrics.dropped(reason)
 
     def record_response(self, status: int, latency_s: float) -> None:
         """A request to ``POST /`` was answered with ``status`` after ``latency_s``."""
         self.requests_by_status[status] += 1
         self.latency_s.append(latency_s)
+        self.metrics.response(status, latency_s)
 
     def mean_batch(self) -> tuple[float, float] | None:
         """``(inputs, seconds)`` of the mean recent batch, or None before the first."""
@@ -68,6 +90,7 @@ class Stats:
             "batches": self.batches,
             "batch_size_histogram": {str(k): v for k, v in sorted(self.batch_sizes.items())},
             "mean_batch_size": mean[0] if mean else None,
+            "padding_efficiency": round(self.real_tokens / self.padded_tokens, 4) if self.padded_tokens else None,
             "queue_wait_ms": _summary(self.queue_wait_s),
             "inference_ms": _summary(self.inference_s),
             "latency_ms": _summary(self.latency_s),

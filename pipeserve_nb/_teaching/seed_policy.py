@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._options import Int, Number, check_fields, option
-from .._server.formation import Batchable, Pick, pick_batch
+from .._server.formation import Batchable, Pick, pick_batch, plan_calls
 
 __all__ = ["SeedPagePolicy"]
 
@@ -50,3 +50,7 @@ class SeedPagePolicy:
     def pick(self, waiting: Sequence[Batchable]) -> Pick:
         """Everything waiting, in arrival order (up to the cap, if one is given)."""
         return pick_batch(waiting, cap=self.max_batch_size, max_tokens=None, by_length=False)
+
+    def plan(self, waiting: Sequence[Batchable]) -> list[tuple[int, int]]:
+        """The calls that will run ``waiting``: in arrival order, up to the cap."""
+        return plan_calls(waiting, cap=self.max_batch_size, max_tokens=None, by_length=False)

@@ -201,5 +201,5 @@ def test_a_dying_worker_answers_the_running_and_waiting_requests_and_fails_the_e
     answers, engine = run(model, scenario)
     assert all(isinstance(a, WorkerDied) for a in answers)
     assert "SystemExit" in str(answers[0]) and isinstance(engine.failure, SystemExit)
-    assert engine.state is EngineState.FAILED and not engine.healthy
+    assert engine.state is EngineState.FAILED and not engine.serving()
     assert model.calls == [["die"]]  # the queued requests never reached the model

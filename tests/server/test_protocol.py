@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -41,12 +42,33 @@ def test_json_string_list_and_parameters() -> None:
         ("application/json", b'{"inputs": ["a", " "]}', r'"inputs"\[1\] is empty'),
         ("application/json", b'{"inputs": "a", "parameters": 3}', '"parameters" must be an object'),
         ("application/json", b'{"input": "a"}', "unknown field"),
-        ("application/json", b'{"inputs": "a\\ud800b"}', "unpaired surrogate at offset 1"),
+        ("application/json", b'{"inputs": "a\\ud800b"}', "malformed JSON: no low surrogate"),
+        ("application/json", b'{"inputs": "a", "parameters": {"x": NaN}}', "malformed JSON"),
+        ("application/json", b'\xef\xbb\xbf{"inputs": "a"}', "malformed JSON"),
+        ("application/json", b"[" * 5000 + b"]" * 5000, "nests deeper than max_json_depth=32"),
+        ("application/json", b'{"inputs": "a", "parameters": {"x": ' + b"[" * 40 + b"]" * 40 + b"}}", "deeper"),
+        ("application/json", b'{"inputs": "a", "parameters": {"x": 1e999}}', "infinity"),
     ],
 )
 def test_bad_bodies_get_a_message_a_person_can_act_on(content_type: str, body: bytes, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_body(content_type, body, 2)
+
+
+def test_the_depth_bound_counts_the_body_as_level_one() -> None:
+    nested = {"x": {"y": [[1]]}}  # the body 1, parameters 2, x 3, y 4, the inner list 5
+    doc = b'{"inputs": "a", "parameters": ' + json.dumps(nested).encode() + b"}"
+    assert parse_body("application/json", doc, 2, max_depth=5).parameters == nested
+    with pytest.raises(InvalidInput, match="max_json_depth=4"):
+        parse_body("application/json", doc, 2, max_depth=4)
+
+
+def test_numbers_python_would_choke_on_parse_or_refuse_cleanly() -> None:
+    wide = b'{"inputs": "a", "parameters": {"x": 18446744073709551616}}'  # past 64 bits: a float
+    assert parse_body("application/json", wide, 2).parameters["x"] == 2.0**64
+    huge = b'{"inputs": "a", "parameters": {"x": 1' + b"0" * 5000 + b"}}"  # json.loads raises ValueError here
+    with pytest.raises(InvalidInput, match="infinity"):
+        parse_body("application/json", huge, 2)
 
 
 def test_more_inputs_than_the_cap_are_too_large() -> None:

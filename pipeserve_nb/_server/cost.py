@@ -1,0 +1,94 @@
+"""What a model call costs: a line ``seconds = fixed_s + per_token_s x padded tokens``, fitted online.
+
+Every batch the server runs is one observation (its padded tokens: inputs x the longest
+input's tokens; its seconds in the model). The fit is least squares with exponential
+forgetting (each observation weighs ``decay`` times the one after it), so it follows a
+machine whose speed drifts, as a shared CPU's does within minutes. Its uses:
+
+- admission by time predicts how long what is waiting will take to run (``Forecast``);
+- the health check calls a model call "stuck" when it runs far longer than predicted.
+
+Both coefficients are kept >= 0: with too little spread in the batches seen to tell the
+fixed part from the per-token part, the line goes through the origin (all cost per token),
+which predicts the calls most like those seen best. Pure arithmetic; no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["CallCost", "backlog_s"]
+
+
+class CallCost:
+    """An online fit of a model call's seconds against its padded tokens.
+
+    Example:
+        >>> cost = CallCost()
+        >>> for tokens, seconds in [(100, 0.015), (200, 0.025), (400, 0.045)]:
+        ...     cost.observe(tokens, seconds)
+        >>> round(cost.predict(300), 4)
+        0.035
+    """
+
+    def __init__(self, decay: float = 0.98) -> None:
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], got {decay}")
+        self.decay = decay
+        self.calls = 0
+        self._w = self._x = self._y = self._xx = self._xy = 0.0
+        self.fixed_s = 0.0
+        self.per_token_s = 0.0
+
+    def observe(self, padded_tokens: int, seconds: float) -> None:
+        """One model call of ``padded_tokens`` took ``seconds``."""
+        d, x, y = self.decay, float(padded_tokens), seconds
+        self._w = d * self._w + 1.0
+        self._x = d * self._x + x
+        self._y = d * self._y + y
+        self._xx = d * self._xx + x * x
+        self._xy = d * self._xy + x * y
+        self.calls += 1
+        self._fit()
+
+    def _fit(self) -> None:
+        w, sx, sy, sxx, sxy = self._w, self._x, self._y, self._xx, self._xy
+        spread = w * sxx - sx * sx  # w^2 x the weighted variance of x
+        if spread > 1e-9 * max(sxx * w, 1.0):
+            slope = (w * sxy - sx * sy) / spread
+            fixed = (sy - slope * sx) / w
+            if slope >= 0.0 and fixed >= 0.0:
+                self.fixed_s, self.per_token_s = fixed, slope
+                return
+            if slope < 0.0:  # bigger calls were not slower: a constant fits best
+                self.fixed_s, self.per_token_s = sy / w, 0.0
+                return
+        self.fixed_s, self.per_token_s = 0.0, (sxy / sxx if sxx > 0 else 0.0)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether any call has been seen (before that, ``predict`` returns None)."""
+        return self.calls > 0
+
+    def predict(self, padded_tokens: int) -> float | None:
+        """Predicted seconds of a call of ``padded_tokens``; None before the first call."""
+        if not self.calls:
+            return None
+        return self.fixed_s + self.per_token_s * padded_tokens
+
+    def snapshot(self) -> dict[str, float | int | None]:
+        """The fit as JSON-ready values (milliseconds)."""
+        if not self.calls:
+            return {"calls_seen": 0, "fixed_ms": None, "per_token_ms": None}
+        return {
+            "calls_seen": self.calls,
+            "fixed_ms": round(self.fixed_s * 1000, 4),
+            "per_token_ms": round(self.per_token_s * 1000, 6),
+        }
+
+
+def backlog_s(cost: CallCost, calls: Sequence[tuple[int, int]]) -> float | None:
+    """Predicted seconds to run ``calls`` (each ``(inputs, padded tokens)``); None before any fit."""
+    if not cost.fitted:
+        return None
+    return sum(cost.fixed_s + cost.per_token_s * tokens for _, tokens in calls)

@@ -1,0 +1,114 @@
+"""Prometheus metrics of one server, in a registry of its own, for ``GET /metrics``.
+
+``prometheus-client`` writes the exposition format; this module only declares the metrics
+(every one labelled with the server's name) and is fed by ``Stats``, the one home of the
+server's numbers. A registry per server means that starting, stopping and re-running
+``serve()`` in one kernel never raises a duplicate-metric error and never mixes two
+servers' numbers (the process-wide default registry is not used).
+
+Names follow Prometheus conventions: base units (seconds), ``_total`` on counters (the
+client adds it), a ``server`` label. Padding efficiency is
+``rate(pipeserve_real_tokens_total) / rate(pipeserve_padded_tokens_total)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["Metrics", "CONTENT_TYPE"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The ``Content-Type`` of the text format ``render()`` returns."""
+
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """The metrics of the server named ``server``."""
+
+    def __init__(self, server: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r, s = self.registry, ["server"]
+        self._requests = Counter(
+            "pipeserve_requests", "Requests to POST / answered, by status", [*s, "status"], registry=r
+        )
+        self._dropped = Counter(
+            "pipeserve_dropped_before_inference",
+            "Requests answered before they reached the model, by reason",
+            [*s, "reason"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "pipeserve_request_duration_seconds",
+            "Time from a request's arrival to its answer",
+            s,
+            registry=r,
+            buckets=_SECONDS,
+        ).labels(server)
+        self.queue_wait = Histogram(
+            "pipeserve_queue_wait_seconds",
+            "Time a request waited before its first input reached the model",
+            s,
+            registry=r,
+            buckets=_SECONDS,
+        ).labels(server)
+        self.model_time = Histogram(
+            "pipeserve_model_call_duration_seconds",
+            "Time of one model call (one batch)",
+            s,
+            registry=r,
+            buckets=_SECONDS,
+        ).labels(server)
+        self.batch_size = Histogram(
+            "pipeserve_batch_size", "Inputs in one model call", s, registry=r, buckets=_BATCH
+        ).labels(server)
+        self.real_tokens = Counter("pipeserve_real_tokens", "Tokens of the inputs the model ran", s, registry=r).labels(
+            server
+        )
+        self.padded_tokens = Counter(
+            "pipeserve_padded_tokens", "Tokens the model computed, padding included", s, registry=r
+        ).labels(server)
+        self.busy = Counter("pipeserve_model_busy_seconds", "Time the model spent in calls", s, registry=r).labels(
+            server
+        )
+        self._depth = Gauge("pipeserve_queue_depth", "Requests accepted and not yet started", s, registry=r).labels(
+            server
+        )
+        self._healthy = Gauge("pipeserve_healthy", "1 while /health answers 200, else 0", s, registry=r).labels(server)
+        self._server = server
+        self._by_status: dict[int, Counter] = {}
+
+    def watch(self, queue_depth: Callable[[], float], healthy: Callable[[], bool]) -> None:
+        """Read the queue depth and the health state at each scrape."""
+        self._depth.set_function(queue_depth)
+        self._healthy.set_function(lambda: 1.0 if healthy() else 0.0)
+
+    def response(self, status: int, latency_s: float) -> None:
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self._requests.labels(self._server, str(status))
+        child.inc()
+        self.latency.observe(latency_s)
+
+    def batch(self, size: int, seconds: float, real_tokens: int, padded_tokens: int) -> None:
+        self.batch_size.observe(size)
+        self.model_time.observe(seconds)
+        self.busy.inc(seconds)
+        self.real_tokens.inc(real_tokens)
+        self.padded_tokens.inc(padded_tokens)
+
+    def dropped(self, reason: str) -> None:
+        self._dropped.labels(self._server, reason).inc()
+
+    def declare_reasons(self, reasons: tuple[str, ...]) -> None:
+        """Show every drop reason from the start, at 0 (a series that appears late breaks rate())."""
+        for reason in reasons:
+            self._dropped.labels(self._server, reason)
+
+    def render(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        return generate_latest(self.registry)
