@@ -1,7 +1,7 @@
 """The app for an ASGI server of your own, configured by ``PIPESERVE_*`` environment variables.
 
     PIPESERVE_MODEL=bert-base-uncased PIPESERVE_TASK=fill-mask \\
-        uvicorn pipeserve_nb.asgi:app --lifespan on --port 8000
+        uvicorn pipeserve_nb.asgi:app --lifespan on --port 8000 --http pipeserve_nb.asgi:HttpProtocol
 
 Every model, policy and limit option of the settings source is read from its variable
 (the README's option table lists them, e.g. ``PIPESERVE_MAX_BATCH_SIZE``,
@@ -12,6 +12,10 @@ address that is, so set ``PIPESERVE_AUTH_TOKEN`` whenever it is not loopback.
 The model loads in the app's lifespan (once per process: run a single worker). On
 shutdown, uvicorn lets open requests finish for its own ``--timeout-graceful-shutdown``,
 then the lifespan answers anything left with 503 and drops the model.
+
+``--http pipeserve_nb.asgi:HttpProtocol`` runs uvicorn's httptools parser with the bound on an
+unfinished request head that ``serve()`` and the command line use (``PIPESERVE_MAX_*``); without
+it the app still answers 414 and 431, but a head that never ends is buffered by uvicorn.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from starlette.applications import Starlette
 
 from ._server.app import create_app
 from ._server.engine import Engine
+from ._server.limits import bounded_httptools
 from ._server.settings import from_environment, refuse_unused
 
-__all__ = ["app", "app_from_env"]
+__all__ = ["app", "app_from_env", "HttpProtocol"]
 
 
 def app_from_env(env: Mapping[str, str] | None = None) -> Starlette:
@@ -37,3 +42,5 @@ def app_from_env(env: Mapping[str, str] | None = None) -> Starlette:
 
 
 app = app_from_env()
+HttpProtocol = bounded_httptools(from_environment(os.environ).config.max_head_bytes)
+"""uvicorn's httptools protocol, bounding an unfinished head (``--http pipeserve_nb.asgi:HttpProtocol``)."""

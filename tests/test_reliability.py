@@ -28,12 +28,25 @@ def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:
             assert case["kind"] and case["message"], case  # everything that is HTTP gets a JSON error
     assert cases["body over the limit, refused before it is read"]["kind"] == "TooLarge"
 
-    soak = data["soak"]
-    assert soak["rate_rps"] > 2.5 * soak["capacity_rps"]
-    assert soak["lost"] == 0 and soak["sent"] == soak["answered"] == soak["server_counted"]
-    assert set(soak["by_status"]) <= {"200", "503", "504"} and soak["by_status"]["503"] > 0  # it was overloaded
-    assert soak["health_probes"] > 10 and soak["health_not_200"] == 0
-    assert soak["health_max_ms"] < 1000  # /health never waited behind the queue
-    assert soak["queue_depth_after"] == 0
-    assert soak["rss_peak_mb"] - soak["rss_start_mb"] < 300  # bounded by the queue, not by the load
+    for soak in (data["soak"], data["soak_count_only"]):
+        assert soak["rate_rps"] > 2.5 * soak["capacity_rps"]
+        assert soak["lost"] == 0 and soak["sent"] == soak["answered"] == soak["server_counted"]
+        assert set(soak["by_status"]) <= {"200", "503", "504"}
+        assert soak["health_probes"] > 10 and soak["health_not_200"] == 0
+        assert soak["queue_depth_after"] == 0
+        assert soak["rss_peak_mb"] - soak["rss_start_mb"] < 300  # bounded by the queue, not by the load
+    timed = data["soak"]
+    assert timed["max_queue_wait_s"] == 0.5 and data["soak_count_only"]["max_queue_wait_s"] is None
+    assert timed["by_status"]["503"] > 0 and timed["retry_after_s"]  # it was overloaded, and said when to retry
+    assert all(v >= 1 for v in timed["retry_after_s"])
+    assert set(data["targets"]) >= {"no 504", "every request answered exactly once"}
+    assert data["targets"]["every request answered exactly once"]
+
+    hung = data["hung_model"]
+    assert hung["health_before"] == 200 and hung["health_during"]["status"] == 503
+    assert hung["health_during"]["reason"].startswith("a model call has run for")
+    assert (
+        hung["request_status"] == 504 and hung["stop_warning"] and "still inside a model call" in hung["stop_warning"]
+    )
+    assert hung["request_status_when_the_call_returns"] == 200
     assert (tmp_path / "reliability.md").read_text() in done.stdout

@@ -8,40 +8,56 @@ machine whose speed drifts, as a shared CPU's does within minutes. Its uses:
 - admission by time predicts how long what is waiting will take to run (``Forecast``);
 - the health check calls a model call "stuck" when it runs far longer than predicted.
 
-Both coefficients are kept >= 0: with too little spread in the batches seen to tell the
-fixed part from the per-token part, the line goes through the origin (all cost per token),
-which predicts the calls most like those seen best. Pure arithmetic; no clock.
+Guards, each against a way one call could mislead it: the first call is not observed (it
+pays one-time set-up: lazy initialisation, allocator warm-up; measured 3-50x a later call);
+nothing is predicted before ``min_calls`` calls; once it predicts, one observation counts
+at most ``OUTLIER_FACTOR`` times its prediction (a pause of the whole process is not the
+model's cost; a lasting slow-down still moves the fit, call by call). Both coefficients are
+kept >= 0: with too little spread in the batches seen to tell the fixed part from the
+per-token part, the line goes through the origin (all cost per token), which predicts the
+calls most like those seen best. Pure arithmetic; no clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["CallCost", "backlog_s"]
+__all__ = ["CallCost", "backlog_s", "OUTLIER_FACTOR"]
+
+OUTLIER_FACTOR = 5.0
 
 
 class CallCost:
     """An online fit of a model call's seconds against its padded tokens.
 
     Example:
-        >>> cost = CallCost()
+        >>> cost = CallCost(skip_first=0)
         >>> for tokens, seconds in [(100, 0.015), (200, 0.025), (400, 0.045)]:
         ...     cost.observe(tokens, seconds)
         >>> round(cost.predict(300), 4)
         0.035
     """
 
-    def __init__(self, decay: float = 0.98) -> None:
+    def __init__(self, decay: float = 0.98, *, skip_first: int = 1, min_calls: int = 3) -> None:
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.decay = decay
+        self.skip_first = skip_first
+        self.min_calls = min_calls
         self.calls = 0
+        self.seen = 0
         self._w = self._x = self._y = self._xx = self._xy = 0.0
         self.fixed_s = 0.0
         self.per_token_s = 0.0
 
     def observe(self, padded_tokens: int, seconds: float) -> None:
         """One model call of ``padded_tokens`` took ``seconds``."""
+        self.seen += 1
+        if self.seen <= self.skip_first:
+            return
+        predicted = self.predict(padded_tokens)
+        if predicted is not None and predicted > 0:
+            seconds = min(seconds, OUTLIER_FACTOR * predicted)
         d, x, y = self.decay, float(padded_tokens), seconds
         self._w = d * self._w + 1.0
         self._x = d * self._x + x
@@ -67,21 +83,21 @@ class CallCost:
 
     @property
     def fitted(self) -> bool:
-        """Whether any call has been seen (before that, ``predict`` returns None)."""
-        return self.calls > 0
+        """Whether enough calls were seen to predict (before that, ``predict`` returns None)."""
+        return self.calls >= self.min_calls
 
     def predict(self, padded_tokens: int) -> float | None:
-        """Predicted seconds of a call of ``padded_tokens``; None before the first call."""
-        if not self.calls:
+        """Predicted seconds of a call of ``padded_tokens``; None until ``fitted``."""
+        if not self.fitted:
             return None
         return self.fixed_s + self.per_token_s * padded_tokens
 
     def snapshot(self) -> dict[str, float | int | None]:
         """The fit as JSON-ready values (milliseconds)."""
-        if not self.calls:
-            return {"calls_seen": 0, "fixed_ms": None, "per_token_ms": None}
+        if not self.fitted:
+            return {"calls_seen": self.seen, "fixed_ms": None, "per_token_ms": None}
         return {
-            "calls_seen": self.calls,
+            "calls_seen": self.seen,
             "fixed_ms": round(self.fixed_s * 1000, 4),
             "per_token_ms": round(self.per_token_s * 1000, 6),
         }

@@ -158,11 +158,12 @@ class Engine:
     def serving(self) -> bool:
         """Whether the engine runs, its batch loop runs and its inference thread lives."""
         loop_alive = self._task is not None and not self._task.done()
-        return self.state is EngineState.RUNNING and loop_alive and self.worker_alive()
+        return self.state is EngineState.RUNNING and loop_alive and self._worker is not None and self._worker.is_alive()
 
-    def worker_alive(self) -> bool:
-        """Whether the inference thread lives (it may be stuck in a call)."""
-        return self._worker is not None and self._worker.is_alive()
+    @property
+    def worker(self) -> InferenceThread | None:
+        """The inference thread (it outlives ``close()`` inside a model call that never returns)."""
+        return self._worker
 
     def queue_depth(self) -> int:
         """Requests accepted and not yet started (queued or pooled for the next batch)."""

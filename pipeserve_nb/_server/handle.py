@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import threading
+import warnings
 from typing import Any, Self
 
 import httpx
@@ -143,8 +144,28 @@ class ServerHandle(AppHandle):
 
         Safe to call more than once.
         """
+        if self._stopped:
+            return
         super().stop(timeout_s)
         self._client.close()
+        busy_s = self.stuck_call_s
+        if busy_s is not None:
+            warnings.warn(
+                f"server {self.name!r} stopped, but its inference thread is still inside a model call that has run "
+                f"for {busy_s:.1f} s; nothing can interrupt it: the (daemon) thread ends, and the model's memory "
+                "is freed, when the call returns (server.stuck_call_s tells)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    @property
+    def stuck_call_s(self) -> float | None:
+        """After ``stop()``: how long the model call that outlived it has run (None: no call did).
+        While the server runs, ``/health`` reports a stuck call instead."""
+        worker = self._engine.worker
+        if self.running or worker is None or not worker.is_alive():
+            return None
+        return worker.busy_for_s()
 
     def details(self) -> list[tuple[str, Any]]:
         details: list[tuple[str, Any]] = [("model", self.model), ("policy", self.policy)]

@@ -56,7 +56,7 @@ def check(engine: Engine, debug: bool = False) -> Health:
         "device": engine.device,
         "dtype": engine.dtype,
         "queue_depth": engine.queue_depth(),
-        "worker_alive": engine.worker_alive(),
+        "worker_alive": engine.worker is not None and engine.worker.is_alive(),
         "model_call_running_s": round(running_s, 3) if running_s is not None else None,
     }
     reason = _problem(engine, running_s, debug)

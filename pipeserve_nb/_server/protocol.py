@@ -8,9 +8,10 @@ Two forms are accepted:
   ``{"inputs": ["a", "b"]}`` a list of outputs in the same order; an optional
   ``"parameters": {...}`` object is passed to the model as keyword arguments.
 
-JSON is parsed with orjson (strict RFC 8259: no NaN, no lone surrogates, no byte order mark;
-integers past 64 bits become floats, numbers past a double's range are refused), and no value may nest deeper than ``max_depth``
-(objects and lists; the body itself is level 1), so no document can exhaust a stack.
+JSON is parsed with orjson (strict RFC 8259: no NaN, no lone surrogates, no byte order
+mark; integers past 64 bits become floats, numbers past a double's range are refused), and
+no value may nest deeper than ``max_depth`` (objects and lists; the body itself is level 1),
+so no document can exhaust a stack.
 
 A body that breaks these rules raises ``InvalidInput``, ``TooLarge`` or
 ``UnsupportedMediaType``; the app answers them from the error table (``errors``).

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class InferenceThread:
         self.ended: Future[None] = Future()
         """Done when the thread has ended (await it with ``asyncio.wrap_future``); it cannot be cancelled."""
         self.ended.set_running_or_notify_cancel()
+        self._busy_since: float | None = None
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -77,6 +79,11 @@ class InferenceThread:
     def is_alive(self) -> bool:
         """Whether the thread is still running."""
         return self._thread.is_alive()
+
+    def busy_for_s(self) -> float | None:
+        """How long the job running now has run (None while idle)."""
+        since = self._busy_since
+        return None if since is None else time.monotonic() - since
 
     def close(self, timeout_s: float) -> bool:
         """Let queued jobs finish, then end the thread; wait up to ``timeout_s`` for that.
@@ -101,6 +108,7 @@ class InferenceThread:
             fn, future = job
             if not future.set_running_or_notify_cancel():
                 continue
+            self._busy_since = time.monotonic()
             try:
                 future.set_result(fn())
             except Exception as exc:
@@ -108,6 +116,8 @@ class InferenceThread:
             except BaseException as exc:
                 self._die(exc, future)
                 return
+            finally:
+                self._busy_since = None
             del fn, future, job  # drop references to inputs and outputs between batches
 
     def _die(self, cause: BaseException, future: Future[Any]) -> None:

@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -71,7 +72,11 @@ def test_the_serve_command_serves_until_sigterm(tiny_fill_mask: Path) -> None:
     proc, url, lines = _start([*cmd, *flags], _env(PIPESERVE_CALL_OVERHEAD_TOKENS="50", PIPESERVE_MAX_BATCH_SIZE="9"))
     try:
         assert_candidates(httpx.post(url, content=b"test [MASK]", trust_env=False).json())
-        assert httpx.get(f"{url}/health", trust_env=False).json()["status"] == "ok"
+        health = httpx.get(f"{url}/health", trust_env=False).json()
+        assert health["status"] == "ok" and health["device"] == "cpu" and health["worker_alive"] is True
+        metrics = httpx.get(f"{url}/metrics", trust_env=False).text
+        assert 'pipeserve_requests_total{server="pipeserve",status="200"} 1.0' in metrics
+        assert _endless_head(url) == 431  # the command's uvicorn runs the bounded parser
         policy = httpx.get(f"{url}/stats", trust_env=False).json()["policy"]
         assert "max_batch_size=4, max_wait_s=0.002" in policy  # a flag wins over its environment variable
         assert "sort_by_length=False" in policy and "call_overhead_tokens=50.0" in policy
@@ -80,12 +85,27 @@ def test_the_serve_command_serves_until_sigterm(tiny_fill_mask: Path) -> None:
     assert "Application shutdown complete" in output
 
 
+def _endless_head(url: str) -> int:
+    """Send a request head that does not end (40 KB of one header); return the status answered."""
+    address = httpx.URL(url)
+    with socket.create_connection((address.host, address.port or 80), timeout=30) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Endless: " + b"v" * 40_000)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split()[1])
+
+
 def test_the_app_runs_under_the_uvicorn_command(tiny_fill_mask: Path) -> None:
     cmd = [sys.executable, "-m", "uvicorn", "pipeserve_nb.asgi:app", "--lifespan", "on", "--port", "0"]
+    cmd += ["--http", "pipeserve_nb.asgi:HttpProtocol"]
     env = _env(PIPESERVE_MODEL=str(tiny_fill_mask), PIPESERVE_TASK="fill-mask", PIPESERVE_CALL_OVERHEAD_TOKENS="7")
     proc, url, lines = _start(cmd, env)
     try:
         assert_candidates(httpx.post(url, content=b"test [MASK]", trust_env=False).json())
+        assert _endless_head(url) == 431
+        long_target = httpx.get(f"{url}/health?q={'a' * 9000}", trust_env=False)
+        assert long_target.status_code == 414 and long_target.json()["error"]["type"] == "UriTooLong"
         policy = httpx.get(f"{url}/stats", trust_env=False).json()["policy"]
         assert f"max_batch_size={BatchPolicy().max_batch_size}," in policy and "call_overhead_tokens=7.0" in policy
     finally:
