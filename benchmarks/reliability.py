@@ -395,7 +395,43 @@ def hung_model() -> dict[str, Any]:
     return out
 
 
-def report(cases: list[CaseResult], soaks: list[Soak], hung: dict[str, Any], quick: bool) -> str:
+CHOICES_S = (0.25, 0.5, 1.0, 2.0)
+"""The values of ``max_queue_wait_s`` the full run measures side by side, to show the default's trade."""
+
+
+def default_choice(cap_rps: float, rate: float, texts: list[str]) -> list[Soak]:
+    """A 15 s soak at the same overload for each of ``CHOICES_S``, each on a fresh server."""
+    runs = []
+    for bound_s in CHOICES_S:
+        with ps.serve(name="reliability-choice", config=ps.ServerConfig(max_queue_wait_s=bound_s)) as server:
+            runs.append(soak(server, f"{bound_s:g} s", cap_rps, rate, 15.0, texts))
+    return runs
+
+
+def _choice_section(choice: list[Soak]) -> list[str]:
+    if not choice:
+        return []
+    lines = [
+        "",
+        "### Choosing the default `max_queue_wait_s`",
+        "",
+        f"The same overload ({choice[0].rate_rps} requests/s) for 15 s against a fresh default server for each value:",
+        "",
+        "| `max_queue_wait_s` | goodput share | accepted p50 / p99 | p99 bound (value + one batch) | 504 |",
+        "|---|---|---|---|---|",
+    ]
+    for k in choice:
+        bound = f"{k.max_queue_wait_s * 1000 + (k.batch_p99_ms or 0):.0f} ms" if k.max_queue_wait_s else ""
+        lines.append(
+            f"| {k.label} | {k.goodput_share:.2f} | {k.accepted_p50_ms} / {k.accepted_p99_ms} ms | {bound} | "
+            f"{k.by_status.get(504, 0)} |"
+        )
+    return lines
+
+
+def report(
+    cases: list[CaseResult], soaks: list[Soak], hung: dict[str, Any], quick: bool, choice: list[Soak] | None = None
+) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Reliability: what the server answers, and what it loses (nothing)",
@@ -419,6 +455,7 @@ def report(cases: list[CaseResult], soaks: list[Soak], hung: dict[str, Any], qui
             f"| {r.name} | {r.expected} | {r.observed}{mark} | {r.kind or ''} | {r.next_request} | {message} |"
         )
     lines += _soak_section(soaks)
+    lines += _choice_section(choice or [])
     lines += _hung_section(hung)
     lines += [
         "## What is not in this table",
@@ -534,9 +571,10 @@ def main() -> int:
         rate *= 2
     with ps.serve(name="reliability-soak", config=ps.ServerConfig(max_queue_wait_s=None)) as server:
         counted = soak(server, "count only", cap_rps, rate, duration_s, texts)
+    choice = [] if args.quick else default_choice(cap_rps, rate, texts)
     hung = hung_model()
     soaks = [timed, counted]
-    text = report(cases, soaks, hung, args.quick)
+    text = report(cases, soaks, hung, args.quick, choice)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reliability.md").write_text(text)
     data = {
@@ -546,6 +584,7 @@ def main() -> int:
         "soak_count_only": asdict(counted),
         "targets": {name: met for name, met in timed.targets()},
         "hung_model": hung,
+        "default_choice": [asdict(k) for k in choice],
     }
     (args.out / "reliability.json").write_text(json.dumps(data, indent=2) + "\n")
     print(text)

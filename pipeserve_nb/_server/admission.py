@@ -35,6 +35,7 @@ from typing import Any
 from .._exceptions import InvalidInput, Overloaded, TooLarge
 from .._models.spec import LoadedModel
 from .config import ServerConfig
+from .cost import Forecast
 
 __all__ = ["Admission", "Admitted"]
 
@@ -46,6 +47,8 @@ class Admitted:
     inputs: list[Any]
     tokens: int
     key: str
+    forecast: Forecast | None = None
+    """Its start wait as forecast at admission, when admission by time made one."""
 
 
 class Admission:
@@ -56,7 +59,7 @@ class Admission:
         model: LoadedModel,
         config: ServerConfig,
         depth: Callable[[], int],
-        start_wait_s: Callable[[], float | None],
+        start_wait_s: Callable[[], Forecast | None],
     ) -> None:
         self.model = model
         self.max_queue = config.max_queue
@@ -68,20 +71,25 @@ class Admission:
         """Check a request against the model, then against what waits (see the module docstring)."""
         self._check_names(parameters)
         prepared, tokens = self._prepare(inputs, parameters)
+        key = json.dumps(parameters, sort_keys=True, default=repr)
         if self._depth() >= self.max_queue:
+            forecast = self._start_wait_s()
             raise Overloaded(
                 f"the queue is full ({self.max_queue} requests waiting); retry later",
-                retry_after_s=_retry_after(self._start_wait_s()),
+                retry_after_s=_retry_after(forecast.wait_s if forecast is not None else None),
             )
-        if self.max_queue_wait_s is not None:
-            wait = self._start_wait_s()
-            if wait is not None and wait > self.max_queue_wait_s:
-                raise Overloaded(
-                    f"this request would wait about {wait:.2f} s to start, over max_queue_wait_s="
-                    f"{self.max_queue_wait_s:g}; retry later",
-                    retry_after_s=_retry_after(wait),
-                )
-        return Admitted(prepared, tokens, json.dumps(parameters, sort_keys=True, default=repr))
+        if self.max_queue_wait_s is None:
+            return Admitted(prepared, tokens, key)
+        forecast = self._start_wait_s()
+        if forecast is None:
+            return Admitted(prepared, tokens, key)
+        if forecast.wait_s > self.max_queue_wait_s:
+            raise Overloaded(
+                f"this request would wait about {forecast.wait_s:.2f} s to start, over max_queue_wait_s="
+                f"{self.max_queue_wait_s:g}; retry later",
+                retry_after_s=_retry_after(forecast.wait_s),
+            )
+        return Admitted(prepared, tokens, key, forecast)
 
     def _check_names(self, parameters: Mapping[str, Any]) -> None:
         names = self.model.parameter_names

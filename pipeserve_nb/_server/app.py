@@ -102,7 +102,7 @@ def create_app(engine: Engine) -> Starlette:
                 "policy": repr(engine.policy),
                 "queue_depth": engine.queue_depth(),
                 **engine.stats.snapshot(),
-                "call_cost": engine.batches.cost.snapshot() if engine.batches is not None else None,
+                "call_cost": _call_cost(engine),
             }
         )
 
@@ -170,6 +170,14 @@ async def _disconnected(request: Request) -> None:
     """Return when the client disconnects (the body has been read; nothing else arrives)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def _call_cost(engine: Engine) -> dict[str, Any] | None:
+    """The fitted call cost and the calibration of start-wait forecasts (admission by time)."""
+    batches = engine.batches
+    if batches is None:
+        return None
+    return {**batches.cost.snapshot(), "wait_factor": round(batches.calibration.factor, 3)}
 
 
 class _OutputsResponse(Response):

@@ -29,7 +29,7 @@ from functools import partial
 
 from .._models.spec import BatchFn
 from .batch_queue import BatchQueue
-from .cost import CallCost, backlog_s
+from .cost import CallCost, Forecast, WaitCalibration, backlog_s
 from .request import Batch, clock, stopping, worker_died
 from .stats import Stats
 from .worker import InferenceThread, WorkerCrashed, run_batch
@@ -40,12 +40,15 @@ __all__ = ["BatchLoop"]
 class BatchLoop:
     """Runs the batches of one ``BatchQueue`` with one model on one ``InferenceThread``."""
 
-    def __init__(self, queue: BatchQueue, model: BatchFn, worker: InferenceThread, stats: Stats) -> None:
+    def __init__(
+        self, queue: BatchQueue, model: BatchFn, worker: InferenceThread, stats: Stats, bound_s: float | None = None
+    ) -> None:
         self.queue = queue
         self.model = model
         self.worker = worker
         self.stats = stats
         self.cost = CallCost()
+        self.calibration = WaitCalibration(bound_s)
         self.running: Batch | None = None
         """The batch in the model right now, if any."""
         self.running_since: float | None = None
@@ -53,19 +56,18 @@ class BatchLoop:
         self.predicted_s: float | None = None
         """How long the running call is predicted to take (None before the first call's cost is known)."""
 
-    def start_wait_s(self) -> float | None:
-        """Predicted seconds until a request arriving now starts: the rest of the running call,
-        then the calls that will run what waits (``Policy.plan``); None before a call was seen."""
+    def start_wait_s(self) -> Forecast | None:
+        """When a request arriving now would start: the rest of the running call, then the calls
+        that will run what waits (``Policy.plan``), priced by the call cost (``raw_s``), times how
+        far real waits ran past such forecasts (``wait_s``); None before the cost is fitted."""
         if not self.cost.fitted:
             return None
         rest = 0.0
         if self.running_since is not None and self.predicted_s is not None:
             rest = max(self.predicted_s - (clock() - self.running_since), 0.0)
         waiting = self.queue.waiting()
-        if not waiting:
-            return rest
-        ahead = backlog_s(self.cost, self.queue.policy.plan(waiting))
-        return rest + (ahead or 0.0)
+        raw = rest + ((backlog_s(self.cost, self.queue.policy.plan(waiting)) or 0.0) if waiting else 0.0)
+        return Forecast(raw, raw * self.calibration.factor)
 
     def running_for_s(self) -> float | None:
         """How long the running call has run; None while the model is idle."""
@@ -91,9 +93,12 @@ class BatchLoop:
         self.predicted_s = self.cost.predict(batch.padded_tokens)
         waits = []
         for piece in batch.slices:
-            if piece.request.started_s is None:
-                piece.request.started_s = started
-                waits.append(started - piece.request.arrived_s)
+            request = piece.request
+            if request.started_s is None:
+                request.started_s = started
+                waits.append(started - request.arrived_s)
+                if request.forecast is not None:
+                    self.calibration.observe(request.forecast, waits[-1])
         job = partial(run_batch, self.model, [s.inputs for s in batch.slices], batch.parameters)
         outcomes = await asyncio.wrap_future(self.worker.submit(job))
         inference_s = clock() - started

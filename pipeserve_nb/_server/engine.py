@@ -102,7 +102,7 @@ class Engine:
         if model is None or worker is None:  # pragma: no cover - set just above
             raise RuntimeError("the model is not loaded")
         self._queue = BatchQueue(self.policy)
-        self._batches = BatchLoop(self._queue, model.run, worker, self.stats)
+        self._batches = BatchLoop(self._queue, model.run, worker, self.stats, self.config.max_queue_wait_s)
         self._admission = Admission(model, self.config, self._queue.depth, self._batches.start_wait_s)
         self._all_answered = asyncio.Event()
         self._all_answered.set()
@@ -188,6 +188,7 @@ class Engine:
         request = Request(
             admitted.inputs, parameters, admitted.key, admitted.tokens, loop.create_future(), now, now + timeout_s
         )
+        request.forecast = admitted.forecast
         request.timer = loop.call_later(timeout_s, request.expire)
         queue.put(request)
         self._unanswered += 1

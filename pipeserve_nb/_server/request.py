@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import RequestTimeout, ServerStopping, WorkerDied
+from .cost import Forecast
 
 __all__ = ["clock", "Request", "Result", "Slice", "Batch", "DROP_REASONS", "stopping", "worker_died"]
 
@@ -65,6 +66,7 @@ class Request:
     inference_s: float = 0.0
     batch_size: int = 0  # the largest batch it ran in
     timer: asyncio.TimerHandle | None = None
+    forecast: Forecast | None = None  # its start wait as forecast at admission (admission by time)
 
     @property
     def size(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipeserve_nb import BatchPolicy, Overloaded
-from pipeserve_nb._server.cost import CallCost, backlog_s
+from pipeserve_nb._server.cost import CallCost, Forecast, WaitCalibration, backlog_s
 from pipeserve_nb._server.engine import Engine
 from pipeserve_nb._server.formation import plan_calls
 
@@ -83,12 +83,14 @@ def test_max_queue_counts_the_pool_of_the_next_batch_too() -> None:
     assert run(model, scenario, BatchPolicy(max_batch_size=8), max_queue=3, max_queue_wait_s=None) == 3
 
 
-def _ten_second_calls(engine: Engine) -> None:
-    """Teach the engine that every call takes 10 s, whatever its size (no real call has run)."""
+def _ten_second_calls(engine: Engine, factor: float = 1.0) -> None:
+    """Teach the engine that every call takes 10 s, whatever its size (no real call has run), and
+    that real waits run ``factor`` times their forecast."""
     batches = engine.batches
     assert batches is not None
     for tokens in (10, 10, 20, 40):  # the first is skipped as a warm-up
         batches.cost.observe(tokens, 10.0)
+    batches.calibration.factor = factor
 
 
 def test_a_request_predicted_to_wait_too_long_to_start_is_refused_with_that_wait() -> None:
@@ -115,6 +117,39 @@ def test_a_request_predicted_to_wait_too_long_to_start_is_refused_with_that_wait
     assert all(call != ["q3"] for call in model.calls)
 
 
+def test_the_forecast_is_scaled_by_how_far_real_waits_ran_past_it() -> None:
+    model = Held()
+
+    async def scenario(engine: Engine) -> tuple[int, float]:
+        _ten_second_calls(engine, factor=2.0)
+        engine.submit(["running"], {})
+        await entered(model)
+        accepted = 0
+        while True:
+            try:
+                engine.submit([f"q{accepted}"], {})
+            except Overloaded as refusal:
+                return accepted, refusal.retry_after_s
+            accepted += 1
+
+    # Calibrated: 2 x (10 s, 20 s, ...): 20 s and 40 s; 40 s > 35 s, so one is accepted.
+    accepted, retry_after_s = run(model, scenario, max_queue=100, max_queue_wait_s=35.0)
+    assert accepted == 1 and 35 < retry_after_s <= 40
+
+
+def test_the_calibration_learns_the_quantile_of_waits_over_forecasts_near_the_bound() -> None:
+    calibration = WaitCalibration(bound_s=1.0, quantile=0.9, min_samples=16, prior=2.0)
+    assert calibration.factor == 2.0  # until enough requests admitted near the bound have started
+    for i in range(96):  # it re-sorts every 8th: after the 96th
+        calibration.observe(Forecast(raw_s=0.3, wait_s=0.6), waited_s=0.3 * (1 + i / 96))  # ratios 1.0 .. 1.99
+    assert calibration.factor == pytest.approx(1.9, abs=0.02)
+    before = calibration.factor
+    for _ in range(100):
+        calibration.observe(Forecast(raw_s=0.01, wait_s=0.02), waited_s=1.0)  # far from the bound: ignored
+    assert calibration.factor == before
+    assert WaitCalibration(bound_s=None).factor == 2.0
+
+
 def test_without_a_fitted_cost_only_the_count_applies() -> None:
     model = Held()
 
@@ -131,7 +166,7 @@ def test_without_a_fitted_cost_only_the_count_applies() -> None:
 def test_the_batch_loop_fits_the_cost_from_the_calls_it_ran() -> None:
     model = Held(open_=True)
 
-    async def scenario(engine: Engine) -> tuple[int, float | None]:
+    async def scenario(engine: Engine) -> tuple[int, object]:
         for i in range(3):
             await engine.submit([f"t{i}"], {})
         batches = engine.batches
@@ -146,6 +181,7 @@ def test_the_batch_loop_fits_the_cost_from_the_calls_it_ran() -> None:
         for i in range(4):
             await engine.submit([f"t{i}"], {})
         assert engine.batches is not None
-        return engine.batches.start_wait_s()
+        forecast = engine.batches.start_wait_s()
+        return forecast.wait_s if forecast is not None else None
 
     assert run(model2, more) == 0.0  # fitted now; an idle server predicts no wait
