@@ -1,21 +1,20 @@
 """Admission: what a request must pass before it is queued, checked without running the model.
 
-In order, for each request:
+In order, for each request (the cheap checks first: under overload most requests are
+refused, and a refusal should cost little):
 
 1. its parameter names are ones the model takes (else ``InvalidInput``, 400);
-2. its texts are tokenized once, with the model's own tokenizer where it has one, and no
+2. there is room (``room()``, which the app also asks before it reads a body), by count:
+   fewer than ``max_queue`` requests wait, queued or pooled for the next batch; and, with
+   ``max_queue_wait_s`` set, by time: the forecast wait before the request would start
+   (``BatchLoop.start_wait_s``: the rest of the running call, then the calls that will run
+   what waits, priced by the call cost fitted online and calibrated by how far real waits
+   ran past such forecasts) is within the bound. Else ``Overloaded``, 503, with
+   ``Retry-After``: the forecast wait in whole seconds, rounded up (1 s with no forecast
+   yet; before the first calls only the count applies);
+3. its texts are tokenized once, with the model's own tokenizer where it has one, and no
    input has more tokens than the model accepts, unless the request asks for
-   ``"parameters": {"truncation": true}`` (else ``TooLarge``, 413);
-3. the queue has room: fewer than ``max_queue`` requests wait, queued or pooled for the
-   next batch (else ``Overloaded``, 503);
-4. admission by time, with ``max_queue_wait_s`` set: the predicted wait before the request
-   would start (``BatchLoop.start_wait_s``: the rest of the running call, then the calls
-   that will run what waits, priced by the call cost fitted online) is within the bound
-   (else ``Overloaded``, 503). Before the first call there is no prediction, and only the
-   count applies.
-
-Every 503 carries ``Retry-After``: the predicted wait in whole seconds, rounded up (1 s
-when there is no prediction yet).
+   ``"parameters": {"truncation": true}`` (else ``TooLarge``, 413).
 
 What passes becomes an ``Admitted``: the inputs as the worker will pass them to the model
 (token ids where the model takes them, so nothing is tokenized twice), the longest input's
@@ -70,8 +69,14 @@ class Admission:
     def admit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> Admitted:
         """Check a request against the model, then against what waits (see the module docstring)."""
         self._check_names(parameters)
-        prepared, tokens = self._prepare(inputs, parameters)
-        key = json.dumps(parameters, sort_keys=True, default=repr)
+        forecast = self.room()
+        prepared, tokens = self._prepare(inputs, parameters)  # tokenizing costs most: only for what has room
+        return Admitted(prepared, tokens, json.dumps(parameters, sort_keys=True, default=repr), forecast)
+
+    def room(self) -> Forecast | None:
+        """Raise ``Overloaded`` unless a request arriving now has room, by count and by time; return
+        its forecast start wait when admission by time made one. Cheap (no input is looked at), so
+        the app asks it before it reads a body: under overload a refusal costs little."""
         if self._depth() >= self.max_queue:
             forecast = self._start_wait_s()
             raise Overloaded(
@@ -79,17 +84,15 @@ class Admission:
                 retry_after_s=_retry_after(forecast.wait_s if forecast is not None else None),
             )
         if self.max_queue_wait_s is None:
-            return Admitted(prepared, tokens, key)
+            return None
         forecast = self._start_wait_s()
-        if forecast is None:
-            return Admitted(prepared, tokens, key)
-        if forecast.wait_s > self.max_queue_wait_s:
+        if forecast is not None and forecast.wait_s > self.max_queue_wait_s:
             raise Overloaded(
                 f"this request would wait about {forecast.wait_s:.2f} s to start, over max_queue_wait_s="
                 f"{self.max_queue_wait_s:g}; retry later",
                 retry_after_s=_retry_after(forecast.wait_s),
             )
-        return Admitted(prepared, tokens, key, forecast)
+        return forecast
 
     def _check_names(self, parameters: Mapping[str, Any]) -> None:
         names = self.model.parameter_names

@@ -66,6 +66,7 @@ def create_app(engine: Engine) -> Starlette:
         started = clock()
         response: Response
         try:
+            engine.check_room()  # a refusal before the body is read or parsed costs least
             body = await _read_body(request, config.max_body_bytes)
             content_type = request.headers.get("content-type")
             parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)

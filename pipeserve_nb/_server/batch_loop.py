@@ -49,6 +49,7 @@ class BatchLoop:
         self.stats = stats
         self.cost = CallCost()
         self.calibration = WaitCalibration(bound_s)
+        self._backlog: tuple[tuple[int, int], float] = ((-1, -1), 0.0)  # (queue version, calls seen): seconds
         self.running: Batch | None = None
         """The batch in the model right now, if any."""
         self.running_since: float | None = None
@@ -65,8 +66,11 @@ class BatchLoop:
         rest = 0.0
         if self.running_since is not None and self.predicted_s is not None:
             rest = max(self.predicted_s - (clock() - self.running_since), 0.0)
-        waiting = self.queue.waiting()
-        raw = rest + ((backlog_s(self.cost, self.queue.policy.plan(waiting)) or 0.0) if waiting else 0.0)
+        key = (self.queue.version, self.cost.calls)
+        if self._backlog[0] != key:  # under overload many refusals ask while nothing changed
+            waiting = self.queue.waiting()
+            self._backlog = (key, (backlog_s(self.cost, self.queue.policy.plan(waiting)) or 0.0) if waiting else 0.0)
+        raw = rest + self._backlog[1]
         return Forecast(raw, raw * self.calibration.factor)
 
     def running_for_s(self) -> float | None:

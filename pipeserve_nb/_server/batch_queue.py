@@ -42,10 +42,13 @@ class BatchQueue:
         self._arrived = asyncio.Event()
         self.worker_free_since = now()
         """When the batch loop last asked for a batch (the worker became free)."""
+        self.version = 0
+        """Counts changes to what waits (so a forecast of it can be kept until it changes)."""
 
     def put(self, request: Request) -> None:
         """Add an admitted request (the engine has checked there is room)."""
         self._waiting.append(request)
+        self.version += 1
         self._arrived.set()
 
     def depth(self) -> int:
@@ -60,10 +63,12 @@ class BatchQueue:
         """Forget a request that was answered while it waited."""
         if request in self._waiting:
             self._waiting.remove(request)
+            self.version += 1
 
     def drain_nowait(self) -> list[Request]:
         """Remove and return every waiting request (the server stops)."""
         waiting, self._waiting = self._waiting, []
+        self.version += 1
         return waiting
 
     async def next_batch(self) -> Batch:
@@ -102,6 +107,7 @@ class BatchQueue:
             slices.append(Slice(request, request.taken, request.taken + count))
             request.taken += count
         self._waiting = [r for r in self._waiting if r.size > 0]
+        self.version += 1
         return Batch(slices, candidates[0].parameters)
 
     def _candidates(self) -> list[Request]:
@@ -110,7 +116,9 @@ class BatchQueue:
         for request in self._waiting:
             if request.deadline_s <= now:
                 request.expire()
-        self._waiting = [r for r in self._waiting if not r.future.done()]
+        left = [r for r in self._waiting if not r.future.done()]
+        if len(left) != len(self._waiting):
+            self._waiting, self.version = left, self.version + 1
         if not self._waiting:
             return []
         key, window = self._waiting[0].key, self.policy.window

@@ -2,15 +2,11 @@
 
 Data flows one way: ``submit()`` (called by the web handler) admits a request
 (``admission``), puts it on the ``BatchQueue`` and returns its future; the ``BatchLoop``
-takes batches off the queue, runs them on the ``InferenceThread`` and answers each
-request's future. The engine only wires these together and owns their lifecycle; it
-knows nothing of HTTP.
-
-Lifecycle: CREATED -> (load) -> RUNNING -> DRAINING -> STOPPED, or RUNNING -> FAILED when
-the batch loop or the inference thread dies; in FAILED every queued and new request gets
-``WorkerDied`` at once and ``failure`` holds the cause. Nothing restarts by itself: a
-model that killed its thread once is likely to do it again, so the owner decides
-(``stop()`` and ``serve()`` again).
+runs batches on the ``InferenceThread`` and answers each future. The engine only wires
+these together and owns their lifecycle; it knows nothing of HTTP. Lifecycle: CREATED ->
+(load) -> RUNNING -> DRAINING -> STOPPED, or RUNNING -> FAILED when the batch loop or the
+inference thread dies (then every queued and new request gets ``WorkerDied``, ``failure``
+holds the cause, and nothing restarts by itself: the owner stops and serves again).
 
 Stopping has one order, whoever asks for it: ``drain()`` (no new requests; those waiting
 get up to the drain time to finish; the rest are answered with ``ServerStopping``), then
@@ -66,7 +62,6 @@ class Engine:
         self.stats = Stats(name)
         self.state = EngineState.CREATED
         self.failure: BaseException | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.model_name = spec.describe()
         self.device: str | None = None
         self.dtype: str | None = None
@@ -89,7 +84,6 @@ class Engine:
         """Load the model if needed, then start the batch loop on the running loop."""
         if self.state is not EngineState.CREATED:
             raise RuntimeError(f"an engine starts once; this one is {self.state.value}")
-        self.loop = asyncio.get_running_loop()
         if self._model is None:
             try:
                 self._set_model(await asyncio.wrap_future(self._load_on_worker()))
@@ -168,6 +162,13 @@ class Engine:
     def queue_depth(self) -> int:
         """Requests accepted and not yet started (queued or pooled for the next batch)."""
         return self._queue.depth() if self._queue is not None else 0
+
+    def check_room(self) -> None:
+        """Raise what ``submit()`` would for one more request when the engine has no room (cheap:
+        the app asks before it reads a body, so a refusal under overload costs little)."""
+        if self.state is not EngineState.RUNNING or self._admission is None:
+            raise self._unavailable()
+        self._admission.room()
 
     def submit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> asyncio.Future[Result]:
         """Admit one request and queue it; return the future of its ``Result`` (on the server's loop).
