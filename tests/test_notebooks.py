@@ -136,9 +136,11 @@ def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
 def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_path: Path) -> None:
     _, f = _lesson("04-overload-and-errors.ipynb", tmp_path)
     assert f["all_answered"]
-    assert f["breaker_503"] > 0 and f["waits_504"] > 0
+    assert f["breaker_503"] > 0 and f["waits_504"] > 0 and f["time_503"] > 0
     # a 504 comes only at the deadline; a 503 is refused before any wait
     assert f["waits_504_ms"] >= f["timeout_s"] * 1000 > f["breaker_503_ms"]
+    assert f["timeout_s"] * 1000 > f["time_503_ms"]
+    assert f["retry_after"] is not None and int(f["retry_after"]) >= 1  # the forecast wait, rounded up
     assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_batch"] > 1
     assert f["poison_error"]["type"] == "InferenceFailed"
     # the model on the event loop blocks a probe for most of the job; on the worker thread no probe waits for it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._server.config import ServerConfig
 from .._server.handle import AppHandle
 from .._server.policy import BatchPolicy
 from .._server.serve import serve
@@ -27,6 +28,7 @@ def sweep(
     loads: Sequence[Load],
     *,
     model: Any = None,
+    config: ServerConfig | None = None,
     texts: Sequence[str] | None = None,
     in_process: bool = False,
     warmup_requests: int = 16,
@@ -36,7 +38,8 @@ def sweep(
     """Run every load against every target; one row per (target, load) with its summary.
 
     Each target gets a fresh server (started, warmed up with a short closed loop, measured,
-    stopped), so runs do not share queues or caches. Pass a dict as ``keep`` to also get
+    stopped), so runs do not share queues or caches; a policy target is served with
+    ``model`` and ``config`` (default ``ServerConfig()``). Pass a dict as ``keep`` to also get
     each run's full ``LoadResult`` keyed by ``(target label, load label)``; ``progress``
     shows a bar for each run longer than a second.
 
@@ -47,7 +50,7 @@ def sweep(
 
     records = []
     for label, target in targets.items():
-        handle = target() if callable(target) else serve(model, policy=target, name="sweep")
+        handle = target() if callable(target) else serve(model, policy=target, config=config, name="sweep")
         with handle:
             if warmup_requests:
                 run_load(handle, ClosedLoop(concurrency=4, requests=warmup_requests), texts=texts, progress=False)
