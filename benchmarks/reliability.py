@@ -315,7 +315,7 @@ def soak(server: ps.ServerHandle, label: str, cap_rps: float, rate: float, durat
         accepted_p99_ms=_q(ok, 0.99),
         refused_p50_ms=_q(refused, 0.5),
         batch_p99_ms=stats["inference_ms"]["p99"],
-        retry_after_s=sorted({int(v) for v in _retry_afters(server, texts)}) if config.max_queue_wait_s else [],
+        retry_after_s=sorted({int(v) for v in frame[frame.status == 503].retry_after_s.dropna()}),
         health_probes=len(health_ms),
         health_not_200=health_bad,
         health_p99_ms=round(health_sorted[max(0, int(0.99 * len(health_sorted)) - 1)], 2),
@@ -330,19 +330,6 @@ def soak(server: ps.ServerHandle, label: str, cap_rps: float, rate: float, durat
 
 def _q(values: Any, q: float) -> float | None:
     return round(float(values.quantile(q)), 2) if len(values) else None
-
-
-def _retry_afters(server: ps.ServerHandle, texts: list[str]) -> list[str]:
-    """The Retry-After of refusals from a burst sent at once (the soak's own client does not keep headers)."""
-    burst = [json.dumps({"inputs": texts[i % len(texts)]}).encode() for i in range(server.config.max_queue + 64)]
-    limits = httpx.Limits(max_connections=400)
-    with httpx.Client(trust_env=False, timeout=120, limits=limits) as client, ThreadPoolExecutor(64) as pool:
-
-        def post(body: bytes) -> httpx.Response:
-            return client.post(server.url, content=body, headers={"content-type": "application/json"})
-
-        answers = list(pool.map(post, burst))
-    return [r.headers["retry-after"] for r in answers if r.status_code == 503 and "retry-after" in r.headers]
 
 
 def hung_model() -> dict[str, Any]:
@@ -482,7 +469,7 @@ def _soak_section(soaks: list[Soak]) -> list[str]:
         ("accepted (200) latency p50 / p99", lambda k: f"{k.accepted_p50_ms} / {k.accepted_p99_ms} ms"),
         ("refused (503) latency p50", lambda k: f"{k.refused_p50_ms} ms"),
         ("model call p99 (one batch)", lambda k: f"{k.batch_p99_ms} ms"),
-        ("`Retry-After` values seen (s)", lambda k: ", ".join(map(str, k.retry_after_s)) or "(not probed)"),
+        ("`Retry-After` values seen (s)", lambda k: ", ".join(map(str, k.retry_after_s)) or "(none)"),
         ("`/health` probes, not 200", lambda k: f"{k.health_probes}, {k.health_not_200}"),
         ("`/health` p99 / max latency", lambda k: f"{k.health_p99_ms} / {k.health_max_ms} ms"),
         (

@@ -38,6 +38,7 @@ class Row:
     batch_size: int | None
     inference_ms: float | None
     error: str | None
+    retry_after_s: float | None = None  # a refusal's Retry-After
 
     @property
     def latency_s(self) -> float:
@@ -87,6 +88,7 @@ async def generate(
                         _int(h.get(BATCH_SIZE_HEADER)),
                         _float(h.get(INFERENCE_HEADER)),
                         None if 200 <= r.status < 300 else _error_type(r),
+                        _float(h.get("retry-after")),
                     )
                 )
             if on_progress is not None:

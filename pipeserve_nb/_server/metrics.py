@@ -14,6 +14,7 @@ client adds it), a ``server`` label. Padding efficiency is
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -31,56 +32,39 @@ class Metrics:
     """The metrics of the server named ``server``."""
 
     def __init__(self, server: str) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r, s = self.registry, ["server"]
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self._server = server
+
+        def histogram(name: str, text: str, buckets: tuple[float, ...] = _SECONDS) -> Any:
+            return Histogram(name, text, ["server"], registry=r, buckets=buckets).labels(server)
+
+        def counter(name: str, text: str) -> Any:
+            return Counter(name, text, ["server"], registry=r).labels(server)
+
+        def gauge(name: str, text: str) -> Any:
+            return Gauge(name, text, ["server"], registry=r).labels(server)
+
         self._requests = Counter(
-            "pipeserve_requests", "Requests to POST / answered, by status", [*s, "status"], registry=r
+            "pipeserve_requests", "Requests to POST / answered, by status", ["server", "status"], registry=r
         )
         self._dropped = Counter(
             "pipeserve_dropped_before_inference",
             "Requests answered before they reached the model, by reason",
-            [*s, "reason"],
+            ["server", "reason"],
             registry=r,
         )
-        self.latency = Histogram(
-            "pipeserve_request_duration_seconds",
-            "Time from a request's arrival to its answer",
-            s,
-            registry=r,
-            buckets=_SECONDS,
-        ).labels(server)
-        self.queue_wait = Histogram(
-            "pipeserve_queue_wait_seconds",
-            "Time a request waited before its first input reached the model",
-            s,
-            registry=r,
-            buckets=_SECONDS,
-        ).labels(server)
-        self.model_time = Histogram(
-            "pipeserve_model_call_duration_seconds",
-            "Time of one model call (one batch)",
-            s,
-            registry=r,
-            buckets=_SECONDS,
-        ).labels(server)
-        self.batch_size = Histogram(
-            "pipeserve_batch_size", "Inputs in one model call", s, registry=r, buckets=_BATCH
-        ).labels(server)
-        self.real_tokens = Counter("pipeserve_real_tokens", "Tokens of the inputs the model ran", s, registry=r).labels(
-            server
+        self.latency = histogram("pipeserve_request_duration_seconds", "Time from a request's arrival to its answer")
+        self.queue_wait = histogram(
+            "pipeserve_queue_wait_seconds", "Time a request waited before its first input reached the model"
         )
-        self.padded_tokens = Counter(
-            "pipeserve_padded_tokens", "Tokens the model computed, padding included", s, registry=r
-        ).labels(server)
-        self.busy = Counter("pipeserve_model_busy_seconds", "Time the model spent in calls", s, registry=r).labels(
-            server
-        )
-        self._depth = Gauge("pipeserve_queue_depth", "Requests accepted and not yet started", s, registry=r).labels(
-            server
-        )
-        self._healthy = Gauge("pipeserve_healthy", "1 while /health answers 200, else 0", s, registry=r).labels(server)
-        self._server = server
-        self._by_status: dict[int, Counter] = {}
+        self.model_time = histogram("pipeserve_model_call_duration_seconds", "Time of one model call (one batch)")
+        self.batch_size = histogram("pipeserve_batch_size", "Inputs in one model call", _BATCH)
+        self.real_tokens = counter("pipeserve_real_tokens", "Tokens of the inputs the model ran")
+        self.padded_tokens = counter("pipeserve_padded_tokens", "Tokens the model computed, padding included")
+        self.busy = counter("pipeserve_model_busy_seconds", "Time the model spent in calls")
+        self._depth = gauge("pipeserve_queue_depth", "Requests accepted and not yet started")
+        self._healthy = gauge("pipeserve_healthy", "1 while /health answers 200, else 0")
+        self._by_status: dict[int, Any] = {}
 
     def watch(self, queue_depth: Callable[[], float], healthy: Callable[[], bool]) -> None:
         """Read the queue depth and the health state at each scrape."""
