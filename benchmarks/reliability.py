@@ -353,7 +353,7 @@ def hung_model() -> dict[str, Any]:
                 time.sleep(0.05)
             out["health_before"] = before
             out["health_503_after_s"] = round(time.monotonic() - sent, 2)
-            out["health_during"] = {"status": health.status_code, **health.json()}
+            out["health_during"] = {**health.json(), "http_status": health.status_code}
             answer = hung.result(30)
         out["request_status"] = answer.status_code
         out["request_after_s"] = round(time.monotonic() - sent, 2)
@@ -527,7 +527,8 @@ def _hung_section(h: dict[str, Any]) -> list[str]:
         "| figure | value |",
         "|---|---|",
         f"| `/health` before | {h['health_before']} |",
-        f"| `/health` once the call has run past the bound | {during['status']} after {h['health_503_after_s']} s: "
+        f"| `/health` once the call has run past the bound | {during['http_status']} "
+        f"after {h['health_503_after_s']} s: "
         f'`{during["status"]}` / "{during.get("reason", "")}" |',
         f"| the hung request | {h['request_status']} after {h['request_after_s']} s: {h['request_error']} |",
         f"| `stop(timeout_s=1)` with the call still running | returned in {h['stop_s']} s; warning: "

@@ -48,7 +48,8 @@ def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:
     assert data["targets"]["every request answered exactly once"]
 
     hung = data["hung_model"]
-    assert hung["health_before"] == 200 and hung["health_during"]["status"] == 503
+    assert hung["health_before"] == 200 and hung["health_during"]["http_status"] == 503
+    assert hung["health_during"]["status"] == "stuck"
     assert hung["health_during"]["reason"].startswith("a model call has run for")
     assert (
         hung["request_status"] == 504 and hung["stop_warning"] and "still inside a model call" in hung["stop_warning"]

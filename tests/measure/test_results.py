@@ -55,7 +55,7 @@ def test_the_frame_has_one_row_per_request_with_derived_columns() -> None:
     df = result.frame()
     assert list(df.columns) == [
         "index", "intended_s", "sent_s", "done_s", "status", "queue_wait_ms",
-        "batch_size", "inference_ms", "error", "latency_ms", "lag_ms",
+        "batch_size", "inference_ms", "error", "retry_after_s", "latency_ms", "lag_ms",
     ]  # fmt: skip
     assert df.latency_ms.tolist() == pytest.approx([10, 30, 100, 20, 600])
     assert df.lag_ms.tolist() == pytest.approx([0, 0, 50, 0, 0])
