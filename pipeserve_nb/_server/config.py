@@ -24,12 +24,14 @@ class ServerConfig:
             than this to *start* (the model calls that will run what waits before it, priced
             by the call cost fitted from the calls it ran, and scaled by how far real waits ran
             past such forecasts) gets a fast 503 whose ``Retry-After`` is that forecast,
-            rounded up. None: only ``max_queue`` bounds the queue. The default, 2 s, is the
-            smallest of 0.25, 0.5, 1 and 2 s that kept goodput at 0.9 of capacity or more
-            under 3x overload on this 2-core machine (smaller bounds let the queue run short,
-            and the model idled between batches: 0.73-0.80), while the p99 of accepted
-            requests stayed within it plus one batch (``make reliability``,
-            ``docs/reliability.md``); the count-only bound's p99 was 1.4x longer.
+            rounded up. None: only ``max_queue`` bounds the queue. The default, 2 s, is from
+            ``make reliability``'s comparison of 0.25, 0.5, 1 and 2 s under 3x overload on this
+            2-core machine: in three full runs 2 s kept goodput at 0.88-1.15 of the measured
+            capacity and 1 s at 0.80-0.97 (smaller bounds let the queue run short between
+            batches, and the model idled: 0.58-0.82), with the p99 of accepted requests at
+            0.9-1.2x (2 s) and 0.95-1.3x (1 s) the bound plus one batch. 2 s keeps the most
+            work done; lower it where a caller would rather be refused than wait
+            (``docs/reliability.md``).
         stuck_call_s: a model call running longer than this makes ``/health`` answer 503
             (it recovers when the call returns). None: ten times the call's predicted time,
             and at least 10 s (first calls and odd inputs are slow; a hung call is hung).
