@@ -18,8 +18,9 @@ class ServerConfig:
     Parameters:
         max_queue: requests that may wait for the model (every request accepted and not yet
             started); one more gets a fast 503 with ``Retry-After`` (the circuit breaker).
-            The default is about a second of work for the bundled model on 2 cores:
-            overload is shed, not queued for minutes.
+            The default is 1.5-2.5 s of work for the bundled model on 2 cores; behind the
+            bound in time below, it caps what waits while there is no forecast yet (a cold
+            server's first calls) and the memory a burst of requests can take.
         max_queue_wait_s: admission by time: a request the server forecasts would wait longer
             than this to *start* (the model calls that will run what waits before it, priced
             by the call cost fitted from the calls it ran, and scaled by how far real waits ran
