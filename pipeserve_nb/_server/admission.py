@@ -9,7 +9,8 @@ refused, and a refusal should cost little):
    ``max_queue_wait_s`` set, by time: the forecast wait before the request would start
    (``BatchLoop.start_wait_s``: the rest of the running call, then the calls that will run
    what waits, priced by the call cost fitted online and calibrated by how far real waits
-   ran past such forecasts) is within the bound. Else ``Overloaded``, 503, with
+   ran past such forecasts) is within the bound, or what waits fits in the next model call.
+   Else ``Overloaded``, 503, with
    ``Retry-After``: the forecast wait in whole seconds, rounded up (1 s with no forecast
    yet; before the first calls only the count applies);
 3. its texts are tokenized once, with the model's own tokenizer where it has one, and no
@@ -86,7 +87,9 @@ class Admission:
         if self.max_queue_wait_s is None:
             return None
         forecast = self._start_wait_s()
-        if forecast is not None and forecast.wait_s > self.max_queue_wait_s:
+        # What waits fits in the next call: this request starts right after the running one, and a
+        # refusal would spare it at most that call (a cold server's first forecasts can be far off).
+        if forecast is not None and forecast.calls >= 2 and forecast.wait_s > self.max_queue_wait_s:
             raise Overloaded(
                 f"this request would wait about {forecast.wait_s:.2f} s to start, over max_queue_wait_s="
                 f"{self.max_queue_wait_s:g}; retry later",

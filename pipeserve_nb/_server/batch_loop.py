@@ -49,7 +49,7 @@ class BatchLoop:
         self.stats = stats
         self.cost = CallCost()
         self.calibration = WaitCalibration(bound_s)
-        self._backlog: tuple[tuple[int, int], float] = ((-1, -1), 0.0)  # (queue version, calls seen): seconds
+        self._backlog: tuple[tuple[int, int], float, int] = ((-1, -1), 0.0, 0)  # (version, fits): seconds, calls
         self.running: Batch | None = None
         """The batch in the model right now, if any."""
         self.running_since: float | None = None
@@ -68,10 +68,10 @@ class BatchLoop:
             rest = max(self.predicted_s - (clock() - self.running_since), 0.0)
         key = (self.queue.version, self.cost.calls)
         if self._backlog[0] != key:  # under overload many refusals ask while nothing changed
-            waiting = self.queue.waiting()
-            self._backlog = (key, (backlog_s(self.cost, self.queue.policy.plan(waiting)) or 0.0) if waiting else 0.0)
+            calls = self.queue.policy.plan(self.queue.waiting())
+            self._backlog = (key, backlog_s(self.cost, calls) or 0.0, len(calls))
         raw = rest + self._backlog[1]
-        return Forecast(raw, raw * self.calibration.factor)
+        return Forecast(raw, raw * self.calibration.factor, self._backlog[2])
 
     def running_for_s(self) -> float | None:
         """How long the running call has run; None while the model is idle."""

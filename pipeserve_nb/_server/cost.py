@@ -31,10 +31,12 @@ OUTLIER_FACTOR = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
-    """A forecast start wait: ``raw_s`` from the call cost alone, ``wait_s`` once calibrated."""
+    """A forecast start wait: ``raw_s`` from the call cost alone, ``wait_s`` once calibrated;
+    ``calls``: the model calls planned for what waits (after the running one)."""
 
     raw_s: float
     wait_s: float
+    calls: int = 0
 
 
 class CallCost:
