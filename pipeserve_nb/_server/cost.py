@@ -14,8 +14,11 @@ nothing is predicted before ``min_calls`` calls; once it predicts, one observati
 at most ``OUTLIER_FACTOR`` times its prediction (a pause of the whole process is not the
 model's cost; a lasting slow-down still moves the fit, call by call). Both coefficients are
 kept >= 0: with too little spread in the batches seen to tell the fixed part from the
-per-token part, the line goes through the origin (all cost per token), which predicts the
-calls most like those seen best. Pure arithmetic; no clock.
+per-token part (a warm-up of small batches, a cold server's first calls), the cost is a
+constant, the mean call: extrapolating a line through the origin from small calls to full
+ones overestimated them several times over and refused work the model could do; a constant
+underestimates full calls instead, which the calibration of waits (``WaitCalibration``) and
+the count bound absorb until bigger calls spread the fit. Pure arithmetic; no clock.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class CallCost:
         0.035
     """
 
-    def __init__(self, decay: float = 0.98, *, skip_first: int = 1, min_calls: int = 3) -> None:
+    def __init__(self, decay: float = 0.9, *, skip_first: int = 1, min_calls: int = 3) -> None:
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.decay = decay
@@ -91,7 +94,7 @@ class CallCost:
             if slope < 0.0:  # bigger calls were not slower: a constant fits best
                 self.fixed_s, self.per_token_s = sy / w, 0.0
                 return
-        self.fixed_s, self.per_token_s = 0.0, (sxy / sxx if sxx > 0 else 0.0)
+        self.fixed_s, self.per_token_s = sy / w, 0.0  # no spread to tell them apart: a constant
 
     @property
     def fitted(self) -> bool:

@@ -33,8 +33,8 @@ def test_the_fit_recovers_a_line_and_forgets_old_calls() -> None:
 def test_the_fit_never_goes_negative_and_needs_no_spread() -> None:
     same = CallCost(skip_first=0)
     for _ in range(5):
-        same.observe(100, 0.02)  # one size only: all cost per token, through the origin
-    assert same.fixed_s == 0.0 and same.predict(100) == pytest.approx(0.02)
+        same.observe(100, 0.02)  # one size only: nothing tells fixed from per-token cost: a constant
+    assert same.per_token_s == 0.0 and same.predict(100) == same.predict(800) == pytest.approx(0.02)
     backwards = CallCost(decay=1.0, skip_first=0)
     for tokens, seconds in ((100, 0.05), (200, 0.04), (400, 0.03)):  # bigger was faster: noise
         backwards.observe(tokens, seconds)
