@@ -52,8 +52,6 @@ class BatchLoop:
         self._backlog: tuple[tuple[int, int], float, int] = ((-1, -1), 0.0, 0)  # (version, fits): seconds, calls
         self.running: Batch | None = None
         """The batch in the model right now, if any."""
-        self.running_since: float | None = None
-        """``clock()`` when the running batch reached the model."""
         self.predicted_s: float | None = None
         """How long the running call is predicted to take (None before the first call's cost is known)."""
 
@@ -64,8 +62,8 @@ class BatchLoop:
         if not self.cost.fitted:
             return None
         rest = 0.0
-        if self.running_since is not None and self.predicted_s is not None:
-            rest = max(self.predicted_s - (clock() - self.running_since), 0.0)
+        if self.running is not None and self.predicted_s is not None:
+            rest = max(self.predicted_s - (self.worker.busy_for_s() or 0.0), 0.0)
         key = (self.queue.version, self.cost.calls)
         if self._backlog[0] != key:  # under overload many refusals ask while nothing changed
             calls = self.queue.policy.plan(self.queue.waiting())
@@ -74,8 +72,8 @@ class BatchLoop:
         return Forecast(raw, raw * self.calibration.factor, self._backlog[2])
 
     def running_for_s(self) -> float | None:
-        """How long the running call has run; None while the model is idle."""
-        return None if self.running_since is None else clock() - self.running_since
+        """How long the running call has run (the inference thread's clock); None while the model is idle."""
+        return self.worker.busy_for_s() if self.running is not None else None
 
     async def run(self) -> None:
         """Run batches until cancelled or until the inference thread dies (see the module docstring)."""
@@ -84,7 +82,7 @@ class BatchLoop:
                 batch = await self.queue.next_batch()
                 self.running = batch
                 await self._run(batch)
-                self.running = self.running_since = None
+                self.running = None
         except WorkerCrashed as crash:
             self._fail_running(partial(worker_died, crash.__cause__ or crash))
             raise
@@ -93,7 +91,7 @@ class BatchLoop:
             raise
 
     async def _run(self, batch: Batch) -> None:
-        started = self.running_since = clock()
+        started = clock()
         self.predicted_s = self.cost.predict(batch.padded_tokens)
         waits = []
         for piece in batch.slices:
@@ -118,4 +116,4 @@ class BatchLoop:
         if self.running is not None:
             for piece in self.running.slices:
                 piece.request.fail(error())
-            self.running = self.running_since = None
+            self.running = None

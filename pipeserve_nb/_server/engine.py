@@ -58,7 +58,6 @@ class Engine:
         self.spec = spec
         self.policy = policy
         self.config = config
-        self.name = name
         self.stats = Stats(name)
         self.state = EngineState.CREATED
         self.failure: BaseException | None = None

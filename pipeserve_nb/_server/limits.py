@@ -12,7 +12,7 @@ The body, the number of inputs and their tokens are bounded where they are read
   its h11 parser does, ``h11_max_incomplete_event_size``), so a client could send headers
   forever. Once more than ``max_head_bytes`` arrived without the head ending, the connection
   gets 431 and is closed: the app never sees a request it could not answer. Under an
-  external uvicorn, pass ``--http h11 --h11-max-incomplete-event-size N`` for the same.
+  external uvicorn, ``--http pipeserve_nb.asgi:HttpProtocol`` runs the same protocol.
 """
 
 from __future__ import annotations
