@@ -3,8 +3,9 @@
 Every row is measured in this run against a live server (the bundled model on a real
 socket): the case sent, the status expected, the status observed, and whether the next
 good request still succeeded. The soak sends open-loop load at about 3x the capacity
-measured in the same run and counts every answer. Writes ``docs/reliability.md`` and
-``docs/reliability.json``.
+measured in the same run and counts every answer (the overload half, with the choice of the
+default ``max_queue_wait_s`` and the hung-model case, is ``overload.py``). Writes
+``docs/reliability.md`` and ``docs/reliability.json``.
 
     python benchmarks/reliability.py            # full run (about a minute)
     python benchmarks/reliability.py --quick    # smoke run with a short soak (tests use it)
@@ -19,16 +20,12 @@ import os
 import platform
 import socket
 import sys
-import threading
-import time
-import warnings
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from overload import Soak, capacity, choice_section, default_choice, hung_model, hung_section, soak, soak_section
 
 import pipeserve_nb as ps
 
@@ -198,237 +195,6 @@ def _send(client: httpx.Client, url: str, case: Case) -> tuple[int, Any]:
         return response.status_code, None
 
 
-@dataclass(frozen=True)
-class Soak:
-    label: str
-    max_queue: int
-    max_queue_wait_s: float | None
-    capacity_rps: float
-    rate_rps: float
-    duration_s: float
-    sent: int
-    answered: int
-    lost: int
-    by_status: dict[int, int]
-    server_counted: int
-    goodput_rps: float
-    accepted_p50_ms: float | None
-    accepted_p99_ms: float | None
-    accepted_server_p99_ms: float | None
-    lag_p99_ms: float | None
-    refused_p50_ms: float | None
-    batch_p99_ms: float | None
-    retry_after_s: list[int]
-    health_probes: int
-    health_not_200: int
-    health_p99_ms: float
-    health_max_ms: float
-    rss_start_mb: float
-    rss_peak_mb: float
-    rss_end_mb: float
-    queue_depth_after: int
-    drained_in_s: float
-
-    @property
-    def goodput_share(self) -> float:
-        return self.goodput_rps / self.capacity_rps if self.capacity_rps else 0.0
-
-    def targets(self) -> list[tuple[str, bool]]:
-        """The issue's targets for admission by time, each with whether this run met it."""
-        bound_ms = None
-        if self.max_queue_wait_s is not None and self.batch_p99_ms is not None:
-            bound_ms = self.max_queue_wait_s * 1000 + self.batch_p99_ms
-        return [
-            ("no 504", self.by_status.get(504, 0) == 0),
-            (
-                f"p99 of accepted <= max_queue_wait_s + one batch ({bound_ms:.0f} ms)" if bound_ms else "p99 bound",
-                bound_ms is not None and self.accepted_p99_ms is not None and self.accepted_p99_ms <= bound_ms,
-            ),
-            (
-                "p99 of accepted, server side: queue wait + model, <= the same",
-                bound_ms is not None
-                and self.accepted_server_p99_ms is not None
-                and self.accepted_server_p99_ms <= bound_ms,
-            ),
-            ("goodput >= 0.9 of capacity", self.goodput_share >= 0.9),
-            ("503 median < 20 ms", self.refused_p50_ms is not None and self.refused_p50_ms < 20),
-            (
-                "every request answered exactly once",
-                self.lost == 0 and self.sent == self.answered == self.server_counted,
-            ),
-        ]
-
-
-def _open_loop(
-    server: ps.ServerHandle, rate: float, duration_s: float, texts: list[str]
-) -> tuple[ps.LoadResult, list[float], int, list[float]]:
-    """One open-loop run at ``rate``, with ``/health`` probed and memory read every 100 ms."""
-    stop = threading.Event()
-    health_ms: list[float] = []
-    health_bad = 0
-    rss: list[float] = [ps.rss_mb()]
-
-    def probe() -> None:
-        nonlocal health_bad
-        with httpx.Client(trust_env=False, timeout=10) as client:
-            while not stop.is_set():
-                started = time.perf_counter()
-                status = client.get(f"{server.url}/health").status_code
-                health_ms.append((time.perf_counter() - started) * 1000)
-                health_bad += status != 200
-                rss.append(ps.rss_mb())
-                stop.wait(0.1)
-
-    prober = threading.Thread(target=probe, name="reliability-health-probe", daemon=True)
-    prober.start()
-    try:
-        result = ps.run_load(server, ps.OpenLoop(rate_rps=rate, duration_s=duration_s), texts=texts, progress=False)
-    finally:
-        stop.set()
-        prober.join(15)
-    return result, health_ms, health_bad, rss
-
-
-def capacity(server: ps.ServerHandle, texts: list[str]) -> float:
-    """Goodput of a closed loop of 32 clients for 3 s: what the server serves when never overloaded."""
-    closed = ps.run_load(server, ps.ClosedLoop(concurrency=32, duration_s=3.0), texts=texts, progress=False)
-    return closed.summary.goodput_rps
-
-
-def soak(server: ps.ServerHandle, label: str, cap_rps: float, rate: float, duration_s: float, texts: list[str]) -> Soak:
-    """Open-loop load at ``rate`` for ``duration_s`` against a fresh ``server``; count everything."""
-    result, health_ms, health_bad, rss = _open_loop(server, rate, duration_s, texts)
-    started = time.monotonic()
-    while (depth := server.stats()["queue_depth"]) and time.monotonic() - started < 60:
-        time.sleep(0.05)
-    drained_s = time.monotonic() - started
-    summary, frame, stats = result.summary, result.frame(), server.stats()
-    served = frame[frame.status == 200]
-    ok, refused = served.latency_ms, frame[frame.status == 503].latency_ms
-    health_sorted = sorted(health_ms)
-    config = server.config
-    return Soak(
-        label=label,
-        max_queue=config.max_queue,
-        max_queue_wait_s=config.max_queue_wait_s,
-        capacity_rps=round(cap_rps, 1),
-        rate_rps=round(rate, 1),
-        duration_s=duration_s,
-        sent=summary.requests,
-        answered=summary.answered,
-        lost=summary.requests - summary.answered,
-        by_status=dict(sorted(summary.by_status.items())),
-        server_counted=stats["requests"],
-        goodput_rps=round(summary.goodput_rps, 1),
-        accepted_p50_ms=_q(ok, 0.5),
-        accepted_p99_ms=_q(ok, 0.99),
-        accepted_server_p99_ms=_q(served.queue_wait_ms + served.inference_ms, 0.99),
-        lag_p99_ms=_q(frame.lag_ms, 0.99),
-        refused_p50_ms=_q(refused, 0.5),
-        batch_p99_ms=stats["inference_ms"]["p99"],
-        retry_after_s=sorted({int(v) for v in frame[frame.status == 503].retry_after_s.dropna()}),
-        health_probes=len(health_ms),
-        health_not_200=health_bad,
-        health_p99_ms=round(health_sorted[max(0, int(0.99 * len(health_sorted)) - 1)], 2),
-        health_max_ms=round(health_sorted[-1], 2),
-        rss_start_mb=round(rss[0], 1),
-        rss_peak_mb=round(max(rss), 1),
-        rss_end_mb=round(ps.rss_mb(), 1),
-        queue_depth_after=depth,
-        drained_in_s=round(drained_s, 2),
-    )
-
-
-def _q(values: Any, q: float) -> float | None:
-    return round(float(values.quantile(q)), 2) if len(values) else None
-
-
-def hung_model() -> dict[str, Any]:
-    """A model call that never returns: what /health, a request and stop() do about it."""
-    gate = threading.Event()
-
-    def hangs(inputs: list[str]) -> list[str]:
-        if "hang" in inputs:
-            gate.wait(120)
-        return inputs
-
-    config = ps.ServerConfig(stuck_call_s=1.0, timeout_s=3.0)
-    server = ps.serve(hangs, name="reliability-hung", config=config)
-    out: dict[str, Any] = {"stuck_call_s": 1.0, "timeout_s": 3.0}
-    with httpx.Client(trust_env=False, timeout=30) as client:
-        before = client.get(f"{server.url}/health").status_code
-        with ThreadPoolExecutor(1) as pool:
-            sent = time.monotonic()
-            hung = pool.submit(client.post, server.url, content=b"hang")
-            while (health := client.get(f"{server.url}/health")).status_code == 200 and time.monotonic() - sent < 30:
-                time.sleep(0.05)
-            out["health_before"] = before
-            out["health_503_after_s"] = round(time.monotonic() - sent, 2)
-            out["health_during"] = {**health.json(), "http_status": health.status_code}
-            answer = hung.result(30)
-        out["request_status"] = answer.status_code
-        out["request_after_s"] = round(time.monotonic() - sent, 2)
-        out["request_error"] = answer.json()["error"]["message"]
-        started = time.monotonic()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            server.stop(timeout_s=1.0)
-        out["stop_s"] = round(time.monotonic() - started, 2)
-        out["stop_warning"] = str(caught[0].message) if caught else None
-        gate.set()
-    recovered = ps.serve(hangs, name="reliability-hung", config=config)  # and with the call returning:
-    with httpx.Client(trust_env=False, timeout=30) as client:
-        gate.clear()
-        with ThreadPoolExecutor(1) as pool:
-            hung = pool.submit(client.post, recovered.url, content=b"hang")
-            while client.get(f"{recovered.url}/health").status_code == 200:
-                time.sleep(0.05)
-            gate.set()
-            returned = time.monotonic()
-            while client.get(f"{recovered.url}/health").status_code != 200 and time.monotonic() - returned < 30:
-                time.sleep(0.05)
-            out["recovered_after_return_s"] = round(time.monotonic() - returned, 2)
-            out["request_status_when_the_call_returns"] = hung.result(30).status_code
-    recovered.stop()
-    return out
-
-
-CHOICES_S = (0.25, 0.5, 1.0, 2.0)
-"""The values of ``max_queue_wait_s`` the full run measures side by side, to show the default's trade."""
-
-
-def default_choice(cap_rps: float, rate: float, texts: list[str]) -> list[Soak]:
-    """A 15 s soak at the same overload for each of ``CHOICES_S``, each on a fresh server."""
-    runs = []
-    for bound_s in CHOICES_S:
-        with ps.serve(name="reliability-choice", config=ps.ServerConfig(max_queue_wait_s=bound_s)) as server:
-            runs.append(soak(server, f"{bound_s:g} s", cap_rps, rate, 15.0, texts))
-    return runs
-
-
-def _choice_section(choice: list[Soak]) -> list[str]:
-    if not choice:
-        return []
-    lines = [
-        "",
-        "### Choosing the default `max_queue_wait_s`",
-        "",
-        f"The same overload ({choice[0].rate_rps} requests/s) for 15 s against a fresh default server for each value:",
-        "",
-        "| `max_queue_wait_s` | goodput share | accepted p50 / p99 | server side p99 | p99 bound (value + one batch) "
-        "| 504 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for k in choice:
-        bound = f"{k.max_queue_wait_s * 1000 + (k.batch_p99_ms or 0):.0f} ms" if k.max_queue_wait_s else ""
-        lines.append(
-            f"| {k.label} | {k.goodput_share:.2f} | {k.accepted_p50_ms} / {k.accepted_p99_ms} ms | "
-            f"{k.accepted_server_p99_ms} ms | {bound} | "
-            f"{k.by_status.get(504, 0)} |"
-        )
-    return lines
-
-
 def report(
     cases: list[CaseResult], soaks: list[Soak], hung: dict[str, Any], quick: bool, choice: list[Soak] | None = None
 ) -> str:
@@ -454,9 +220,9 @@ def report(
         lines.append(
             f"| {r.name} | {r.expected} | {r.observed}{mark} | {r.kind or ''} | {r.next_request} | {message} |"
         )
-    lines += _soak_section(soaks)
-    lines += _choice_section(choice or [])
-    lines += _hung_section(hung)
+    lines += soak_section(soaks)
+    lines += choice_section(choice or [])
+    lines += hung_section(hung)
     lines += [
         "## What is not in this table",
         "",
@@ -468,98 +234,6 @@ def report(
         "of a request, with pathological JSON thrown at the ASGI app directly, in `tests/server/test_limits.py`.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _soak_section(soaks: list[Soak]) -> list[str]:
-    first = soaks[0]
-    rows: list[tuple[str, Callable[[Soak], object]]] = [
-        ("admission", lambda k: k.label),
-        ("requests sent", lambda k: k.sent),
-        ("answered (client count / server `/stats`)", lambda k: f"{k.answered} / {k.server_counted}"),
-        ("lost (sent - answered)", lambda k: k.lost),
-        ("answers by status", lambda k: ", ".join(f"{s}: {n}" for s, n in k.by_status.items())),
-        ("goodput, share of capacity", lambda k: f"{k.goodput_rps} req/s, {k.goodput_share:.2f}"),
-        ("accepted (200) latency p50 / p99", lambda k: f"{k.accepted_p50_ms} / {k.accepted_p99_ms} ms"),
-        ("accepted, server side (queue wait + model) p99", lambda k: f"{k.accepted_server_p99_ms} ms"),
-        ("load generator lag behind its schedule, p99", lambda k: f"{k.lag_p99_ms} ms"),
-        ("refused (503) latency p50", lambda k: f"{k.refused_p50_ms} ms"),
-        ("model call p99 (one batch)", lambda k: f"{k.batch_p99_ms} ms"),
-        ("`Retry-After` values seen (s)", lambda k: ", ".join(map(str, k.retry_after_s)) or "(none)"),
-        ("`/health` probes, not 200", lambda k: f"{k.health_probes}, {k.health_not_200}"),
-        ("`/health` p99 / max latency", lambda k: f"{k.health_p99_ms} / {k.health_max_ms} ms"),
-        (
-            "server process memory: start / peak / end",
-            lambda k: f"{k.rss_start_mb} / {k.rss_peak_mb} / {k.rss_end_mb} MB",
-        ),
-        ("queue depth after the run", lambda k: f"{k.queue_depth_after} (drained in {k.drained_in_s} s)"),
-    ]
-    lines = [
-        "",
-        "## Overload soak: admission by time against the count-only bound",
-        "",
-        f"Capacity measured first in this run (closed loop, 32 clients, 3 s, default server): {first.capacity_rps} "
-        f"requests/s. Then, against a fresh server of each kind in turn, an open loop (Poisson arrivals) at "
-        f"{first.rate_rps} requests/s, {first.rate_rps / first.capacity_rps:.1f}x that, for {first.duration_s:g} s, "
-        "from a separate process, while a thread probed `/health` every 100 ms (the rate starts at 3x; a run in "
-        "which the default server refused nothing is repeated at twice the rate, since this machine's speed can "
-        "change between measuring and overloading). Both servers have the default `ServerConfig`; the count-only "
-        "one sets `max_queue_wait_s=None`.",
-        "",
-        "| figure | " + " | ".join(f"`max_queue_wait_s={k.max_queue_wait_s}`" for k in soaks) + " |",
-        "|---|" + "---|" * len(soaks),
-    ]
-    lines += [f"| {name} | " + " | ".join(str(get(k)) for k in soaks) + " |" for name, get in rows]
-    lines += [
-        "",
-        "Targets (from the issue), for each server:",
-        "",
-        "| target | " + " | ".join(k.label for k in soaks) + " |",
-    ]
-    lines += ["|---|" + "---|" * len(soaks)]
-    for index, (name, _) in enumerate(first.targets()):
-        cells = []
-        for k in soaks:
-            label, met = k.targets()[index]
-            cells.append(("met" if met else "**missed**") + (f" ({label.split('(')[-1]}" if "(" in label else ""))
-        lines.append(f"| {name.split(' (')[0]} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Statuses: 200 served, 503 refused at once (the queue full, or the predicted start wait over "
-        "`max_queue_wait_s`; with `Retry-After`), 504 past the request timeout; 0 would mean the client gave up.",
-        "",
-        "How to read a missed target here: the capacity is measured by a closed loop, in which nothing is refused; "
-        "under the overload the load generator (a separate process sending 3x that) and the server's refusals "
-        "(most of the requests) share this machine's two cores with the model, and the machine's speed drifts "
-        "within seconds. So the goodput share and the tail vary from run to run by more than the targets' margins: "
-        "compare the two servers of one run, and the rows of the table below, rather than one figure with a "
-        "threshold. The p99 bound is missed when the tail of the queue wait runs past its forecast: admission "
-        "scales the forecast by the p95 of how far real waits ran past it, so about one request in twenty of "
-        "those admitted near the bound waits longer than forecast.",
-    ]
-    return lines
-
-
-def _hung_section(h: dict[str, Any]) -> list[str]:
-    during = h["health_during"]
-    return [
-        "",
-        "## A model call that never returns",
-        "",
-        f"A callable that blocks on one input, served with `stuck_call_s={h['stuck_call_s']:g}`, "
-        f"`timeout_s={h['timeout_s']:g}`.",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        f"| `/health` before | {h['health_before']} |",
-        f"| `/health` once the call has run past the bound | {during['http_status']} "
-        f"after {h['health_503_after_s']} s: "
-        f'`{during["status"]}` / "{during.get("reason", "")}" |',
-        f"| the hung request | {h['request_status']} after {h['request_after_s']} s: {h['request_error']} |",
-        f"| `stop(timeout_s=1)` with the call still running | returned in {h['stop_s']} s; warning: "
-        f"{h['stop_warning']} |",
-        f"| `/health` after such a call returns (a fresh server) | 200 again {h['recovered_after_return_s']} s "
-        f"after the call returned; its request got {h['request_status_when_the_call_returns']} |",
-    ]
 
 
 def main() -> int:
