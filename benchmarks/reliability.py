@@ -196,7 +196,12 @@ def _send(client: httpx.Client, url: str, case: Case) -> tuple[int, Any]:
 
 
 def report(
-    cases: list[CaseResult], soaks: list[Soak], hung: dict[str, Any], quick: bool, choice: list[Soak] | None = None
+    cases: list[CaseResult],
+    soaks: list[Soak],
+    hung: dict[str, Any],
+    quick: bool,
+    base_rps: float,
+    choice: list[Soak] | None = None,
 ) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -220,7 +225,7 @@ def report(
         lines.append(
             f"| {r.name} | {r.expected} | {r.observed}{mark} | {r.kind or ''} | {r.next_request} | {message} |"
         )
-    lines += soak_section(soaks)
+    lines += soak_section(soaks, base_rps)
     lines += choice_section(choice or [])
     lines += hung_section(hung)
     lines += [
@@ -236,41 +241,46 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def _soak_json(k: Soak) -> dict[str, Any]:
+    return {**asdict(k), "capacity_rps": round(k.capacity_rps, 1), "goodput_share": round(k.goodput_share, 3)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short soak (a smoke run)")
     parser.add_argument("--out", type=Path, default=DOCS, help="folder for reliability.md/.json")
     args = parser.parse_args()
-    duration_s = 5.0 if args.quick else 30.0
+    duration_s, capacity_s = (5.0, 1.0) if args.quick else (30.0, 3.0)
     texts = ps.sample_texts(256)
     config = ps.ServerConfig(max_body_bytes=BODY_LIMIT)
-    with ps.serve(name="reliability", config=config) as server:
-        with ps.serve(name="reliability-token", config=ps.ServerConfig(auth_token=TOKEN)) as guarded:
-            cases = run_cases(server.url, guarded.url)
-        cap_rps = capacity(server, texts)
+    with (
+        ps.serve(name="reliability", config=config) as server,
+        ps.serve(name="reliability-token", config=ps.ServerConfig(auth_token=TOKEN)) as guarded,
+    ):
+        cases = run_cases(server.url, guarded.url)
+    cap_rps = capacity(ps.ServerConfig(), texts, capacity_s)
     rate = 3.0 * cap_rps
     for attempt in range(3):  # this machine's speed drifts: a run that shed nothing was no overload
-        with ps.serve(name="reliability-soak") as server:
-            timed = soak(server, "by time (default)", cap_rps, rate, duration_s, texts)
+        timed = soak(ps.ServerConfig(), "by time (default)", rate, duration_s, texts, capacity_s)
         if timed.by_status.get(503, 0) or attempt == 2:
             break
         rate *= 2
-    with ps.serve(name="reliability-soak", config=ps.ServerConfig(max_queue_wait_s=None)) as server:
-        counted = soak(server, "count only", cap_rps, rate, duration_s, texts)
-    choice = [] if args.quick else default_choice(cap_rps, rate, texts)
+    counted = soak(ps.ServerConfig(max_queue_wait_s=None), "count only", rate, duration_s, texts, capacity_s)
+    choice = [] if args.quick else default_choice(rate, texts)
     hung = hung_model()
     soaks = [timed, counted]
-    text = report(cases, soaks, hung, args.quick, choice)
+    text = report(cases, soaks, hung, args.quick, cap_rps, choice)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reliability.md").write_text(text)
     data = {
         "quick": args.quick,
+        "capacity_first_rps": round(cap_rps, 1),
         "cases": [{**asdict(c), "ok": c.ok} for c in cases],
-        "soak": asdict(timed),
-        "soak_count_only": asdict(counted),
+        "soak": _soak_json(timed),
+        "soak_count_only": _soak_json(counted),
         "targets": {name: met for name, met in timed.targets()},
         "hung_model": hung,
-        "default_choice": [asdict(k) for k in choice],
+        "default_choice": [_soak_json(k) for k in choice],
     }
     (args.out / "reliability.json").write_text(json.dumps(data, indent=2) + "\n")
     print(text)
