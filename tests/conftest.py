@@ -1,4 +1,5 @@
-"""Shared fixtures: the real bundled model, a tiny fill-mask model built locally, a gate."""
+"""Shared fixtures: the real bundled model (as loaded by default, and in float32), a tiny fill-mask
+model built locally, a gate."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def no_leaked_servers() -> Iterator[None]:
 def embedder() -> LoadedModel:
     """The real bundled all-MiniLM-L6-v2 embedder, loaded once for the session."""
     return pipeserve_nb.load_model()
+
+
+@pytest.fixture(scope="session")
+def embedder_float32() -> LoadedModel:
+    """The same model in float32, where the same inputs give the same bits whatever their
+    batch-mates: for checks of exactness (``test_precision`` checks what bfloat16 changes)."""
+    return pipeserve_nb.load_model(dtype="float32")
 
 
 @pytest.fixture

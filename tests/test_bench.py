@@ -19,7 +19,9 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
     for heading in (*headings, "## Plots"):
         assert heading in report
     assert "quick smoke run, not a measurement" in report
-    assert report.count(" — met") + report.count(" — missed") == 4
+    assert report.count(" — met") + report.count(" — missed") == 7
+    assert "## Precision: float32, bfloat16 autocast, bfloat16 weights" in report
+    assert "the **float32** in-process limit" in report and "lowest cosine" in report
     assert "windows of 32 in arrival order" in report and "Per-request overhead" in report
     assert "The price of a model call" in report
     assert "Where the gap to the limit goes" in report and "replayed in order in a process" in report
@@ -28,7 +30,8 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
     product = float(re.search(r" x \d+\.\d+ x \d+\.\d+ = (\d+\.\d+)\.", report)[1])  # type: ignore[index]
     assert abs(product - ratio) <= 0.02
     frame = pd.read_csv(tmp_path / "latest.csv")
-    assert len(frame) == 8 * 6  # eight servers, six loads each
+    assert len(frame) == 9 * 6  # nine servers, six loads each
+    assert frame.policy.str.contains("float32").any()  # the float32 rows stay beside the default's
     assert set(frame.load) >= {"closed c=1", "closed c=8", "closed c=32"}
     assert (frame.requests == frame.answered).all()  # every request got an answer
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [

@@ -156,6 +156,11 @@ def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp
     assert len(f["worker_mb"]) == f["n_workers"] >= 2
     assert all(mb > 0.5 * f["one_copy_mb"] for mb in f["worker_mb"])
     assert f["workers_total_mb"] > 1.5 * f["one_copy_mb"]
+    weights = f["weights_mb"]
+    assert weights["float32"] > 80 and f["auto_dtype"] in {"bfloat16", "float32"}
+    halved = f["auto_dtype"] == "bfloat16"
+    assert abs(weights["auto"] - (weights["float32"] / 2 if halved else weights["float32"])) < 0.01
+    assert set(f["process_mb"]) == {"float32", "auto"} and min(f["process_mb"].values()) > 100
 
 
 def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) -> None:

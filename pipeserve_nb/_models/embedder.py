@@ -63,7 +63,8 @@ class SentenceEmbedder:
         input_ids = torch.tensor([r + [self._pad_id] * (longest - len(r)) for r in rows], device=model.device)
         mask = torch.tensor([[1] * len(r) + [0] * (longest - len(r)) for r in rows], device=model.device)
         with torch.inference_mode():
-            tokens = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            # pooling and normalisation in float32, whatever the model ran in (see ``precision``)
+            tokens = model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
             weights = mask.unsqueeze(-1).to(tokens.dtype)
             pooled = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
             vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .precision import cast, resolve
 from .runners import CallableRunner, PipelineRunner
 from .spec import BUNDLED_MODEL_NAME, LoadedModel, ModelSpec
 from .tokens import card_seq_length, keyword_names, max_tokens, token_counter
@@ -18,7 +19,9 @@ from .tokens import card_seq_length, keyword_names, max_tokens, token_counter
 __all__ = ["load", "load_model"]
 
 
-def load_model(model: Any = None, *, task: str | None = None, device: str | int | None = None) -> LoadedModel:
+def load_model(
+    model: Any = None, *, task: str | None = None, device: str | int | None = None, dtype: str = "auto"
+) -> LoadedModel:
     """Load a model exactly as ``serve()`` would, without a server (slow; do it once).
 
     Useful to measure the model alone. In a process that also runs a server, call the model
@@ -30,7 +33,7 @@ def load_model(model: Any = None, *, task: str | None = None, device: str | int 
         >>> len(embed(["hello world"])[0])        # doctest: +SKIP
         384
     """
-    return load(ModelSpec(model=model, task=task, device=device))
+    return load(ModelSpec(model=model, task=task, device=device, dtype=dtype))
 
 
 def load(spec: ModelSpec) -> LoadedModel:
@@ -39,24 +42,30 @@ def load(spec: ModelSpec) -> LoadedModel:
     if isinstance(m, LoadedModel):
         return m
     if m is None:
-        return _bundled_model(spec.device)
+        return _bundled_model(spec.device, spec.dtype)
     if isinstance(m, (str, os.PathLike)):
         from transformers import pipeline
 
         options: dict[str, Any] = {"task": spec.task, "model": os.fspath(m), "device": spec.device}
-        return _pipeline_model(spec.describe(), pipeline(**options))
+        return _pipeline_model(spec.describe(), _in_precision(pipeline(**options), spec.dtype))
     if _is_pipeline(m):
         return _pipeline_model(f"{type(m).__name__}({m.model.name_or_path})", m)
     return LoadedModel(spec.describe(), CallableRunner(m), parameter_names=keyword_names(m, skip_first=True))
 
 
-def _bundled_model(device: str | int | None) -> LoadedModel:
+def _in_precision(pipe: Any, dtype: str) -> Any:
+    """``pipe`` with its weights cast to the type ``dtype`` resolves to on its device (``precision``)."""
+    cast(pipe.model, resolve(dtype, pipe.device))
+    return pipe
+
+
+def _bundled_model(device: str | int | None, dtype: str) -> LoadedModel:
     from transformers import pipeline
 
     from .embedder import SentenceEmbedder
 
     directory = _bundled_dir()
-    pipe = pipeline("feature-extraction", model=directory, device=device)
+    pipe = _in_precision(pipeline("feature-extraction", model=directory, device=device), dtype)
     embedder = SentenceEmbedder(pipe, max_tokens(pipe.tokenizer, pipe.model, card_seq_length(directory)))
     return LoadedModel(
         BUNDLED_MODEL_NAME,
@@ -80,13 +89,17 @@ def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
     )
 
 
-def _placement(pipe: Any) -> dict[str, str | None]:
-    """A pipeline's device and weight dtype, as ``LoadedModel`` shows them."""
-    dtype = getattr(getattr(pipe, "model", None), "dtype", None)
+def _placement(pipe: Any) -> dict[str, Any]:
+    """A pipeline's device, weight dtype and weight size, as ``LoadedModel`` shows them."""
+    model = getattr(pipe, "model", None)
+    dtype = getattr(model, "dtype", None)
     device = getattr(pipe, "device", None)
+    parameters = getattr(model, "parameters", None)
+    size = sum(p.numel() * p.element_size() for p in parameters()) / 2**20 if callable(parameters) else None
     return {
         "device": str(device) if device is not None else None,
         "dtype": str(dtype).removeprefix("torch.") if dtype is not None else None,
+        "weights_mb": size,
     }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from .._exceptions import InvalidSetting
 from .._options import Custom, Text, check_fields, option
+from .precision import DTYPES
 
 __all__ = ["ModelSpec", "LoadedModel", "BatchFn", "Preparer", "BUNDLED_MODEL_NAME"]
 
@@ -57,6 +58,7 @@ class LoadedModel:
         parameter_names: the parameter names the model takes; None when any may be passed on.
         device: where it runs (``"cpu"``, ``"cuda:0"``); None when pipeserve cannot tell (a callable).
         dtype: the weights' type (``"float32"``); None when pipeserve cannot tell.
+        weights_mb: the weights' size in MiB (their parameters' bytes); None when pipeserve cannot tell.
     """
 
     name: str
@@ -66,6 +68,7 @@ class LoadedModel:
     parameter_names: frozenset[str] | None = None
     device: str | None = None
     dtype: str | None = None
+    weights_mb: float | None = None
 
     def __call__(self, inputs: list[Any], **parameters: Any) -> list[Any]:
         return self.run(inputs, parameters)
@@ -88,6 +91,11 @@ _MODEL = Custom(
     _is_model,
     lambda text: text or None,
 )
+_DTYPE = Custom(
+    "one of " + ", ".join(repr(d) for d in DTYPES),
+    lambda v: v in DTYPES,
+    lambda text: text.strip().lower(),
+)
 _DEVICE = Custom(
     "None, a device name ('cuda:0', 'cpu') or index",
     lambda v: v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)),
@@ -105,21 +113,33 @@ class ModelSpec:
         task: the pipeline task for a Hub id or path (inferred by transformers if None).
         device: e.g. ``"cuda:0"`` for the bundled model or a Hub id or path; None keeps
             transformers' default (CPU here). A model passed ready-made stays where it is.
+        dtype: the type the weights are cast to (``precision``): ``"auto"`` runs bfloat16 where
+            the device executes it natively, else float32; ``"float32"``, ``"bfloat16"``,
+            ``"float16"`` force one. Only for a model pipeserve loads; a ready-made one runs as it is.
     """
 
     model: Any = option(None, _MODEL, "Hub id or local path (None: the bundled all-MiniLM-L6-v2)")
     task: str | None = option(None, Text(optional=True), "pipeline task for a Hub id or path, e.g. fill-mask")
     device: str | int | None = option(None, _DEVICE, "where the model runs, e.g. cuda:0 (None: transformers' choice)")
+    dtype: str = option(
+        "auto", _DTYPE, "weights' type: auto (bfloat16 where the device runs it natively, else float32), or force one"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
         m = self.model
         if self.task is not None and not isinstance(m, (str, os.PathLike)):
             raise InvalidSetting("task= applies only when model is a Hub id or local path")
-        if self.device is not None and not (m is None or isinstance(m, (str, os.PathLike))):
+        loads = m is None or isinstance(m, (str, os.PathLike))
+        if self.device is not None and not loads:
             raise InvalidSetting(
                 "device= applies only when pipeserve loads the model (None or a Hub id or path); "
                 "a ready pipeline or model stays on its own device: move it before passing it"
+            )
+        if self.dtype != "auto" and not loads:
+            raise InvalidSetting(
+                "dtype= applies only when pipeserve loads the model (None or a Hub id or path); "
+                "a ready pipeline or model runs in its own type: cast it before passing it"
             )
 
     def describe(self) -> str:

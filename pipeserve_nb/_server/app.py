@@ -99,6 +99,8 @@ def create_app(engine: Engine) -> Starlette:
         return JSONResponse(
             {
                 "model": engine.model_name,
+                "device": engine.device,
+                "dtype": engine.dtype,
                 "state": engine.state.value,
                 "policy": repr(engine.policy),
                 "queue_depth": engine.queue_depth(),

@@ -101,6 +101,16 @@ class ServerHandle(AppHandle):
         return self._engine.model_name
 
     @property
+    def device(self) -> str | None:
+        """Where the model runs (``"cpu"``, ``"cuda:0"``); None when pipeserve cannot tell (a callable)."""
+        return self._engine.device
+
+    @property
+    def dtype(self) -> str | None:
+        """The type the model runs in (``"bfloat16"``, ``"float32"``); None when pipeserve cannot tell."""
+        return self._engine.dtype
+
+    @property
     def policy(self) -> Policy:
         """The batching policy."""
         return self._engine.policy
@@ -168,7 +178,9 @@ class ServerHandle(AppHandle):
         return worker.busy_for_s()
 
     def details(self) -> list[tuple[str, Any]]:
-        details: list[tuple[str, Any]] = [("model", self.model), ("policy", self.policy)]
+        details: list[tuple[str, Any]] = [("model", self.model)]
+        details += [(k, v) for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None]
+        details.append(("policy", self.policy))
         if self.failure is not None:
             details.append(("failure", f"{type(self.failure).__name__}: {self.failure}"))
         return details

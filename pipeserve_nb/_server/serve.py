@@ -30,6 +30,7 @@ def serve(
     *,
     task: str | None = None,
     device: str | int | None = None,
+    dtype: str = "auto",
     policy: Policy | None = None,
     config: ServerConfig | None = None,
     host: str = "127.0.0.1",
@@ -47,6 +48,9 @@ def serve(
         task: pipeline task when ``model`` is a Hub id or path (e.g. ``"fill-mask"``).
         device: e.g. ``"cuda:0"``; None keeps transformers' default. Only for a model
             pipeserve loads (None or a Hub id or path).
+        dtype: ``"auto"`` (bfloat16 where the device executes it natively, else float32),
+            or ``"float32"``, ``"bfloat16"``, ``"float16"`` to force one (refused where the
+            device does not run it natively). Only for a model pipeserve loads.
         policy: batching policy, default ``BatchPolicy()``.
         config: limits (queue size, timeout, drain time), default ``ServerConfig()``.
         host: address to bind; loopback by default. Any other address (reachable from other
@@ -62,13 +66,13 @@ def serve(
         ServerStartError: the model failed to load, the port is taken, or the server did
             not come up; the real cause is chained.
         InvalidSetting: an option breaks its rule, a non-loopback ``host`` has no token nor
-            the opt-out, or ``task``/``device`` is given for a model pipeserve does not load.
+            the opt-out, or ``task``/``device``/``dtype`` is given for a model pipeserve does not load.
 
     Example:
         >>> server = serve()                      # doctest: +SKIP
         >>> server.query("hello world")[:3]       # doctest: +SKIP
     """
-    spec = ModelSpec(model=model, task=task, device=device)
+    spec = ModelSpec(model=model, task=task, device=device, dtype=dtype)
     address = Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated)
     policy = BatchPolicy() if policy is None else policy
     config = ServerConfig() if config is None else config

@@ -32,7 +32,7 @@ def run_demo(*, requests: int = 192, concurrency: int = 16) -> dict[str, Summary
     for label, policy in policies.items():
         with serve(policy=policy, name="demo") as server:
             if not results:
-                print(f"serving {server.model} at {server.url}")
+                print(f"serving {server.model} ({server.device}, {server.dtype}) at {server.url}")
                 print(f"$ curl -X POST -d 'test sentence' {server.url}/")
                 answer = httpx.post(server.url, content=b"test sentence", trust_env=False).json()
                 print(f"-> {len(answer)} floats: [{', '.join(f'{x:.4f}' for x in answer[:4])}, ...]\n")

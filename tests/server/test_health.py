@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from pipeserve_nb import BatchPolicy, LoadedModel, ServerConfig, serve
+from pipeserve_nb._models.precision import resolve
 
 from ..helpers import GatedModel, wait_for
 
@@ -22,7 +23,7 @@ def test_health_reports_the_model_its_placement_the_queue_and_the_worker(embedde
     with serve(embedder) as server:
         body = _health(server.url).json()
     assert body["status"] == "ok" and body["model"] == embedder.name
-    assert body["device"] == "cpu" and body["dtype"] == "float32"
+    assert body["device"] == "cpu" and body["dtype"] == embedder.dtype == resolve("auto", "cpu")
     assert body["queue_depth"] == 0 and body["worker_alive"] is True and body["model_call_running_s"] is None
 
 

@@ -47,15 +47,15 @@ def test_bundled_model_serves_normalised_embeddings_for_raw_and_json_bodies() ->
     assert not server.running and port_is_free(server.port)
 
 
-def test_concurrent_clients_are_batched_and_get_the_same_answer_as_alone(embedder: LoadedModel) -> None:
+def test_concurrent_clients_are_batched_and_get_the_same_answer_as_alone(embedder_float32: LoadedModel) -> None:
     texts = [f"Request number {i} " + "with more words " * (i % 7) for i in range(48)]
-    alone = [embedder.run([t], {})[0] for t in texts]
+    alone = [embedder_float32.run([t], {})[0] for t in texts]
 
     async def fire(url: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
             return list(await asyncio.gather(*(client.post(url, json={"inputs": t}) for t in texts)))
 
-    with serve(policy=BatchPolicy(max_batch_size=16, max_wait_s=0.01)) as server:
+    with serve(dtype="float32", policy=BatchPolicy(max_batch_size=16, max_wait_s=0.01)) as server:
         responses = asyncio.run(fire(server.url))
         stats = server.stats()
     assert [r.status_code for r in responses] == [200] * len(texts)

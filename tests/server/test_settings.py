@@ -26,7 +26,13 @@ OPTIONS = [
     for name, default, meta in declared(cls)
 ]
 
-TEXT_SAMPLES = {"model": "some-org/some-model", "task": "fill-mask", "device": "cpu", "host": "127.0.0.2"}
+TEXT_SAMPLES = {
+    "model": "some-org/some-model",
+    "task": "fill-mask",
+    "device": "cpu",
+    "dtype": "float32",
+    "host": "127.0.0.2",
+}
 """Values for options whose rule takes free text (any other rule gets a value derived from it)."""
 
 COMPANIONS = {"task": {"model": "some-org/some-model"}}
