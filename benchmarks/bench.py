@@ -21,16 +21,17 @@ import pandas as pd
 import pipeserve_nb as ps
 
 from inprocess import in_child
-from lineup import BEST, FULL, OURS, QUICK, SEED, SERVER_CONFIG, THREADS_ONE, Sizes
+from lineup import BEST, FLOAT32, FULL, OURS, QUICK, SEED, SERVER_CONFIG, THREADS_ONE, Sizes
 from report import render
 from targets import measure_targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def measure_limit(texts: list[str], quick: bool) -> dict[str, Any]:
-    """The model in-process, in a process of its own (``inprocess``): the limit's table."""
-    limit = in_child("limit", {"texts": texts}, quick)
+def measure_limit(texts: list[str], quick: bool, dtype: str = "auto") -> dict[str, Any]:
+    """The model in-process, in a process of its own (``inprocess``): the limit's table, with the
+    model in ``dtype`` (``"auto"``: the type a server runs it in)."""
+    limit = in_child("limit", {"texts": texts, "dtype": dtype}, quick)
     limit["sorted_rps_by_batch_size"] = {int(k): v for k, v in limit["sorted_rps_by_batch_size"].items()}
     return limit
 
@@ -44,6 +45,7 @@ def servers() -> dict[str, ps.BatchPolicy | Callable[[], ps.AppHandle]]:
         out[label] = lambda p=policy: ps.serve(policy=p, config=SERVER_CONFIG, name="bench")
     one_thread = ps.ServerConfig(torch_threads=1)  # restored when the server stops
     out[THREADS_ONE] = lambda: ps.serve(config=one_thread, name="bench")
+    out[FLOAT32] = lambda: ps.serve(dtype="float32", config=SERVER_CONFIG, name="bench")
     return out
 
 
@@ -90,15 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     texts = ps.sample_texts(sizes.corpus, seed=0)
 
-    print("measuring the in-process limit (in a process of its own) ...", flush=True)
+    print("measuring the in-process limit (in a process of its own), in float32 and the default dtype ...", flush=True)
     limit = measure_limit(texts, args.quick)
+    limit32 = measure_limit(texts, args.quick, "float32")
+    print("measuring float32, bfloat16 autocast and bfloat16 weights side by side ...", flush=True)
+    ways = in_child("precision", {"texts": texts, "batch_size": limit["best_batch_size"]}, args.quick)
     print("measuring the servers ...", flush=True)
     frame, kept, capacity = run_servers(texts, sizes)
     print("measuring the targets, each against its reference measured just before and after ...", flush=True)
-    goals = measure_targets(texts, sizes, limit["best_batch_size"], args.quick)
+    goals = measure_targets(texts, sizes, limit["best_batch_size"], limit32["best_batch_size"], args.quick)
     plots = save_plots(frame, kept, args.out)
     frame.to_csv(args.out / "latest.csv", index=False)
-    report = render(frame, limit, capacity, plots, args.quick, goals)
+    report = render(frame, limit, limit32, ways, capacity, plots, args.quick, goals)
     (args.out / "latest.md").write_text(report)
     print(report)
     return 0

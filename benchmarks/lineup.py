@@ -45,6 +45,7 @@ OURS = {
     BEST: DEFAULT_POLICY,
 }
 THREADS_ONE = "pipeserve: default, torch threads 1"
+FLOAT32 = "pipeserve: default, float32 (dtype='float32')"
 SEED = {
     "seed page: model on the event loop, one at a time": lambda: ps.seed_page_app(),
     "seed page: reset-timeout batching (1 ms, no cap, first-request bug fixed)": lambda: ps.seed_page_app(

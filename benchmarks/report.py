@@ -9,6 +9,7 @@ import platform
 from typing import Any
 
 import pandas as pd
+from report_precision import precision_section, precision_targets
 
 import pipeserve_nb as ps
 
@@ -184,12 +185,17 @@ def before_after(frame: pd.DataFrame, ref: float) -> list[str]:
 def render(
     frame: pd.DataFrame,
     limit: dict[str, Any],
+    limit32: dict[str, Any],
+    ways: dict[str, Any],
     capacity: float,
     plots: list[str],
     quick: bool,
     goals: dict[str, Any],
 ) -> str:
+    """``limit`` is the model alone in the default dtype (the reference for ratios), ``limit32`` in
+    float32; ``ways`` the precision table's measurements."""
     ref = limit["batched_sorted_rps"]
+    dtype = limit["dtype"]
     lines = [
         "# Benchmark results",
         "",
@@ -198,7 +204,8 @@ def render(
         + (" — **quick smoke run, not a measurement**" if quick else "")
         + ". Regenerate with `make bench`.",
         "",
-        "Model: the bundled all-MiniLM-L6-v2 (mean-pooled embeddings). Corpus: `sample_texts` (4-31 words each). "
+        f"Model: the bundled all-MiniLM-L6-v2 (mean-pooled embeddings), in {dtype} (the default `dtype='auto'` on "
+        "this machine) unless a row says float32. Corpus: `sample_texts` (4-31 words each). "
         "Load generator: a separate process on the same machine, raw-text bodies. pipeserve targets run with "
         f"`{SERVER_CONFIG!r}`; the seed page's designs run as printed (no queue bound, no timeout, the model on the "
         "event loop), except that its batching sketch no longer drops the first request of each batch "
@@ -206,21 +213,26 @@ def render(
         "",
         "## The limit: the model in-process, no server",
         "",
-        "| mode | items/s |",
-        "|---|---:|",
-        f"| one at a time (median {limit['single_item_p50_ms']:.2f} ms per item) | {limit['one_at_a_time_rps']:.0f} |",
+        f"| mode | items/s, {dtype} | items/s, float32 |",
+        "|---|---:|---:|",
+        f"| one at a time (median {limit['single_item_p50_ms']:.2f} / {limit32['single_item_p50_ms']:.2f} ms per "
+        f"item) | {limit['one_at_a_time_rps']:.0f} | {limit32['one_at_a_time_rps']:.0f} |",
     ]
     for bs, rps in limit["sorted_rps_by_batch_size"].items():
-        lines.append(f"| batches of {bs}, sorted by length | {rps:.0f} |")
-    if limit["best_batch_size"] != 32:
-        best, rate = limit["best_batch_size"], limit["batched_arrival_order_rps"]
-        lines.append(f"| batches of {best}, arrival order | {rate:.0f} |")
+        rps32 = limit32["sorted_rps_by_batch_size"][bs]
+        lines.append(f"| batches of {bs}, sorted by length | {rps:.0f} | {rps32:.0f} |")
     lines += [
-        f"| batches of 32, arrival order | {limit['arrival_order_32_rps']:.0f} |",
+        f"| best batch size ({limit['best_batch_size']} / {limit32['best_batch_size']}), arrival order | "
+        f"{limit['batched_arrival_order_rps']:.0f} | {limit32['batched_arrival_order_rps']:.0f} |",
+        f"| batches of 32, arrival order | {limit['arrival_order_32_rps']:.0f} | "
+        f"{limit32['arrival_order_32_rps']:.0f} |",
         f"| windows of 32 in arrival order, each sorted and split as the default policy does | "
-        f"{limit['window32_split_rps']:.0f} |",
+        f"{limit['window32_split_rps']:.0f} | {limit32['window32_split_rps']:.0f} |",
         "",
-        f"Reference for ratios: **{ref:.0f} items/s** (best batch size {limit['best_batch_size']}, sorted).",
+        f"Reference for ratios: **{ref:.0f} items/s** ({dtype}, best batch size {limit['best_batch_size']}, sorted); "
+        f"float32 reaches {limit32['batched_sorted_rps']:.0f} "
+        f"({limit['batched_sorted_rps'] / limit32['batched_sorted_rps']:.2f}x in {dtype}).",
+        *precision_section(limit, ways),
         "",
         f"## Servers (capacity for the open loops: {capacity:.0f} req/s, the best pipeserve closed-loop c=32 goodput)",
         "",
@@ -245,6 +257,7 @@ def render(
         "of percent between the start and the end of a run; the p99s come from interleaved runs.",
         "",
         *targets_check(frame, limit, SERVER_CONFIG, goals),
+        *precision_targets(limit, ways, goals),
     ]
     lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The targets of issue 6, measured in one focused phase of ``make bench``.
+"""The targets of issues 6 and 13, measured in one focused phase of ``make bench``.
 
 This 2-core machine's speed drifts by tens of percent within an hour, so a reference measured
 at the start of a long run is no yardstick for a server measured at its end. Here every
@@ -6,10 +6,11 @@ comparison is made within a minute or two, and each server figure is bracketed b
 in-process reference, measured just before and just after (their mean is the reference):
 
 - c=1: the default server's median latency against the model's in-process single-item
-  latency on the same texts;
+  latency on the same texts, in the default dtype and in float32; a float32 server's too, so
+  that the per-request overhead of both is measured side by side;
 - c=32: the default server's goodput against the in-process limit (sorted batches at the best
-  batch size), watched from inside: who used the cores, how long the model ran, and which
-  batches it ran, replayed afterwards in a process of their own;
+  batch size), in the default dtype and in float32, watched from inside: who used the cores,
+  how long the model ran, and which batches it ran, replayed afterwards in a process of their own;
 - p99 at c=32: the default and arrival order, interleaved, two runs each, latencies pooled.
 """
 
@@ -33,6 +34,8 @@ from pipeserve_nb._percentile import percentile
 from inprocess import in_child
 from lineup import BEFORE, BEST, DEFAULT_POLICY, OURS, SERVER_CONFIG, Sizes
 
+FLOAT32 = {"dtype": "float32"}
+
 WATCHED = "watched"  # the server's name, so its event-loop thread is "pipeserve-server-watched"
 
 
@@ -55,31 +58,46 @@ class _Recorder:
         return outputs
 
 
-def measure_targets(texts: list[str], sizes: Sizes, best_batch_size: int, quick: bool) -> dict[str, Any]:
-    """Every figure the targets' verdicts rest on (see the module docstring)."""
+def measure_targets(
+    texts: list[str], sizes: Sizes, best_batch_size: int, best_batch_size_32: int, quick: bool
+) -> dict[str, Any]:
+    """Every figure the targets' verdicts rest on (see the module docstring); ``best_batch_size``
+    is the limit's in the default dtype, ``best_batch_size_32`` in float32."""
     return {
         **_concurrency_1(texts, sizes, quick),
-        **_saturated(texts, sizes, best_batch_size, quick),
+        **_saturated(texts, sizes, best_batch_size, best_batch_size_32, quick),
         **_tails(texts, sizes),
     }
 
 
+def _c1(texts: list[str], requests: int, dtype: str) -> pd.DataFrame:
+    """The answered requests of a closed loop at c=1 against a fresh default server in ``dtype``."""
+    with ps.serve(dtype=dtype, policy=DEFAULT_POLICY, config=SERVER_CONFIG, name=WATCHED) as server:
+        ps.run_load(server, ps.ClosedLoop(concurrency=1, requests=20), texts=texts, progress=False)  # warm up
+        rows = ps.run_load(server, ps.ClosedLoop(concurrency=1, requests=requests), texts=texts, progress=False)
+    return rows.frame().query("status == 200")
+
+
 def _concurrency_1(texts: list[str], sizes: Sizes, quick: bool) -> dict[str, Any]:
     sent = [texts[i % len(texts)] for i in range(sizes.c1_requests)]  # what the closed loop sends, in order
+    before32 = in_child("single", {"texts": sent, **FLOAT32}, quick)["p50_ms"]
     before = in_child("single", {"texts": sent}, quick)["p50_ms"]
-    with ps.serve(policy=DEFAULT_POLICY, config=SERVER_CONFIG, name=WATCHED) as server:
-        ps.run_load(server, ps.ClosedLoop(concurrency=1, requests=20), texts=texts, progress=False)  # warm up
-        rows = ps.run_load(server, ps.ClosedLoop(concurrency=1, requests=len(sent)), texts=texts, progress=False)
+    ok, ok32 = _c1(texts, len(sent), "auto"), _c1(texts, len(sent), "float32")
     after = in_child("single", {"texts": sent}, quick)["p50_ms"]
-    ok = rows.frame().query("status == 200")
+    after32 = in_child("single", {"texts": sent, **FLOAT32}, quick)["p50_ms"]
     return {
         "c1_p50_ms": float(ok.latency_ms.median()),
         "c1_model_p50_ms": float(ok.inference_ms.median()),
         "c1_in_process_ms": (before, after),
+        "c1_float32_server_p50_ms": float(ok32.latency_ms.median()),
+        "c1_float32_server_model_p50_ms": float(ok32.inference_ms.median()),
+        "c1_in_process_float32_ms": (before32, after32),
     }
 
 
-def _saturated(texts: list[str], sizes: Sizes, best_batch_size: int, quick: bool) -> dict[str, Any]:
+def _saturated(
+    texts: list[str], sizes: Sizes, best_batch_size: int, best_batch_size_32: int, quick: bool
+) -> dict[str, Any]:
     import psutil
 
     def by_thread() -> tuple[float, float]:
@@ -89,6 +107,8 @@ def _saturated(texts: list[str], sizes: Sizes, best_batch_size: int, quick: bool
         return loop, sum(times.values()) - loop
 
     limit = {"texts": texts, "batch_size": best_batch_size}
+    limit32 = {"texts": texts, "batch_size": best_batch_size_32, **FLOAT32}
+    before32 = in_child("sorted", limit32, quick)["rps"]
     before = in_child("sorted", limit, quick)["rps"]
     model = load_model()
     recorder = _Recorder(model)
@@ -107,11 +127,13 @@ def _saturated(texts: list[str], sizes: Sizes, best_batch_size: int, quick: bool
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     replay = in_child("replay", {"batches": recorder.batches}, quick)["rps"]
     after = in_child("sorted", limit, quick)["rps"]
+    after32 = in_child("sorted", limit32, quick)["rps"]
     loadgen = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     items = sum(len(b) for b in recorder.batches)
     return {
         "c32_goodput_rps": result.summary.goodput_rps,
         "c32_limit_rps": (before, after),
+        "c32_limit_float32_rps": (before32, after32),
         "cores": float(os.cpu_count() or 1),
         "wall_s": wall_s,
         "event_loop_cores": (loop1 - loop0) / wall_s,
