@@ -4,7 +4,7 @@ Every figure is measured in this run, on this machine, with the bundled model an
 default corpus; ratios are taken against references measured in the same run. Writes
 ``benchmarks/results/latest.md`` (+ ``latest.csv`` and PNG plots) and prints the tables.
 
-    python benchmarks/bench.py            # the full run (about ten minutes)
+    python benchmarks/bench.py            # the full run (about fifteen minutes)
     python benchmarks/bench.py --quick    # a smoke run with tiny workloads (tests use it)
 """
 
