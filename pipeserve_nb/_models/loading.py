@@ -25,9 +25,9 @@ def load_model(
     """Load a model exactly as ``serve()`` would, without a server (slow; do it once).
 
     ``dtype`` as in ``serve()``: ``"auto"`` casts the weights to bfloat16 where the device runs it
-    natively (``precision``), ``"float32"`` keeps them exact. Useful to measure the model alone. In a process that also runs a server, call the model
-    from one thread only: PyTorch keeps a thread team per calling thread, and two teams
-    compete for the cores.
+    natively (``precision``), ``"float32"`` keeps them exact. Useful to measure the model alone.
+    In a process that also runs a server, call the model from one thread only: PyTorch keeps a
+    thread team per calling thread, and two teams compete for the cores.
 
     Example:
         >>> embed = load_model()                  # doctest: +SKIP
