@@ -97,6 +97,9 @@ def test_notebooks_are_committed_without_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert dirty == [], f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+    raw = json.loads(path.read_text())
+    missing = [i for i, c in enumerate(raw["cells"]) if "id" not in c]
+    assert missing == [], f"{path.name}: cells {missing} have no id (nbformat 4.5 requires one)"
 
 
 # -- the lessons, executed as `make notebooks` does, in CI mode ---------------------------------
