@@ -1,9 +1,10 @@
 """Loading a model: from a ``ModelSpec`` to the ``LoadedModel`` the server runs (slow; once).
 
 Loading happens when ``load()`` is called (on the inference thread when a server loads
-it), never at import. Inputs longer than ``max_tokens`` are refused (413) rather than
-silently cut, unless the request asks for ``"parameters": {"truncation": true}``, which the
-bundled embedder and tokenizer-based pipelines honour by cutting at the limit.
+it), never at import, without transformers' "Loading weights" bars (``quiet``). Inputs
+longer than ``max_tokens`` are refused (413) rather than silently cut, unless the request
+asks for ``"parameters": {"truncation": true}``, which the bundled embedder and
+tokenizer-based pipelines honour by cutting at the limit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from typing import Any
 
 from .precision import cast, resolve
+from .quiet import quiet_loading
 from .runners import CallableRunner, PipelineRunner
 from .spec import BUNDLED_MODEL_NAME, LoadedModel, ModelSpec
 from .tokens import card_seq_length, keyword_names, max_tokens, token_counter
@@ -43,12 +45,14 @@ def load(spec: ModelSpec) -> LoadedModel:
     if isinstance(m, LoadedModel):
         return m
     if m is None:
-        return _bundled_model(spec.device, spec.dtype)
+        with quiet_loading(spec.describe()):
+            return _bundled_model(spec.device, spec.dtype)
     if isinstance(m, (str, os.PathLike)):
         from transformers import pipeline
 
         options: dict[str, Any] = {"task": spec.task, "model": os.fspath(m), "device": spec.device}
-        return _pipeline_model(spec.describe(), _in_precision(pipeline(**options), spec.dtype))
+        with quiet_loading(spec.describe()):
+            return _pipeline_model(spec.describe(), _in_precision(pipeline(**options), spec.dtype))
     if _is_pipeline(m):
         return _pipeline_model(f"{type(m).__name__}({m.model.name_or_path})", m)
     return LoadedModel(spec.describe(), CallableRunner(m), parameter_names=keyword_names(m, skip_first=True))
