@@ -4,7 +4,7 @@
 environment all take it) is one of:
 
 - ``"auto"`` (the default): ``bfloat16`` where the device executes it natively (a CPU with
-  AVX512-BF16 or AMX, a CUDA device that supports it), else ``float32``;
+  AVX512-BF16 or AMX, a CUDA device of compute capability 8.0 or later), else ``float32``;
 - ``"float32"``, ``"bfloat16"``, ``"float16"``: that type, refused (``InvalidSetting``) where
   the device does not execute it natively: emulated, a reduced type is slower than float32
   and still less exact, so there is nothing to gain.
@@ -15,9 +15,9 @@ faster than autocast, which keeps the weights in float32 and converts them on ev
 (``docs/precision.md``). What leaves the model is float32 again: the bundled embedder pools
 and normalises in float32, pipelines' own post-processing turns logits into Python floats.
 
-Detection asks torch itself (``torch.cpu._is_avx512_bf16_supported``, ``_is_amx_tile_supported``,
-``torch.cuda.is_bf16_supported``): it reads the CPU's feature flags, the same ones the kernels
-that would run the model dispatch on.
+Detection asks torch itself (``torch.cpu._is_avx512_bf16_supported``, ``_is_amx_tile_supported``;
+``torch.cuda.get_device_capability`` of the model's device): it reads the CPU's feature flags,
+the same ones the kernels that would run the model dispatch on.
 """
 
 from __future__ import annotations
@@ -64,9 +64,8 @@ def native(device: Any) -> Native:
         return Native(avx512 or amx, fp16, f"CPU features: {', '.join(features) or 'none for reduced types'}")
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        major, minor = torch.cuda.get_device_capability(index)
-        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-        return Native(bf16, major * 10 + minor >= 53, f"CUDA compute capability {major}.{minor}")
+        major, minor = torch.cuda.get_device_capability(index)  # of this device, not the current one
+        return Native(major >= 8, major * 10 + minor >= 53, f"CUDA compute capability {major}.{minor}")
     if device.type == "mps":
         return Native(False, True, "Apple MPS")
     return Native(False, False, f"{device.type}: not known to pipeserve")
