@@ -65,7 +65,10 @@ class RawClient:
         reader, writer = self._idle.pop() if reused else await self._open()
         try:
             writer.write(head + body)
-            response = await asyncio.wait_for(_read_response(reader), self._timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands as
+            # the answer arrives, and a stopped load then ran on to its end (seen on a busy machine)
+            async with asyncio.timeout(self._timeout_s):
+                response = await _read_response(reader)
         except TimeoutError:
             self._discard(writer)
             raise ReadTimeout(f"no answer within {self._timeout_s:g} s") from None
@@ -91,7 +94,8 @@ class RawClient:
 
     async def _open(self) -> _Connection:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port), self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                reader, writer = await asyncio.open_connection(self._host, self._port)
         except TimeoutError:
             raise ConnectError(f"connecting to {self._authority} timed out") from None
         except OSError as exc:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 
 from .._exceptions import LoadGeneratorError
@@ -120,11 +121,11 @@ class InThread:
         self._thread = threading.Thread(
             target=self._main, args=(url, load, texts, timeout_s), name="pipeserve-loadgen", daemon=True
         )
-        self._thread.start()
         try:
+            self._thread.start()  # inside the try: an interrupt can land in start()'s own wait, the thread running
             self._started.wait()
         except BaseException:  # an interrupt before the caller holds this object: leave no thread behind
-            self._started.wait()
+            self._started.wait(10)
             self.close()
             raise
 
@@ -157,8 +158,14 @@ class InThread:
         return self._rows
 
     def close(self) -> None:
-        if not self._ended.is_set() and self._loop is not None and self._task is not None:
+        """Stop the run and wait for its thread: the cancellation is repeated until the run ends,
+        so that one swallowed by a library on its way down cannot keep the load running."""
+        deadline = time.monotonic() + 10
+        while not self._ended.is_set() and self._loop is not None and self._task is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the run is over anyway
                 self._loop.call_soon_threadsafe(self._task.cancel)
-        self._ended.wait(10)
-        self._thread.join(5)
+            if self._ended.wait(0.5) or time.monotonic() > deadline:
+                break
+        self._ended.wait(max(0.0, deadline - time.monotonic()))
+        if self._thread.ident is not None:  # it started (an interrupt can land before it does)
+            self._thread.join(5)
