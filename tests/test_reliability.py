@@ -31,7 +31,7 @@ def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:
     assert cases["body over the limit, refused before it is read"]["kind"] == "TooLarge"
 
     for soak in (data["soak"], data["soak_count_only"]):
-        assert soak["rate_rps"] >= 3 * data["capacity_first_rps"] - 0.1  # 3x what the server did in a closed loop
+        assert soak["rate_rps"] >= 3 * data["capacity_first_rps"] - 0.5  # 3x its closed loop (both rounded to 0.1)
         assert soak["capacity_before_rps"] > 0 and soak["capacity_after_rps"] > 0
         assert soak["lost"] == 0 and soak["sent"] == soak["answered"] == soak["server_counted"]
         assert set(soak["by_status"]) <= {"200", "503", "504"}
