@@ -4,12 +4,8 @@ model in float32."""
 
 from __future__ import annotations
 
+from statistics import mean
 from typing import Any
-
-
-def _mean(pair: tuple[float, float]) -> float:
-    return (pair[0] + pair[1]) / 2
-
 
 OVERHEAD_SPREAD_MS = 0.15
 """How far the c=1 per-request overhead moved between runs of the same code (1.40 vs 1.37 and 1.53
@@ -19,9 +15,9 @@ vs 1.35 ms in the A/B runs of issue 11): a smaller difference is no difference."
 def precision_targets(limit: dict[str, Any], ways: dict[str, Any], goals: dict[str, Any]) -> list[str]:
     """The targets of issue 13: the server in the default dtype against the model in float32."""
     goodput = goals["c32_goodput_rps"]
-    limit32 = _mean(goals["c32_limit_float32_rps"])
+    limit32 = mean(goals["c32_limit_float32_rps"])
     gain = goodput / limit32
-    single32 = _mean(goals["c1_in_process_float32_ms"])
+    single32 = mean(goals["c1_in_process_float32_ms"])
     c1 = goals["c1_p50_ms"]
     overhead = c1 - goals["c1_model_p50_ms"]
     overhead32 = goals["c1_float32_server_p50_ms"] - goals["c1_float32_server_model_p50_ms"]
