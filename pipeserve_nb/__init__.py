@@ -9,8 +9,9 @@ Two lines in a cell::
 
 The package's parts: ``_server`` (the request path, from HTTP to the model and back),
 ``_models`` (what is served), ``_measure`` (loads, results, plots: a client of the server),
-``_teaching`` (the seed page's designs, kept to be measured). This namespace is the
-public API. Importing it starts nothing: no thread, no logging set-up, no asyncio patch.
+``_live`` (the live panel in a notebook, another client), ``_teaching`` (the seed page's
+designs, kept to be measured). This namespace is the public API. Importing it starts
+nothing: no thread, no logging set-up, no asyncio patch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ._exceptions import (
     UnsupportedMediaType,
     WorkerDied,
 )
+from ._live.dashboard import Dashboard
 from ._measure.corpus import sample_texts
 from ._measure.loads import ClosedLoop, OpenLoop
 from ._measure.memory import rss_mb
@@ -74,6 +76,7 @@ __all__ = [
     "LoadResult",
     "Summary",
     "sweep",
+    "Dashboard",
     "plot_latency_cdf",
     "plot_latency_over_time",
     "plot_throughput_latency",

@@ -74,11 +74,21 @@ def test_the_request_path_behind_the_app_knows_nothing_of_http(name: str) -> Non
         assert target not in ("pipeserve_nb._server.app", "pipeserve_nb._server.errors"), f"{name} imports {target}"
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "_measure").glob("*.py")), ids=module_name)
+CLIENT_SIDE = sorted((PACKAGE / "_measure").glob("*.py")) + sorted((PACKAGE / "_live").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", CLIENT_SIDE, ids=module_name)
 def test_the_measurement_side_uses_only_public_pieces_of_the_rest(path: Path) -> None:
-    allowed = {"pipeserve_nb._exceptions", "pipeserve_nb._options", "pipeserve_nb._percentile", "pipeserve_nb._wire"}
+    """The load generator and the live view are clients of the server: public pieces, the HTTP
+    contract, the shared percentile and client helpers, and each other."""
+    allowed = {
+        *("pipeserve_nb._exceptions", "pipeserve_nb._options", "pipeserve_nb._percentile", "pipeserve_nb._wire"),
+        "pipeserve_nb._client",
+    }
     for target, names in imports_of(path):
-        if not target.startswith("pipeserve_nb.") or target.startswith("pipeserve_nb._measure") or target in allowed:
+        if not target.startswith("pipeserve_nb.") or target.startswith(("pipeserve_nb._measure", "pipeserve_nb._live")):
+            continue
+        if target in allowed:
             continue
         private = [n for n in names if n not in pipeserve_nb.__all__]
         assert not private, f"{module_name(path)} imports private {private} from {target}"

@@ -38,6 +38,7 @@ PUBLIC = {
     "LoadResult",
     "Summary",
     "sweep",
+    "Dashboard",
     "plot_latency_cdf",
     "plot_latency_over_time",
     "plot_throughput_latency",

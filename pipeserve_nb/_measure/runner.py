@@ -6,16 +6,19 @@ on an event loop in this process instead (a thread for the sync call, the caller
 ``await``), which is cheaper to start but distorts what it measures on a small machine.
 
 Both calls are safe inside Jupyter's running loop, show a ``tqdm.auto`` progress bar on runs
-longer than a second, and leave no process or thread behind after a normal end, an
-exception, or an interrupt (the notebook's stop button).
+longer than a second (or, with ``dashboard=True``, the server's live panel with the load's
+progress, ending with the run), and leave no process or thread behind after a normal end,
+an exception, or an interrupt (the notebook's stop button).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from .._live.dashboard import Dashboard
 from .corpus import sample_texts
 from .loads import Load
 from .results import LoadResult
@@ -33,6 +36,16 @@ class _HasUrl(Protocol):
     def url(self) -> str: ...
 
 
+class _Progress(Protocol):
+    """How a run shows its progress while it runs, and how it went when it ends."""
+
+    def update(self, done: int) -> None: ...
+
+    def finish(self, rows: list[Row]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def run_load(
     target: str | _HasUrl,
     load: Load,
@@ -41,6 +54,7 @@ def run_load(
     in_process: bool = False,
     timeout_s: float = 60.0,
     progress: bool = True,
+    dashboard: bool = False,
 ) -> LoadResult:
     """Send ``load`` to ``target`` (a URL or a server handle) and wait for every answer.
 
@@ -51,20 +65,23 @@ def run_load(
         in_process: run the generator in this process instead of a separate one.
         timeout_s: client-side limit per request (status 0 when it passes).
         progress: show a progress bar on runs longer than a second.
+        dashboard: show the server's live panel (``server.dashboard()``) with the load's
+            progress instead of the bar, from the start of the run to its end (in a notebook).
 
     Example:
         >>> result = run_load(server, ClosedLoop(concurrency=8, requests=200))  # doctest: +SKIP
         >>> result.summary.goodput_rps, result.frame().head()                   # doctest: +SKIP
     """
     url, bodies = _resolve(target, texts)
-    bar = _bar(load, progress)
+    bar = _bar(load, progress, target, dashboard)
     try:
         runner: _Run = InThread(url, load, bodies, timeout_s) if in_process else InChild(url, load, bodies, timeout_s)
         try:
             while (rows := runner.wait(0.1)) is None:
-                bar.update(runner.done - bar.n)
+                bar.update(runner.done)
         finally:
             runner.close()
+        bar.finish(rows)
     finally:
         bar.close()
     return LoadResult(load, url, rows, in_process)
@@ -78,22 +95,24 @@ async def arun_load(
     in_process: bool = False,
     timeout_s: float = 60.0,
     progress: bool = True,
+    dashboard: bool = False,
 ) -> LoadResult:
     """``await`` form of ``run_load`` (same parameters); cancelling it stops the load."""
     url, bodies = _resolve(target, texts)
-    bar = _bar(load, progress)
+    bar = _bar(load, progress, target, dashboard)
     try:
         if in_process:
-            rows = await generate(url, load, bodies, timeout_s=timeout_s, on_progress=lambda n: bar.update(n - bar.n))
+            rows = await generate(url, load, bodies, timeout_s=timeout_s, on_progress=bar.update)
         else:
             child = InChild(url, load, bodies, timeout_s)
             try:
                 while (found := child.wait(0)) is None:
-                    bar.update(child.done - bar.n)
+                    bar.update(child.done)
                     await asyncio.sleep(0.05)
                 rows = found
             finally:
                 child.close()
+        bar.finish(rows)
     finally:
         bar.close()
     return LoadResult(load, url, rows, in_process)
@@ -107,10 +126,75 @@ def _resolve(target: str | _HasUrl, texts: Sequence[str] | None) -> tuple[str, l
     return url, bodies
 
 
-def _bar(load: Load, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+def _bar(load: Load, enabled: bool, target: str | _HasUrl, dashboard: bool) -> _Progress:
+    """How the run shows its progress: a ``tqdm`` bar, or the server's live panel."""
+    return _PanelProgress(load, target) if dashboard else _Bar(load, enabled)
 
-    return tqdm(total=load.expected_requests(), desc=load.describe(), unit="req", delay=1.0, disable=not enabled)
+
+class _Bar:
+    """A ``tqdm.auto`` bar (shown on runs longer than a second) that ends saying how the run went:
+    every answer counted, the statuses after it, green when all were 200, orange when some
+    were not, red when none was."""
+
+    def __init__(self, load: Load, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm(
+            total=load.expected_requests(), desc=load.describe(), unit="req", delay=1.0, disable=not enabled
+        )
+
+    def update(self, done: int) -> None:
+        self._tqdm.update(done - self._tqdm.n)
+
+    def finish(self, rows: list[Row]) -> None:
+        self.update(len(rows))
+        statuses = Counter(row.status for row in rows)
+        self._tqdm.set_postfix_str(", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())), refresh=False)
+        ok = statuses.get(200, 0)
+        if ok < len(rows):
+            self._tqdm.colour = _NONE_OK if ok == 0 else _SOME_FAILED
+
+    def close(self) -> None:
+        self._tqdm.close()
+
+
+_NONE_OK, _SOME_FAILED = "#c62828", "#ef6c00"
+
+
+class _PanelProgress:
+    """The progress of a run shown as the note of the server's live panel, which ends with the run."""
+
+    def __init__(self, load: Load, target: str | _HasUrl) -> None:
+        self.n = 0
+        self._load = load
+        self._expected = load.expected_requests()
+        self._outcome = ""
+        url = target if isinstance(target, str) else target.url
+        config = getattr(target, "config", None)
+        running = getattr(target, "running", None)
+        self._panel = Dashboard(
+            url,
+            name=getattr(target, "name", url),
+            token=getattr(config, "auth_token", None),
+            alive=None if running is None else lambda: bool(getattr(target, "running", False)),
+            note=self._note,
+            takes_over=False,
+        ).show()
+
+    def update(self, done: int) -> None:
+        self.n = done
+
+    def finish(self, rows: list[Row]) -> None:
+        self.n = len(rows)
+        statuses = Counter(row.status for row in rows)
+        self._outcome = " (" + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())) + ")"
+
+    def close(self) -> None:
+        self._panel.stop(f"the load ended: {self._note()}")
+
+    def _note(self) -> str:
+        of = f" of {self._expected}" if self._expected is not None else ""
+        return f"load {self._load.describe()}: {self.n}{of} answered{self._outcome}"
 
 
 class _Run(Protocol):

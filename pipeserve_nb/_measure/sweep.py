@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._live.dashboard import Dashboard
 from .._server.config import ServerConfig
-from .._server.handle import AppHandle
+from .._server.handle import AppHandle, ServerHandle
 from .._server.policy import BatchPolicy
 from .._server.serve import serve
 from .._teaching.seed_policy import SeedPagePolicy
@@ -34,6 +35,7 @@ def sweep(
     warmup_requests: int = 16,
     keep: dict[tuple[str, str], LoadResult] | None = None,
     progress: bool = True,
+    dashboard: bool = False,
 ) -> pd.DataFrame:
     """Run every load against every target; one row per (target, load) with its summary.
 
@@ -41,7 +43,8 @@ def sweep(
     stopped), so runs do not share queues or caches; a policy target is served with
     ``model`` and ``config`` (default ``ServerConfig()``). Pass a dict as ``keep`` to also get
     each run's full ``LoadResult`` keyed by ``(target label, load label)``; ``progress``
-    shows a bar for each run longer than a second.
+    shows a bar for each run longer than a second; ``dashboard`` shows instead one live panel
+    per target (its server's numbers across its loads; in a notebook, for pipeserve servers).
 
     Columns: ``policy``, ``load``, ``kind``, ``concurrency``, ``rate_rps``, then the
     ``Summary`` fields (``n_<status>`` per status seen).
@@ -54,8 +57,11 @@ def sweep(
         with handle:
             if warmup_requests:
                 run_load(handle, ClosedLoop(concurrency=4, requests=warmup_requests), texts=texts, progress=False)
+            step = [0]  # which load runs, for the panel's note
+            panel = _panel(handle, label, loads, step) if dashboard else None
             for load in loads:
-                result = run_load(handle, load, texts=texts, in_process=in_process, progress=progress)
+                step[0] += 1
+                result = run_load(handle, load, texts=texts, in_process=in_process, progress=progress and panel is None)
                 if keep is not None:
                     keep[(label, load.describe())] = result
                 records.append(
@@ -68,7 +74,23 @@ def sweep(
                         **result.summary.as_dict(),
                     }
                 )
+            if panel is not None:
+                panel.stop(f"{label}: all {len(loads)} loads ran")
     frame = pd.DataFrame.from_records(records)
     status_columns = sorted(c for c in frame.columns if c.startswith("n_"))
     frame[status_columns] = frame[status_columns].fillna(0).astype(int)
     return frame
+
+
+def _panel(handle: AppHandle, label: str, loads: Sequence[Load], step: list[int]) -> Dashboard | None:
+    """A live panel for a pipeserve server across its loads (an app without ``/stats`` gets none)."""
+    if not isinstance(handle, ServerHandle):
+        return None
+    return Dashboard(
+        handle.url,
+        name=label,
+        token=handle.config.auth_token,
+        alive=lambda: handle.running,
+        note=lambda: f"sweep: load {max(step[0], 1)} of {len(loads)} ({loads[max(step[0], 1) - 1].describe()})",
+        takes_over=False,
+    ).show()

@@ -104,6 +104,7 @@ def create_app(engine: Engine) -> Starlette:
                 "state": engine.state.value,
                 "policy": repr(engine.policy),
                 "queue_depth": engine.queue_depth(),
+                "running_batch": _running_batch(engine),
                 **engine.stats.snapshot(),
                 "call_cost": _call_cost(engine),
             }
@@ -173,6 +174,20 @@ async def _disconnected(request: Request) -> None:
     """Return when the client disconnects (the body has been read; nothing else arrives)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def _running_batch(engine: Engine) -> dict[str, Any] | None:
+    """The batch in the model right now (its inputs, padded tokens, time so far), or None."""
+    batches = engine.batches
+    batch = batches.running if batches is not None else None
+    if batches is None or batch is None:
+        return None
+    for_s = batches.running_for_s()
+    return {
+        "size": batch.size,
+        "padded_tokens": batch.padded_tokens,
+        "for_ms": None if for_s is None else round(for_s * 1000, 3),
+    }
 
 
 def _call_cost(engine: Engine) -> dict[str, Any] | None:

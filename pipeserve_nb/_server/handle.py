@@ -16,6 +16,7 @@ from typing import Any, Self
 import httpx
 
 from .._client import DEFAULT_TIMEOUT_S, Inputs, aquery, auth_headers, query
+from .._live.dashboard import DEFAULT_INTERVAL_S, Dashboard
 from . import registry
 from .config import ServerConfig
 from .engine import Engine
@@ -94,6 +95,7 @@ class ServerHandle(AppHandle):
         super().__init__(name, runner, engine.config.drain_timeout_s)
         self._engine = engine
         self._client = httpx.Client(trust_env=False, headers=auth_headers(engine.config.auth_token))
+        self._dashboards: list[Dashboard] = []
 
     @property
     def model(self) -> str:
@@ -148,14 +150,35 @@ class ServerHandle(AppHandle):
         result: dict[str, Any] = self._client.get(f"{self.url}/stats", timeout=10.0).json()
         return result
 
+    def dashboard(self, *, interval_s: float = DEFAULT_INTERVAL_S) -> Dashboard:
+        """A live panel of this server's numbers, for a notebook cell's output.
+
+        Shown when Jupyter displays it (as the cell's last value, or ``display(d)``; ``d.show()``
+        too), it updates every ``interval_s`` while the server runs, also while other cells
+        run, and ends with its final state when the server stops. Showing a new one stops the
+        previous one. See ``docs/live-view.md``.
+
+        Example:
+            >>> server.dashboard()  # doctest: +SKIP
+        """
+        self._dashboards = [d for d in self._dashboards if d.final is None]
+        panel = Dashboard(
+            self.url, name=self.name, token=self.config.auth_token, interval_s=interval_s, alive=lambda: self.running
+        )
+        self._dashboards.append(panel)
+        return panel
+
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop taking requests, let in-flight ones finish (up to ``timeout_s``, default
         ``config.drain_timeout_s``), answer the rest with 503, free the port, end the thread.
+        Its live panels (``dashboard()``) draw their last reading first, marked final.
 
         Safe to call more than once.
         """
         if self._stopped:
             return
+        for panel in self._dashboards:  # each draws its last reading while the server still answers
+            panel.stop("the server stopped", state="stopped")
         super().stop(timeout_s)
         self._client.close()
         busy_s = self.stuck_call_s

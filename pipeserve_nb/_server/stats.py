@@ -3,9 +3,9 @@
 The one home of the server's numbers: the app records answers, the batch loop records
 batches, the engine records requests dropped before inference (by reason). Written only
 from the event loop's thread; ``snapshot()`` returns plain JSON values for ``/stats``, and
-every record also feeds the server's Prometheus metrics (``metrics``, ``/metrics``), so the
-two never disagree. Percentiles are computed over a bounded window of the most recent
-requests.
+every record also feeds the server's Prometheus metrics (``metrics``, ``/metrics``) and
+its last seconds (``window``, ``/stats``' ``recent``), so they never disagree. Percentiles
+are computed over a bounded window of the most recent requests.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
-from .._percentile import percentile
+from .._percentile import percentiles
 from .metrics import Metrics
-from .request import DROP_REASONS
+from .request import DROP_REASONS, clock
+from .window import RecentWindow
 
 __all__ = ["Stats", "CLIENT_CLOSED"]
 
@@ -32,6 +33,8 @@ class Stats:
     def __init__(self, server: str = "default", window: int = 10_000) -> None:
         self.metrics = Metrics(server)
         self.metrics.declare_reasons(DROP_REASONS)
+        self.recent = RecentWindow(clock)
+        self.model_busy_s = 0.0
         self.real_tokens = 0
         self.padded_tokens = 0
         self.requests_by_status: Counter[int] = Counter()
@@ -55,9 +58,11 @@ class Stats:
         self.batches += 1
         self.batch_sizes[size] += 1
         self.inference_s.append(inference_s)
+        self.model_busy_s += inference_s
         self.real_tokens += real_tokens
         self.padded_tokens += padded_tokens
         self.metrics.batch(size, inference_s, real_tokens, padded_tokens)
+        self.recent.call(size, inference_s, real_tokens, padded_tokens)
         for wait in queue_waits_s:
             self.queue_wait_s.append(wait)
             self.metrics.queue_wait.observe(wait)
@@ -72,6 +77,7 @@ class Stats:
         self.requests_by_status[status] += 1
         self.latency_s.append(latency_s)
         self.metrics.response(status, latency_s)
+        self.recent.answer(status, latency_s)
 
     def mean_batch(self) -> tuple[float, float] | None:
         """``(inputs, seconds)`` of the mean recent batch, or None before the first."""
@@ -91,15 +97,20 @@ class Stats:
             "batch_size_histogram": {str(k): v for k, v in sorted(self.batch_sizes.items())},
             "mean_batch_size": mean[0] if mean else None,
             "padding_efficiency": round(self.real_tokens / self.padded_tokens, 4) if self.padded_tokens else None,
+            "real_tokens": self.real_tokens,
+            "padded_tokens": self.padded_tokens,
+            "model_busy_s": round(self.model_busy_s, 6),
             "queue_wait_ms": _summary(self.queue_wait_s),
             "inference_ms": _summary(self.inference_s),
             "latency_ms": _summary(self.latency_s),
+            "recent": self.recent.snapshot(),
         }
 
 
 def _summary(values_s: deque[float]) -> dict[str, float | int | None]:
     out: dict[str, float | int | None] = {"count": len(values_s)}
-    for q in PERCENTILES:
-        out[f"p{q}"] = round(percentile(values_s, q) * 1000, 3) if values_s else None
+    found = percentiles(values_s, PERCENTILES) if values_s else [None] * len(PERCENTILES)
+    for q, value in zip(PERCENTILES, found, strict=True):
+        out[f"p{q}"] = None if value is None else round(value * 1000, 3)
     out["max"] = round(max(values_s) * 1000, 3) if values_s else None
     return out
