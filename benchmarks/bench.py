@@ -22,6 +22,7 @@ import pipeserve_nb as ps
 
 from inprocess import in_child
 from lineup import BEST, FLOAT32, FULL, OURS, QUICK, SEED, SERVER_CONFIG, THREADS_ONE, Sizes
+from live import measure_live_cost
 from report import render
 from targets import measure_targets
 
@@ -101,9 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame, kept, capacity = run_servers(texts, sizes)
     print("measuring the targets, each against its reference measured just before and after ...", flush=True)
     goals = measure_targets(texts, sizes, limit["best_batch_size"], limit32["best_batch_size"], args.quick)
+    print("measuring what a live panel costs the server it watches ...", flush=True)
+    live = measure_live_cost(texts, sizes.c1_requests, args.quick)
     plots = save_plots(frame, kept, args.out)
     frame.to_csv(args.out / "latest.csv", index=False)
-    report = render(frame, limit, limit32, ways, capacity, plots, args.quick, goals)
+    report = render(frame, limit, limit32, ways, capacity, plots, args.quick, goals, live)
     (args.out / "latest.md").write_text(report)
     print(report)
     return 0

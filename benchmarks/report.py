@@ -9,11 +9,12 @@ import platform
 from typing import Any
 
 import pandas as pd
-from report_precision import precision_section, precision_targets
 
 import pipeserve_nb as ps
 
 from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE
+from live import live_section
+from report_precision import precision_section, precision_targets
 
 
 def _ms(x: float | None) -> str:
@@ -191,6 +192,7 @@ def render(
     plots: list[str],
     quick: bool,
     goals: dict[str, Any],
+    live: dict[str, Any],
 ) -> str:
     """``limit`` is the model alone in the default dtype (the reference for ratios), ``limit32`` in
     float32; ``ways`` the precision table's measurements."""
@@ -259,6 +261,7 @@ def render(
         *targets_check(frame, limit, SERVER_CONFIG, goals),
         *precision_targets(limit, ways, goals),
     ]
+    lines += live_section(live)
     lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
     assert "the **float32** in-process limit" in report and "lowest cosine" in report
     assert "windows of 32 in arrival order" in report and "Per-request overhead" in report
     assert "The price of a model call" in report
+    assert "## The live view's cost (`server.dashboard()`)" in report and "Change of the median" in report
     assert "Where the gap to the limit goes" in report and "replayed in order in a process" in report
     # the three factors multiply to the ratio they take apart (the same run's goodput over the same limit)
     ratio = float(re.search(r"of the in-process limit [^*]*\*\*(\d+\.\d+)\*\*", report)[1])  # type: ignore[index]

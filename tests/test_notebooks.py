@@ -105,6 +105,10 @@ def test_notebooks_are_committed_without_outputs(path: Path) -> None:
 # -- the lessons, executed as `make notebooks` does, in CI mode ---------------------------------
 
 
+FINDINGS = "application/vnd.pipeserve.findings+json"
+"""The lessons' machine-readable findings: a display of this type only, which no frontend shows."""
+
+
 def _lesson(name: str, out: Path) -> tuple[Any, dict[str, Any]]:
     """Execute a lesson with the project's own runner; return it and its findings."""
     nb = _runner().execute(NOTEBOOKS / name, out, ci=True)
@@ -113,8 +117,9 @@ def _lesson(name: str, out: Path) -> tuple[Any, dict[str, Any]]:
         if cell.cell_type == "code" and "raises-exception" not in cell.metadata.get("tags", []):
             assert [o for o in cell.outputs if o.output_type == "error"] == [], cell.source
     assert "running servers: {}" in _stdout(nb.cells[_tagged(nb, "stop")])
-    findings: dict[str, Any] = json.loads(_stdout(nb.cells[_tagged(nb, "findings")]).strip().splitlines()[-1])
-    return nb, findings
+    (findings,) = [o.data[FINDINGS] for o in nb.cells[_tagged(nb, "findings")].outputs if FINDINGS in o.get("data", {})]
+    assert not [o for o in nb.cells[_tagged(nb, "findings")].outputs if "{" in o.get("text", "")]  # none in view
+    return nb, dict(findings)
 
 
 # Each lesson's numbers are printed by the notebook, from its own run; what is asserted here is the mechanism
@@ -139,6 +144,7 @@ def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
 def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_path: Path) -> None:
     _, f = _lesson("04-overload-and-errors.ipynb", tmp_path)
     assert f["all_answered"]
+    assert 0 < f["peak_waiting"]["breaker by count (max_queue=32)"] <= 32  # what the live panels read
     assert f["breaker_503"] > 0 and f["waits_504"] > 0 and f["time_503"] > 0
     # a 504 comes only at the deadline; a 503 is refused before any wait
     assert f["waits_504_ms"] >= f["timeout_s"] * 1000 > f["breaker_503_ms"]

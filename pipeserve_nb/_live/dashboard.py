@@ -11,8 +11,8 @@ Its life, exactly:
 
 - created (``server.dashboard()``): nothing runs yet;
 - shown (displayed as a cell's value, ``display(d)`` or ``d.show()``): the panel appears and
-  the updater starts. Showing a new panel for the same server stops the previous one's
-  updater (re-running the cell never stacks updaters);
+  the updater starts (``d.start()`` starts it without a display). Showing a new panel for the
+  same server stops the previous one's updater (re-running the cell never stacks updaters);
 - the panel is replaced only when what it shows changed (an idle server sends nothing);
 - it ends when the server stops (or stops answering), when ``stop()`` is called, or when a
   newer panel for the same server takes over; a last reading is drawn, marked final, and
@@ -78,6 +78,8 @@ class Dashboard:
         self.name = name
         self.interval_s = interval_s
         self.history = History()
+        self.reads = 0
+        """``/stats`` readings taken so far."""
         self.final: str | None = None
         """Why the panel stopped updating; None while it updates (or before it is shown)."""
         self._headers = auth_headers(token)
@@ -102,6 +104,11 @@ class Dashboard:
         display, html_type = _ipython_display()
         self._display = (display, html_type)
         display(html_type(self.html()), display_id=self._display_id)
+        return self.start()
+
+    def start(self) -> Self:
+        """Start updating without displaying anything (``show()`` does both): the readings and
+        ``html()`` follow the server, for a page of your own or to measure what a panel costs."""
         if self._thread is None and self.final is None:
             if self._takes_over:
                 with _live_lock:
@@ -122,6 +129,11 @@ class Dashboard:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10.0)
+
+    def readings(self) -> list[Reading]:
+        """The ``/stats`` readings of the last minute, oldest first (a copy, safe while it updates)."""
+        with self._lock:
+            return list(self.history.readings)
 
     def html(self) -> str:
         """The panel as it stands (what the cell shows)."""
@@ -172,6 +184,7 @@ class Dashboard:
             return f"/stats answered {response.status_code}: {response.text[:200]}"
         with self._lock:
             self.history.add(Reading(time.monotonic(), response.json()))
+            self.reads += 1
         return None
 
     def _draw(self) -> None:

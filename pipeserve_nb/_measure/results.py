@@ -124,6 +124,11 @@ class LoadResult:
         df["lag_ms"] = (df["sent_s"] - df["intended_s"]) * 1000
         return df
 
+    def _repr_html_(self) -> str:
+        from .result_view import result_html
+
+        return result_html(self)
+
     def __repr__(self) -> str:
         s = self.summary
         lat = f"p50 {s.p50_ms:.1f} ms, p99 {s.p99_ms:.1f} ms" if s.p50_ms is not None and s.p99_ms is not None else "-"

@@ -17,6 +17,7 @@ import httpx
 
 from .._client import DEFAULT_TIMEOUT_S, Inputs, aquery, auth_headers, query
 from .._live.dashboard import DEFAULT_INTERVAL_S, Dashboard
+from .._live.stats_view import StatsView, handle_html
 from . import registry
 from .config import ServerConfig
 from .engine import Engine
@@ -145,10 +146,9 @@ class ServerHandle(AppHandle):
         result: dict[str, Any] = self._client.get(f"{self.url}/health", timeout=10.0).json()
         return result
 
-    def stats(self) -> dict[str, Any]:
-        """The ``/stats`` answer as a dict."""
-        result: dict[str, Any] = self._client.get(f"{self.url}/stats", timeout=10.0).json()
-        return result
+    def stats(self) -> StatsView:
+        """The ``/stats`` answer: a ``dict``, displayed in a notebook as a few lines of its main figures."""
+        return StatsView(self._client.get(f"{self.url}/stats", timeout=10.0).json())
 
     def dashboard(self, *, interval_s: float = DEFAULT_INTERVAL_S) -> Dashboard:
         """A live panel of this server's numbers, for a notebook cell's output.
@@ -199,6 +199,18 @@ class ServerHandle(AppHandle):
         if self.running or worker is None or not worker.is_alive():
             return None
         return worker.busy_for_s()
+
+    def _repr_html_(self) -> str:
+        rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
+        rows += [(k, str(v)) for k, v in self.details()]
+        live = None
+        if self.running:
+            try:
+                live = self.stats()
+            except httpx.HTTPError:
+                live = None
+        hints = ["watch it live: server.dashboard()", "stop it: server.stop()"] if self.running else []
+        return handle_html(type(self).__name__, rows, live, hints)
 
     def details(self) -> list[tuple[str, Any]]:
         details: list[tuple[str, Any]] = [("model", self.model)]
