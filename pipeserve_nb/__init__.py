@@ -50,6 +50,7 @@ from ._server.policy import BatchPolicy
 from ._server.serve import serve, serve_app
 from ._teaching.seed_page import seed_page_app
 from ._teaching.seed_policy import SeedPagePolicy
+from ._teaching.workers import worker_processes
 
 __version__ = "0.1.0"
 
@@ -82,6 +83,7 @@ __all__ = [
     "plot_throughput_latency",
     "plot_batch_sizes",
     "seed_page_app",
+    "worker_processes",
     "allow_nested_event_loops",
     "PipeserveError",
     "InvalidSetting",

@@ -41,9 +41,22 @@ def execute(path: Path, out: Path, *, ci: bool, timeout_s: int = CELL_TIMEOUT_S)
     client.execute(env=kernel_env(ci))
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / path.name)
-    html, _ = HTMLExporter().from_notebook_node(nb)
+    html, _ = HTMLExporter().from_notebook_node(_for_readers(nb))
     (out / path.with_suffix(".html").name).write_text(html)
     return nb
+
+
+FINDINGS = "application/vnd.pipeserve.findings+json"
+"""The lessons' machine-readable findings (for the tests): kept in the executed notebook, left out of its HTML."""
+
+
+def _for_readers(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` without the outputs only the tests read."""
+    copy = nbformat.from_dict(nb)
+    for cell in copy.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if FINDINGS not in o.get("data", {})]
+    return copy
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ PUBLIC = {
     "plot_throughput_latency",
     "plot_batch_sizes",
     "seed_page_app",
+    "worker_processes",
     "allow_nested_event_loops",
     "PipeserveError",
     "InvalidSetting",

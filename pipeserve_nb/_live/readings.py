@@ -134,7 +134,8 @@ def status_groups(by_status: Mapping[str, int]) -> dict[str, int]:
 
 
 def size_buckets(histogram: Mapping[str, int]) -> list[tuple[str, int]]:
-    """Model calls by batch size in powers of two (1, 2, 3-4, 5-8, ...) up to the largest seen."""
+    """Model calls by batch size in powers of two, labelled by their upper end (1, 2, ≤4 for 3-4,
+    ≤8 for 5-8, ...), up to the largest seen."""
     if not histogram:
         return []
     largest = max(int(k) for k in histogram)
@@ -142,7 +143,7 @@ def size_buckets(histogram: Mapping[str, int]) -> list[tuple[str, int]]:
     low, high = 1, 1
     while low <= largest:
         count = sum(n for k, n in histogram.items() if low <= int(k) <= high)
-        buckets.append((str(high) if low == high else f"{low}-{high}", count))
+        buckets.append((str(high) if low == high else f"≤{high}", count))
         low, high = high + 1, high * 2
     return buckets
 

@@ -33,7 +33,7 @@ class StatsView(dict[str, Any]):
         out = [
             ("model", " · ".join(str(x) for x in (self.get("model"), self.get("device"), self.get("dtype")) if x)),
             ("state", f"{self.get('state')}, {self.get('queue_depth', 0)} waiting"),
-            ("requests", f"{self.get('requests', 0)}: " + ", ".join(f"{k} {v}" for k, v in groups.items() if v)),
+            ("requests", f"{self.get('requests', 0)} (" + ", ".join(f"{k}: {v}" for k, v in groups.items() if v) + ")"),
             ("latency (200s)", _percentiles(latency)),
             ("queue wait", _percentiles(wait)),
             (
@@ -43,7 +43,7 @@ class StatsView(dict[str, Any]):
             ),
         ]
         if dropped:
-            out.append(("dropped before inference", ", ".join(f"{k} {v}" for k, v in dropped.items())))
+            out.append(("dropped before inference", ", ".join(f"{k}: {v}" for k, v in dropped.items())))
         if cost.get("fixed_ms") is not None:
             out.append(
                 ("call cost", f"{cost['fixed_ms']:.1f} ms + {cost.get('per_token_ms', 0):.3f} ms per padded token")

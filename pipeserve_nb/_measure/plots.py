@@ -16,12 +16,17 @@ if TYPE_CHECKING:
 __all__ = ["plot_latency_cdf", "plot_latency_over_time", "plot_throughput_latency", "plot_batch_sizes"]
 
 
-def _figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, Any]:
+def _figure(width: float = 8.5, height: float = 4.0) -> tuple[Figure, Any]:
     import matplotlib.pyplot as plt  # selects the notebook's inline backend, so a returned figure renders
 
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     plt.close(fig)  # not pyplot's to show: the caller displays, restyles or saves it
     return fig, ax
+
+
+def _legend(ax: Any) -> None:
+    """The legend beside the plot, never over its data."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _as_mapping(results: LoadResult | Mapping[str, LoadResult]) -> Mapping[str, LoadResult]:
@@ -43,7 +48,7 @@ def plot_latency_cdf(
     if log_x:
         ax.set_xscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
@@ -62,36 +67,53 @@ def plot_latency_over_time(
             ax.scatter(part.intended_s, part.latency_ms, s=10, marker="x", label=f"{label} {status or 'no answer'}")
     ax.set(xlabel="intended send time (s)", ylabel="latency (ms)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
 def plot_throughput_latency(
     sweep: pd.DataFrame, *, latency: str = "p99_ms", by: str = "policy", title: str = "Latency against throughput"
 ) -> Figure:
-    """Latency against goodput, one line per ``by`` group, points in order of offered load."""
+    """Latency against goodput, one line per ``by`` group, points in order of offered load, each
+    labelled with its load (``c=8`` for a closed loop, ``120/s`` for an open one)."""
     fig, ax = _figure()
     ax.set_title(title)
     for name, group in sweep.groupby(by, sort=False):
-        ax.plot(group["goodput_rps"], group[latency], marker="o", label=str(name))
+        (line,) = ax.plot(group["goodput_rps"], group[latency], marker="o", label=str(name))
+        for _, row in group.iterrows():
+            ax.annotate(
+                _load_label(row), (row["goodput_rps"], row[latency]), textcoords="offset points", xytext=(3, 3),
+                fontsize="x-small", color=line.get_color(),
+            )  # fmt: skip
     ax.set(xlabel="goodput (successful answers / s)", ylabel=f"{latency.removesuffix('_ms')} latency (ms)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
+def _load_label(row: Any) -> str:
+    concurrency, rate = row.get("concurrency"), row.get("rate_rps")
+    if concurrency is not None and concurrency == concurrency:  # not NaN
+        return f"c={int(concurrency)}"
+    if rate is not None and rate == rate:
+        return f"{rate:.4g}/s"
+    return str(row.get("load", ""))
+
+
 def plot_batch_sizes(
-    results: LoadResult | Mapping[str, LoadResult], *, title: str = "How many inputs shared each request's batch"
+    results: LoadResult | Mapping[str, LoadResult], *, title: str = "Batch size of each request's model call"
 ) -> Figure:
-    """How many inputs shared each successful request's batch (from ``X-Batch-Size``)."""
+    """Each successful request's batch size (``X-Batch-Size``) against its intended send time, on a
+    log scale: a batch that grows without a cap shows as a climbing band, a cap as a ceiling."""
     fig, ax = _figure()
     ax.set_title(title)
-    series = {label: r.frame()["batch_size"].dropna().astype(int) for label, r in _as_mapping(results).items()}
-    top = max((int(s.max()) for s in series.values() if len(s)), default=1)
-    bins = [b - 0.5 for b in range(1, top + 2)]
-    for label, sizes in series.items():
-        ax.hist(sizes, bins=bins, alpha=0.6, label=label)
-    ax.set(xlabel="batch size (inputs)", ylabel="requests")
-    ax.legend(fontsize="small")
+    for label, result in _as_mapping(results).items():
+        df = result.frame().dropna(subset=["batch_size"])
+        ax.scatter(df.intended_s, df.batch_size, s=6, alpha=0.6, label=f"{label} (largest {int(df.batch_size.max())})"
+                   if len(df) else label)  # fmt: skip
+    ax.set(xlabel="intended send time (s)", ylabel="inputs in the request's batch")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    _legend(ax)
     return fig

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._live.dashboard import Dashboard
+from .._options import Int, check
 from .._server.config import ServerConfig
 from .._server.handle import AppHandle, ServerHandle
 from .._server.policy import BatchPolicy
@@ -36,6 +37,7 @@ def sweep(
     keep: dict[tuple[str, str], LoadResult] | None = None,
     progress: bool = True,
     dashboard: bool = False,
+    repeats: int = 1,
 ) -> pd.DataFrame:
     """Run every load against every target; one row per (target, load) with its summary.
 
@@ -45,12 +47,16 @@ def sweep(
     each run's full ``LoadResult`` keyed by ``(target label, load label)``; ``progress``
     shows a bar for each run longer than a second; ``dashboard`` shows instead one live panel
     per target (its server's numbers across its loads; in a notebook, for pipeserve servers).
+    With ``repeats`` above 1 each load runs that many times on the same server and its row (and
+    kept result) is the run of median goodput: one short run is noisy, and a real run keeps
+    its figures consistent with each other, as a mean of runs would not.
 
     Columns: ``policy``, ``load``, ``kind``, ``concurrency``, ``rate_rps``, then the
     ``Summary`` fields (``n_<status>`` per status seen).
     """
     import pandas as pd
 
+    check("repeats", repeats, Int())
     records = []
     for label, target in targets.items():
         handle = target() if callable(target) else serve(model, policy=target, config=config, name="sweep")
@@ -61,7 +67,11 @@ def sweep(
             panel = _panel(handle, label, loads, step) if dashboard else None
             for load in loads:
                 step[0] += 1
-                result = run_load(handle, load, texts=texts, in_process=in_process, progress=progress and panel is None)
+                runs = [
+                    run_load(handle, load, texts=texts, in_process=in_process, progress=progress and panel is None)
+                    for _ in range(repeats)
+                ]
+                result = sorted(runs, key=lambda r: r.summary.goodput_rps)[(len(runs) - 1) // 2]
                 if keep is not None:
                     keep[(label, load.describe())] = result
                 records.append(

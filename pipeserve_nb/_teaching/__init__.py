@@ -1,2 +1,3 @@
 """The teaching designs, kept to be measured beside the server: the seed page's app and its
-reset-timer batching policy, and the ``demo`` command."""
+reset-timer batching policy, N worker processes (``workers``, the multi-copy shape), and the
+``demo`` command."""

@@ -37,7 +37,7 @@ def test_the_panel_shows_the_servers_numbers(embedder: LoadedModel) -> None:
     assert on_page["p99_ms"] == f"{stats['recent']['latency_ms']['p99']:.1f}"
     assert on_page["padding_efficiency"] == f"{stats['recent']['padding_efficiency']:.0%}"
     assert n.batch_sizes == size_buckets(stats["recent"]["batch_size_histogram"])
-    assert sum(c for _, c in n.batch_sizes) == stats["batches"] and len(n.batch_sizes) == 3  # 1, 2, 3-4
+    assert sum(c for _, c in n.batch_sizes) == stats["batches"] and len(n.batch_sizes) == 3  # 1, 2, ≤4
     assert "&lt;panel &amp; co&gt;" in html and "<panel" not in html  # the name is text, not markup
     assert html.count("<svg") == 4 and html.count("<title>") == 4  # three trends and the batch sizes, titled
     assert on_page["state"] == "running" and "live" in on_page["footer"]
@@ -54,5 +54,5 @@ def test_status_groups_and_batch_size_buckets() -> None:
     assert status_groups({"200": 5, "400": 1, "413": 2, "499": 1, "503": 7, "504": 3, "500": 1}) == {
         "200": 5, "4xx": 4, "503": 7, "504": 3, "5xx": 1,
     }  # fmt: skip
-    assert size_buckets({"1": 2, "3": 1, "4": 5, "9": 1}) == [("1", 2), ("2", 0), ("3-4", 6), ("5-8", 0), ("9-16", 1)]
+    assert size_buckets({"1": 2, "3": 1, "4": 5, "9": 1}) == [("1", 2), ("2", 0), ("≤4", 6), ("≤8", 0), ("≤16", 1)]
     assert size_buckets({}) == []

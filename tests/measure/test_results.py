@@ -94,6 +94,17 @@ def test_sweep_gives_one_tidy_row_per_target_and_load_and_the_plots_draw_it() ->
     ]
     assert len(figures[0].axes[0].get_lines()) == 4
     assert len(figures[2].axes[0].get_lines()) == 2
+    assert {t.get_text() for t in figures[2].axes[0].texts} == {"c=2", "40/s"}  # each point says its load
     for fig in figures:
         assert fig.axes[0].get_title()  # every plot says what it shows
         assert _png(fig).startswith(b"\x89PNG")
+
+
+def test_a_sweep_with_repeats_runs_each_load_that_often_and_keeps_one_real_run() -> None:
+    stub = StubServer(0.002)
+    kept: dict[tuple[str, str], LoadResult] = {}
+    loads = [ClosedLoop(concurrency=2, requests=10), OpenLoop(rate_rps=40, requests=10)]
+    frame = sweep({"s": lambda: serve_app(stub.app, name="sweep")}, loads, warmup_requests=2, keep=kept, repeats=3)
+    assert stub.served == 2 + 3 * 20  # warm-up, then each load three times
+    assert len(frame) == 2 and frame.requests.tolist() == [10, 10]  # one row per load: a run, not a sum
+    assert [kept[("s", load.describe())].summary.goodput_rps for load in loads] == frame.goodput_rps.tolist()
