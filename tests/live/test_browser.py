@@ -1,6 +1,6 @@
-"""The live panel as a reader sees it: a real JupyterLab server, a notebook opened in headless
-Chromium, its cells run from the page; the panel's numbers change while a load runs and end
-agreeing with ``/stats``. A screenshot is saved under ``build/browser/``.
+"""The live panel as a reader sees it: a real JupyterLab 4 (and Notebook 7) server, a notebook
+opened in headless Chromium, its cells run from the page; the panel's numbers change while a
+load runs and end agreeing with ``/stats``. A screenshot of each is saved under ``build/browser/``.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); without them
 the test is skipped, except under ``CI``, where it fails.
@@ -51,37 +51,41 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A JupyterLab server on a free port, serving ``tmp_path``: ``(url with token, root)``."""
+FRONTENDS = {
+    # name: (module to run, the app's option that exposes it to scripts, the notebook's page)
+    "jupyterlab": ("jupyterlab", "--LabApp.expose_app_in_browser=True", "lab/tree"),
+    "notebook7": ("notebook", "--JupyterNotebookApp.expose_app_in_browser=True", "notebooks"),
+}
+
+
+@pytest.fixture(params=list(FRONTENDS))
+def frontend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab 4 or Notebook 7 server on a free port, serving ``tmp_path``: ``(notebook url, root)``."""
+    module, expose, page = FRONTENDS[request.param]
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter")}
     env.pop("CI", None)  # the notebook's workload, not the test suite's switch
     cmd = [
-        *(sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}"),
-        *(
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={tmp_path}",
-            "--LabApp.expose_app_in_browser=True",
-        ),
+        *(sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1", f"--port={port}"),
+        *(f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", expose),
     ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")  # CI containers run as root
-    log = (tmp_path / "jupyterlab.log").open("w")
+    log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             try:
                 if httpx.get(f"{base}/api/status", params={"token": token}, timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "JupyterLab did not start in time"
+            assert time.monotonic() < deadline, f"{module} did not start in time"
             time.sleep(0.2)
-        yield f"{base}/lab/tree/live.ipynb?token={token}", tmp_path
+        yield f"{base}/{page}/live.ipynb?token={token}", tmp_path
     finally:
         server.terminate()
         try:
@@ -125,10 +129,10 @@ def panel_numbers(driver: Any) -> dict[str, str]:
     return numbers
 
 
-def test_the_panel_follows_a_load_in_jupyterlab_and_ends_agreeing_with_stats(
-    jupyterlab: tuple[str, Path], browser: Any
+def test_the_panel_follows_a_load_in_the_browser_and_ends_agreeing_with_stats(
+    frontend: tuple[str, Path], browser: Any
 ) -> None:
-    url, root = jupyterlab
+    url, root = frontend
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(code) for code in CELLS]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -168,7 +172,8 @@ def test_the_panel_follows_a_load_in_jupyterlab_and_ends_agreeing_with_stats(
     assert final["live"] == "yes" and final["state"] == "running"
     assert final["status_200"] == str(stats["200"]) and final["status_503"] == "0"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.find_element("css selector", ".pipeserve-dashboard").screenshot(str(SCREENSHOTS / "dashboard.png"))
+    name = "notebook7" if "/notebooks/" in url else "jupyterlab"
+    browser.find_element("css selector", ".pipeserve-dashboard").screenshot(str(SCREENSHOTS / f"{name}.png"))
 
     browser.execute_script(
         "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.requestExecute({code: 'server.stop()'})"
