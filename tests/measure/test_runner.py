@@ -117,6 +117,18 @@ def test_a_generator_that_raises_leaves_no_process(stub: tuple[StubServer, str])
     assert loadgen_children() == []
 
 
+@pytest.fixture
+def stop_button() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a kernel, whatever this process inherited (a process started
+    in the background of a shell, as CI may start the suite, inherits SIGINT ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("stop_button")
 def test_an_interrupt_stops_the_generator_process() -> None:
     server = StubServer(service_s=0.05)
     seen: list[int] = []
@@ -137,6 +149,7 @@ def test_an_interrupt_stops_the_generator_process() -> None:
     assert loadgen_children() == [] and multiprocessing.active_children() == []
 
 
+@pytest.mark.usefixtures("stop_button")
 def test_an_interrupt_stops_an_in_process_generator_and_its_thread() -> None:
     server = StubServer(service_s=0.05)
 

@@ -133,6 +133,6 @@ def test_pipelines_served_in_bfloat16_give_the_same_top_answer_as_float32(
 def test_forcing_float32_runs_the_bundled_model_in_float32_end_to_end() -> None:
     with serve(dtype="float32", name="precision") as server:
         assert (server.device, server.dtype) == ("cpu", "float32")
-        assert "<td>float32</td>" in server._repr_html_()
+        assert ">float32</td>" in server._repr_html_()
         assert len(server.query("hello world")) == 384
     assert precision.DTYPES[0] == "auto" and inspect.signature(serve).parameters["dtype"].default == "auto"
