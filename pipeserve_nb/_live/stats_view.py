@@ -14,7 +14,7 @@ from typing import Any
 
 from .readings import status_groups
 
-__all__ = ["StatsView", "handle_html"]
+__all__ = ["StatsView", "handle_html", "table_html"]
 
 _TABLE = "border-collapse:collapse;font-size:12px"
 _TH = "text-align:left;padding:1px 10px 1px 0;color:#555;font-weight:600"
@@ -52,7 +52,7 @@ class StatsView(dict[str, Any]):
 
     def _repr_html_(self) -> str:
         note = "a dict: index it as /stats' JSON, e.g. stats['requests_by_status']"
-        return _table("server.stats()", self.lines(), note)
+        return table_html("server.stats()", self.lines(), note)
 
 
 def handle_html(kind: str, rows: Sequence[tuple[str, str]], stats: StatsView | None, hints: Sequence[str]) -> str:
@@ -61,16 +61,18 @@ def handle_html(kind: str, rows: Sequence[tuple[str, str]], stats: StatsView | N
     lines = list(rows)
     if stats is not None:
         lines += [(k, v) for k, v in stats.lines() if k not in ("model",)]
-    return _table(kind, lines, " · ".join(hints))
+    return table_html(kind, lines, " · ".join(hints))
 
 
-def _table(caption: str, lines: Sequence[tuple[str, str]], note: str) -> str:
+def table_html(caption: str, lines: Sequence[tuple[str, str]], note: str, after: str = "") -> str:
+    """A compact two-column table of ``(label, value)`` lines (both escaped), then ``after`` (HTML,
+    inserted as it is) and a muted ``note``: the one look of pipeserve's notebook displays."""
     body = "".join(
         f"<tr><th style='{_TH}'>{html.escape(k)}</th><td style='{_TD}'>{html.escape(v)}</td></tr>" for k, v in lines
     )
     return (
         f"<table style='{_TABLE}'><caption style='text-align:left;font-weight:600'>{html.escape(caption)}</caption>"
-        f"{body}</table><div style='color:#777;font-size:11px'>{html.escape(note)}</div>"
+        f"{body}</table>{after}" + (f"<div style='color:#777;font-size:11px'>{html.escape(note)}</div>" if note else "")
     )
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
+from .._live.stats_view import table_html
+
 if TYPE_CHECKING:
     from .results import LoadResult
 
 __all__ = ["result_html"]
-
-_TH = "text-align:left;padding:1px 10px 1px 0;color:#555;font-weight:600"
-_TD = "text-align:left;padding:1px 10px 1px 0;font-variant-numeric:tabular-nums"
 
 
 def result_html(result: LoadResult) -> str:
@@ -31,12 +30,6 @@ def result_html(result: LoadResult) -> str:
         ("latency of 200s", latency),
         ("mean batch", "-" if s.mean_batch_size is None else f"{s.mean_batch_size:.2f} inputs"),
     ]
-    body = "".join(
-        f"<tr><th style='{_TH}'>{html.escape(k)}</th><td style='{_TD}'>{html.escape(v)}</td></tr>" for k, v in rows
-    )
     warnings = "".join(f"<div style='color:#b35c00'>&#9888; {html.escape(w)}</div>" for w in result.warnings)
-    return (
-        "<table style='border-collapse:collapse;font-size:12px'><caption style='text-align:left;font-weight:600'>"
-        f"LoadResult</caption>{body}</table>{warnings}<div style='color:#777;font-size:11px'>result.summary: these "
-        "figures; result.frame(): one row per request</div>"
-    )
+    note = "result.summary: these figures; result.frame(): one row per request"
+    return table_html("LoadResult", rows, note, after=warnings)

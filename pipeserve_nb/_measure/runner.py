@@ -148,8 +148,8 @@ class _Bar:
 
     def finish(self, rows: list[Row]) -> None:
         self.update(len(rows))
-        statuses = Counter(row.status for row in rows)
-        self._tqdm.set_postfix_str(", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())), refresh=False)
+        statuses, text = _statuses(rows)
+        self._tqdm.set_postfix_str(text, refresh=False)
         ok = statuses.get(200, 0)
         if ok < len(rows):
             self._tqdm.colour = _NONE_OK if ok == 0 else _SOME_FAILED
@@ -159,6 +159,12 @@ class _Bar:
 
 
 _NONE_OK, _SOME_FAILED = "#c62828", "#ef6c00"
+
+
+def _statuses(rows: list[Row]) -> tuple[Counter[int], str]:
+    """How a run's requests ended, counted by status and in words (``200: 98, 503: 2``)."""
+    statuses = Counter(row.status for row in rows)
+    return statuses, ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
 
 
 class _PanelProgress:
@@ -186,8 +192,7 @@ class _PanelProgress:
 
     def finish(self, rows: list[Row]) -> None:
         self.n = len(rows)
-        statuses = Counter(row.status for row in rows)
-        self._outcome = " (" + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())) + ")"
+        self._outcome = f" ({_statuses(rows)[1]})"
 
     def close(self) -> None:
         self._panel.stop(f"the load ended: {self._note()}")

@@ -8,7 +8,7 @@ the release happen there, in the server's own shutdown order (``runner``).
 
 from __future__ import annotations
 
-import html
+import contextlib
 import threading
 import warnings
 from typing import Any, Self
@@ -82,11 +82,13 @@ class AppHandle:
         details = "".join(f" {k}={v!r}" for k, v in self.details())
         return f"<{type(self).__name__} {self.name!r} {state} at {self.url}{details}>"
 
-    def _repr_html_(self) -> str:
+    def _rows(self) -> list[tuple[str, str]]:
+        """What the HTML display shows: name, state, URL, then ``details()``."""
         rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
-        rows += [(k, str(v)) for k, v in self.details()]
-        cells = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-        return f"<table><caption>{html.escape(type(self).__name__)}</caption>{cells}</table>"
+        return rows + [(k, str(v)) for k, v in self.details()]
+
+    def _repr_html_(self) -> str:
+        return handle_html(type(self).__name__, self._rows(), None, [])
 
 
 class ServerHandle(AppHandle):
@@ -201,16 +203,12 @@ class ServerHandle(AppHandle):
         return worker.busy_for_s()
 
     def _repr_html_(self) -> str:
-        rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
-        rows += [(k, str(v)) for k, v in self.details()]
         live = None
         if self.running:
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # a display never raises: no live numbers then
                 live = self.stats()
-            except httpx.HTTPError:
-                live = None
         hints = ["watch it live: server.dashboard()", "stop it: server.stop()"] if self.running else []
-        return handle_html(type(self).__name__, rows, live, hints)
+        return handle_html(type(self).__name__, self._rows(), live, hints)
 
     def details(self) -> list[tuple[str, Any]]:
         details: list[tuple[str, Any]] = [("model", self.model)]
