@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[notebook,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[notebook,test,ray]'
 	touch $(STAMP)
 
 demo: setup

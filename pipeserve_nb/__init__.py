@@ -9,9 +9,10 @@ Two lines in a cell::
 
 The package's parts: ``_server`` (the request path, from HTTP to the model and back),
 ``_models`` (what is served), ``_measure`` (loads, results, plots: a client of the server),
-``_live`` (the live panel in a notebook, another client), ``_teaching`` (the seed page's
-designs, kept to be measured). This namespace is the public API. Importing it starts
-nothing: no thread, no logging set-up, no asyncio patch.
+``_live`` (the live panel in a notebook, another client), ``_ray`` (the same server as a Ray
+Serve deployment, past one process), ``_teaching`` (the seed page's designs, kept to be
+measured). This namespace is the public API. Importing it starts nothing: no thread, no
+logging set-up, no asyncio patch, no Ray.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ._measure.sweep import sweep
 from ._models.loading import load_model
 from ._models.spec import LoadedModel
 from ._nested import allow_nested_event_loops
+from ._ray.serve import serve_on_ray
 from ._server.config import ServerConfig
 from ._server.handle import AppHandle, ServerHandle, running_servers, stop_all
 from ._server.policy import BatchPolicy
@@ -61,6 +63,7 @@ __all__ = [
     "ServerHandle",
     "serve_app",
     "AppHandle",
+    "serve_on_ray",
     "BatchPolicy",
     "SeedPagePolicy",
     "ServerConfig",

@@ -13,7 +13,7 @@ import httpx
 from ._exceptions import ServerError
 from ._wire import error_of
 
-__all__ = ["query", "aquery", "auth_headers", "Inputs"]
+__all__ = ["query", "aquery", "auth_headers", "Inputs", "Queries"]
 
 Inputs = str | list[str]
 DEFAULT_TIMEOUT_S = 120.0
@@ -82,3 +82,34 @@ def _answer(response: httpx.Response) -> Any:
         error = None
     kind, message = error if error is not None else ("HTTPError", response.text[:500])
     raise ServerError(response.status_code, kind, message)
+
+
+class Queries:
+    """``query``, ``aquery`` and ``health`` as methods of a server handle, which sets ``url``,
+    ``_client`` (an ``httpx.Client`` carrying the token) and ``_token``."""
+
+    _client: httpx.Client
+    _token: str | None
+
+    @property
+    def url(self) -> str:
+        """The server's base URL (the handle's own)."""
+        raise NotImplementedError
+
+    def query(
+        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> Any:
+        """Run ``inputs`` through the server and return the outputs (sync, safe in a cell)."""
+        return query(self.url, inputs, parameters=parameters, timeout_s=timeout_s, client=self._client)
+
+    async def aquery(
+        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> Any:
+        """Async ``query``: ``await server.aquery("text")``."""
+        return await aquery(self.url, inputs, parameters=parameters, timeout_s=timeout_s, token=self._token)
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` answer as a dict (``status`` is ``"ok"`` when serving; behind Ray's
+        proxy, the answer of whichever replica it routed to)."""
+        result: dict[str, Any] = self._client.get(f"{self.url}/health", timeout=10.0).json()
+        return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["QUEUE_WAIT_HEADER", "BATCH_SIZE_HEADER", "INFERENCE_HEADER", "error_body", "error_of"]
+__all__ = ["QUEUE_WAIT_HEADER", "BATCH_SIZE_HEADER", "INFERENCE_HEADER", "REPLICA_HEADER", "error_body", "error_of"]
 
 QUEUE_WAIT_HEADER = "x-queue-wait-ms"
 """On every successful answer: how long the request waited before the model first ran it."""
@@ -18,6 +18,9 @@ BATCH_SIZE_HEADER = "x-batch-size"
 
 INFERENCE_HEADER = "x-inference-ms"
 """How long the model calls that ran the request took."""
+
+REPLICA_HEADER = "x-replica"
+"""On every answer of a replica of a Ray Serve deployment (``serve_on_ray``): which replica sent it."""
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ PUBLIC = {
     "ServerHandle",
     "serve_app",
     "AppHandle",
+    "serve_on_ray",
     "BatchPolicy",
     "SeedPagePolicy",
     "ServerConfig",

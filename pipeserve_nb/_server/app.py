@@ -12,8 +12,12 @@ every error answer comes from the error table (``errors``). Successful answers c
 headers ``X-Queue-Wait-Ms``, ``X-Batch-Size`` and ``X-Inference-Ms`` (``_wire``).
 
 A body over ``max_body_bytes`` is refused before it is read. While a request waits, the
-handler also listens for the client going away; if it does, the request is cancelled (a
-queued one never runs), counted, and logged in ``/stats`` under status 499.
+handler also listens for the client going away; if it does, or if the ASGI server cancels
+the handler (Ray Serve does when the client leaves), the request is cancelled (a queued one
+never runs), counted, and logged in ``/stats`` under status 499.
+
+On a replica of a Ray Serve deployment (``engine.replica`` set) every answer names the
+replica in ``X-Replica``, and ``/stats`` and ``/metrics`` say which replica they describe.
 
 With ``config.auth_token`` set, every route sits behind ``BearerTokenMiddleware``; in front
 of everything, ``RequestLimits`` refuses a request target or headers over their bounds.
@@ -43,6 +47,8 @@ from .limits import RequestLimits
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
 from .protocol import parse_body
+from .replica import ReplicaHeader
+from .report import stats_report
 from .request import Result, clock
 from .stats import CLIENT_CLOSED
 
@@ -71,7 +77,13 @@ def create_app(engine: Engine) -> Starlette:
             content_type = request.headers.get("content-type")
             parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)
             future = engine.submit(parsed.inputs, parsed.parameters)
-            if not await _answered_before_disconnect(future, request):
+            try:
+                answered = await _answered_before_disconnect(future, request)
+            except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
+                future.cancel()
+                engine.stats.record_response(CLIENT_CLOSED, clock() - started)
+                raise
+            if not answered:
                 engine.stats.record_response(CLIENT_CLOSED, clock() - started)
                 return Response(status_code=CLIENT_CLOSED)  # nobody is left to read it
             result = future.result()
@@ -96,19 +108,7 @@ def create_app(engine: Engine) -> Starlette:
         return JSONResponse(openapi_document(config, engine.model_name, names))
 
     async def stats(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "model": engine.model_name,
-                "device": engine.device,
-                "dtype": engine.dtype,
-                "state": engine.state.value,
-                "policy": repr(engine.policy),
-                "queue_depth": engine.queue_depth(),
-                "running_batch": _running_batch(engine),
-                **engine.stats.snapshot(),
-                "call_cost": _call_cost(engine),
-            }
-        )
+        return JSONResponse(stats_report(engine))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -131,6 +131,8 @@ def create_app(engine: Engine) -> Starlette:
     engine.stats.metrics.watch(engine.queue_depth, lambda: check(engine).ok)
     if config.auth_token is not None:
         app.add_middleware(BearerTokenMiddleware, token=config.auth_token)
+    if engine.replica is not None:
+        app.add_middleware(ReplicaHeader, replica=engine.replica)
     app.add_middleware(
         RequestLimits,
         max_url_bytes=config.max_url_bytes,
@@ -174,28 +176,6 @@ async def _disconnected(request: Request) -> None:
     """Return when the client disconnects (the body has been read; nothing else arrives)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def _running_batch(engine: Engine) -> dict[str, Any] | None:
-    """The batch in the model right now (its inputs, padded tokens, time so far), or None."""
-    batches = engine.batches
-    batch = batches.running if batches is not None else None
-    if batches is None or batch is None:
-        return None
-    for_s = batches.running_for_s()
-    return {
-        "size": batch.size,
-        "padded_tokens": batch.padded_tokens,
-        "for_ms": None if for_s is None else round(for_s * 1000, 3),
-    }
-
-
-def _call_cost(engine: Engine) -> dict[str, Any] | None:
-    """The fitted call cost and the calibration of start-wait forecasts (admission by time)."""
-    batches = engine.batches
-    if batches is None:
-        return None
-    return {**batches.cost.snapshot(), "wait_factor": round(batches.calibration.factor, 3)}
 
 
 class _OutputsResponse(Response):

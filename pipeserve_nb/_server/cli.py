@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 from .._exceptions import InvalidSetting, ServerStartError
+from .._ray.mapping import RayPlacement
 from .app import create_app
 from .auth import check_exposure
 from .engine import Engine
 from .runner import Server, bind_socket
-from .settings import add_arguments, env_name, from_command_line, markdown_table
+from .settings import add_arguments, env_name, from_command_line, markdown_table, section_from_command_line
 
 __all__ = ["main", "build_parser"]
 
@@ -33,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Serve a model. The bearer token, if any, is read from ${env_name('auth_token')}.",
     )
     add_arguments(serve)
+    on_ray = serve.add_argument_group("Ray Serve", "serve the same app as a Ray Serve deployment (docs/ray.md)")
+    on_ray.add_argument("--ray", action="store_true", help="run as replicas behind Ray Serve's proxy")
+    add_arguments(on_ray, RayPlacement)  # type: ignore[arg-type]
     demo = commands.add_parser("demo", help="serve the bundled model in a thread, query it, compare batching")
     demo.add_argument("--requests", type=int, default=192, help="requests per policy")
     demo.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
@@ -55,6 +61,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.ray:
+        return _serve_on_ray(args, env)
     try:
         settings = from_command_line(args, env)
         address, config = settings.address, settings.config
@@ -85,3 +93,44 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def _serve_on_ray(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``serve --ray``: deploy on Ray Serve, then wait for Ctrl-C or SIGTERM and delete the deployment."""
+    from .._ray.serve import serve_on_ray
+
+    try:
+        settings = from_command_line(args, env)
+        placement = section_from_command_line(RayPlacement, args, env)
+    except InvalidSetting as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    address, spec = settings.address, settings.model
+    print(f"pipeserve_nb: deploying {spec.describe()} as {placement.replicas} Ray Serve replicas ...", flush=True)
+    try:
+        handle = serve_on_ray(
+            spec.model,
+            task=spec.task,
+            device=spec.device,
+            dtype=spec.dtype,
+            policy=settings.policy,
+            config=settings.config,
+            host=address.host,
+            port=address.port,
+            allow_unauthenticated=address.allow_unauthenticated,
+            replicas=placement.replicas,
+            address=placement.ray_address,
+            dashboard=placement.ray_dashboard,
+        )
+    except (InvalidSetting, ServerStartError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InvalidSetting) else 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"pipeserve_nb: serving {handle.model} at {handle.url}/ on Ray ({handle.cluster_address}; Ctrl-C to stop)")
+    sys.stdout.flush()
+    stop.wait()
+    print("pipeserve_nb: stopping the deployment ...", flush=True)
+    handle.stop()
+    return 0

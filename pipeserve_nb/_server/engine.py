@@ -54,11 +54,12 @@ class Engine:
     ``submit()``, ``drain()`` and ``close()`` run on the server's event loop.
     """
 
-    def __init__(self, spec: ModelSpec, policy: Policy, config: ServerConfig, name: str = "default") -> None:
-        self.spec = spec
-        self.policy = policy
-        self.config = config
-        self.stats = Stats(name)
+    def __init__(
+        self, spec: ModelSpec, policy: Policy, config: ServerConfig, name: str = "default", replica: str | None = None
+    ) -> None:
+        self.spec, self.policy, self.config = spec, policy, config
+        self.replica = replica  # which replica of a Ray Serve deployment this is (None: a server of its own)
+        self.stats = Stats(name, replica=replica)
         self.state = EngineState.CREATED
         self.failure: BaseException | None = None
         self.model_name = spec.describe()

@@ -15,7 +15,7 @@ from typing import Any, Self
 
 import httpx
 
-from .._client import DEFAULT_TIMEOUT_S, Inputs, aquery, auth_headers, query
+from .._client import Queries, auth_headers
 from .._live.dashboard import DEFAULT_INTERVAL_S, Dashboard
 from .._live.stats_view import StatsView, handle_html
 from . import registry
@@ -91,13 +91,14 @@ class AppHandle:
         return handle_html(type(self).__name__, self._rows(), None, [])
 
 
-class ServerHandle(AppHandle):
+class ServerHandle(AppHandle, Queries):
     """A model server running in a background thread: address, helpers and ``stop()``."""
 
     def __init__(self, name: str, runner: ServerThread, engine: Engine) -> None:
         super().__init__(name, runner, engine.config.drain_timeout_s)
         self._engine = engine
-        self._client = httpx.Client(trust_env=False, headers=auth_headers(engine.config.auth_token))
+        self._token = engine.config.auth_token
+        self._client = httpx.Client(trust_env=False, headers=auth_headers(self._token))
         self._dashboards: list[Dashboard] = []
 
     @property
@@ -129,24 +130,6 @@ class ServerHandle(AppHandle):
     def failure(self) -> BaseException | None:
         """What killed the inference worker, if it died (then ``/health`` answers 503)."""
         return self._engine.failure
-
-    def query(
-        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
-    ) -> Any:
-        """Run ``inputs`` through the server and return the outputs (sync, safe in a cell)."""
-        return query(self.url, inputs, parameters=parameters, timeout_s=timeout_s, client=self._client)
-
-    async def aquery(
-        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
-    ) -> Any:
-        """Async ``query``: ``await server.aquery("text")``."""
-        token = self.config.auth_token
-        return await aquery(self.url, inputs, parameters=parameters, timeout_s=timeout_s, token=token)
-
-    def health(self) -> dict[str, Any]:
-        """The ``/health`` answer as a dict (``status`` is ``"ok"`` when serving)."""
-        result: dict[str, Any] = self._client.get(f"{self.url}/health", timeout=10.0).json()
-        return result
 
     def stats(self) -> StatsView:
         """The ``/stats`` answer: a ``dict``, displayed in a notebook as a few lines of its main figures."""

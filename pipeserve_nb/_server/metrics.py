@@ -7,7 +7,8 @@ server's numbers. A registry per server means that starting, stopping and re-run
 servers' numbers (the process-wide default registry is not used).
 
 Names follow Prometheus conventions: base units (seconds), ``_total`` on counters (the
-client adds it), a ``server`` label. Padding efficiency is
+client adds it), a ``server`` label, and a ``replica`` label on a replica of a Ray Serve
+deployment (``serve_on_ray``), so each replica's series stay apart when summed. Padding efficiency is
 ``rate(pipeserve_real_tokens_total) / rate(pipeserve_padded_tokens_total)``.
 """
 
@@ -29,28 +30,29 @@ _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
-    """The metrics of the server named ``server``."""
+    """The metrics of the server named ``server`` (of its ``replica``, on Ray Serve)."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, replica: str | None = None) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self._server = server
+        self._labels = {"server": server} | ({"replica": replica} if replica is not None else {})
+        names = list(self._labels)
 
         def histogram(name: str, text: str, buckets: tuple[float, ...] = _SECONDS) -> Any:
-            return Histogram(name, text, ["server"], registry=r, buckets=buckets).labels(server)
+            return Histogram(name, text, names, registry=r, buckets=buckets).labels(**self._labels)
 
         def counter(name: str, text: str) -> Any:
-            return Counter(name, text, ["server"], registry=r).labels(server)
+            return Counter(name, text, names, registry=r).labels(**self._labels)
 
         def gauge(name: str, text: str) -> Any:
-            return Gauge(name, text, ["server"], registry=r).labels(server)
+            return Gauge(name, text, names, registry=r).labels(**self._labels)
 
         self._requests = Counter(
-            "pipeserve_requests", "Requests to POST / answered, by status", ["server", "status"], registry=r
+            "pipeserve_requests", "Requests to POST / answered, by status", [*names, "status"], registry=r
         )
         self._dropped = Counter(
             "pipeserve_dropped_before_inference",
             "Requests answered before they reached the model, by reason",
-            ["server", "reason"],
+            [*names, "reason"],
             registry=r,
         )
         self.latency = histogram("pipeserve_request_duration_seconds", "Time from a request's arrival to its answer")
@@ -74,7 +76,7 @@ class Metrics:
     def response(self, status: int, latency_s: float) -> None:
         child = self._by_status.get(status)
         if child is None:
-            child = self._by_status[status] = self._requests.labels(self._server, str(status))
+            child = self._by_status[status] = self._requests.labels(**self._labels, status=str(status))
         child.inc()
         self.latency.observe(latency_s)
 
@@ -86,12 +88,12 @@ class Metrics:
         self.padded_tokens.inc(padded_tokens)
 
     def dropped(self, reason: str) -> None:
-        self._dropped.labels(self._server, reason).inc()
+        self._dropped.labels(**self._labels, reason=reason).inc()
 
     def declare_reasons(self, reasons: tuple[str, ...]) -> None:
         """Show every drop reason from the start, at 0 (a series that appears late breaks rate())."""
         for reason in reasons:
-            self._dropped.labels(self._server, reason)
+            self._dropped.labels(**self._labels, reason=reason)
 
     def render(self) -> bytes:
         """The metrics in the Prometheus text format."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .._exceptions import InvalidSetting
 from .._models.spec import ModelSpec
@@ -35,9 +35,11 @@ from .config import ServerConfig
 from .policy import BatchPolicy
 
 __all__ = ["Address", "Settings", "SECTIONS", "env_name", "flag_name", "add_arguments", "from_command_line"]
-__all__ += ["from_environment", "markdown_table", "refuse_unused", "ENV_PREFIX"]
+__all__ += ["from_environment", "section_from_command_line", "markdown_table", "refuse_unused", "ENV_PREFIX"]
 
 ENV_PREFIX = "PIPESERVE_"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,9 +84,11 @@ def _options() -> list[tuple[str, str, Any, Option]]:
     ]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per option (none for a secret), each defaulting to "not given"."""
-    for _, name, default, meta in _options():
+def add_arguments(parser: argparse.ArgumentParser, cls: type | None = None) -> None:
+    """One flag per option (none for a secret), each defaulting to "not given"; of every
+    section, or of the settings class ``cls`` only (``serve --ray``'s ``RayPlacement``)."""
+    chosen = _options() if cls is None else [("", name, default, meta) for name, default, meta in declared(cls)]
+    for _, name, default, meta in chosen:
         if meta.secret:
             continue
         shown = meta.cli_default if meta.cli_default is not NOT_SET else default
@@ -108,18 +112,28 @@ def from_command_line(args: argparse.Namespace, env: Mapping[str, str]) -> Setti
     return _build(env, given, cli=True)
 
 
+def section_from_command_line(cls: type[T], args: argparse.Namespace, env: Mapping[str, str]) -> T:
+    """The settings class ``cls`` from its flags, else its environment variables, else defaults."""
+    given = {name: value for name, value in vars(args).items() if value is not None}
+    return cls(**_values(cls, env, given, cli=True))
+
+
 def _build(env: Mapping[str, str], given: Mapping[str, Any], *, cli: bool) -> Settings:
-    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
-    for section, name, _, meta in _options():
+    built = {section: cls(**_values(cls, env, given, cli=cli)) for section, cls in SECTIONS.items()}
+    return Settings(**built)
+
+
+def _values(cls: type, env: Mapping[str, str], given: Mapping[str, Any], *, cli: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, _, meta in declared(cls):
         if name in given and not meta.secret:
             raw = given[name]
-            values[section][name] = raw if isinstance(raw, bool) else parse_text(name, raw, meta)
+            values[name] = raw if isinstance(raw, bool) else parse_text(name, raw, meta)
         elif env_name(name) in env:
-            values[section][name] = parse_text(env_name(name), env[env_name(name)], meta)
+            values[name] = parse_text(env_name(name), env[env_name(name)], meta)
         elif cli and meta.cli_default is not NOT_SET:
-            values[section][name] = meta.cli_default
-    built = {section: cls(**values[section]) for section, cls in SECTIONS.items()}
-    return Settings(**built)
+            values[name] = meta.cli_default
+    return values
 
 
 def markdown_table() -> str:

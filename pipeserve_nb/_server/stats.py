@@ -30,8 +30,8 @@ CLIENT_CLOSED = 499
 class Stats:
     """Counters and recent timings of one server."""
 
-    def __init__(self, server: str = "default", window: int = 10_000) -> None:
-        self.metrics = Metrics(server)
+    def __init__(self, server: str = "default", window: int = 10_000, replica: str | None = None) -> None:
+        self.metrics = Metrics(server, replica)
         self.metrics.declare_reasons(DROP_REASONS)
         self.recent = RecentWindow(clock)
         self.model_busy_s = 0.0

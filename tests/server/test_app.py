@@ -189,3 +189,46 @@ def test_the_documented_error_table_is_the_one_the_server_answers_from() -> None
     from ..helpers import ROOT
 
     assert markdown_table() in (ROOT / "docs" / "http-api.md").read_text()
+
+
+def test_a_handler_cancelled_by_the_asgi_server_cancels_its_request_and_counts_499(gated: Any) -> None:
+    """Ray Serve cancels a replica's handler when the client leaves: the queued request must never run."""
+    import asyncio
+
+    engine = Engine(ModelSpec(model=gated), BatchPolicy(max_batch_size=1), ServerConfig())
+    app = create_app(engine)
+
+    async def call(body: bytes) -> None:
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # no disconnect message: the server cancels instead
+            return {}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+        scope |= {"http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+        await app(scope, receive, send)
+
+    async def scenario() -> None:
+        await engine.start()
+        first = asyncio.create_task(call(b"runs first"))
+        await asyncio.to_thread(gated.entered.wait, 30)
+        second = asyncio.create_task(call(b"cancelled while queued"))
+        while engine.queue_depth() < 1:
+            await asyncio.sleep(0)  # the event loop's own turn: the second request reaches the queue
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        gated.gate.set()
+        await first
+        await engine.close()
+
+    asyncio.run(scenario())
+    assert gated.seen == ["runs first"]
+    assert engine.stats.requests_by_status[499] == 1 and engine.stats.dropped["client_gone"] == 1

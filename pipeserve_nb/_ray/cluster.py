@@ -1,0 +1,118 @@
+"""The Ray cluster a deployment runs on: one this process connected to, or a local one it started.
+
+``acquire()`` connects to ``address`` (else ``$RAY_ADDRESS``; else to the cluster this
+process is already connected to) or starts a local cluster sized for this machine, without
+Ray's dashboard unless asked. Each deployment holds the cluster while it runs; when the last
+one lets go (``release``), a cluster started here is shut down (its processes end, its ports
+are freed) and a cluster only connected to is left running (this process disconnects, unless
+it was connected before pipeserve was asked). Serve is started on the cluster with
+pipeserve's address when it is not running yet; one already running keeps its own.
+
+Ray's own messages stay out of notebook cells: the cluster's logs are not forwarded to this
+process, and Serve's logger here (``ray.serve``) is set to WARNING (set it back with
+``logging.getLogger("ray.serve").setLevel(logging.INFO)`` to see Serve's progress lines).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray import serve
+
+__all__ = ["Cluster", "acquire", "release", "cpus", "start_serve", "proxy_address"]
+
+_QUIET = {"logging_level": logging.WARNING, "log_to_driver": False}
+
+
+@dataclass
+class Cluster:
+    """The cluster this process uses, and what pipeserve started on it."""
+
+    address: str
+    started: bool
+    """pipeserve started this cluster (and shuts it down when the last deployment stops)."""
+    connected: bool
+    """pipeserve connected this process to it (and disconnects when the last deployment stops)."""
+    serve_started: bool = False
+    """pipeserve started Serve on it (and shuts Serve down with the last deployment)."""
+    users: int = 0
+
+
+_lock = threading.Lock()
+_cluster: Cluster | None = None
+
+
+def acquire(address: str | None, dashboard: bool) -> Cluster:
+    """The cluster to deploy on (see the module docstring), held until ``release``."""
+    global _cluster
+    with _lock:
+        if _cluster is None:
+            _cluster = _connect(address, dashboard)
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        _cluster.users += 1
+        return _cluster
+
+
+def release(cluster: Cluster) -> None:
+    """Let go of ``cluster``; the last user shuts down what pipeserve started there."""
+    global _cluster
+    with _lock:
+        cluster.users -= 1
+        if cluster.users > 0:
+            return
+        _cluster = None
+        if cluster.serve_started and (cluster.started or not serve.status().applications):
+            serve.shutdown()  # type: ignore[no-untyped-call]  # its proxy and controller end first
+        if cluster.connected:  # a cluster started here: its processes end; else this process disconnects
+            ray.shutdown()
+
+
+def _connect(address: str | None, dashboard: bool) -> Cluster:
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        if target is not None and target not in ("auto", _address()):
+            raise RuntimeError(f"this process is already connected to the Ray cluster at {_address()}, not {target}")
+        return Cluster(_address(), started=False, connected=False)
+    if target is not None:
+        ray.init(address=target, **_QUIET)  # type: ignore[arg-type]
+        return Cluster(_address(), started=False, connected=True)
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=dashboard, **_QUIET)  # type: ignore[arg-type]
+    return Cluster(_address(), started=True, connected=True)
+
+
+def _address() -> str:
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def cpus() -> tuple[float, float]:
+    """``(cluster CPUs, CPUs of its largest node)``."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+    per_node = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes]
+    return sum(per_node), max(per_node, default=0.0)
+
+
+def start_serve(cluster: Cluster, host: str, port: int) -> None:
+    """Start Serve's HTTP proxy at ``host:port`` unless Serve already runs on the cluster.
+
+    No proxy timeout is set: each replica answers 504 at pipeserve's own ``timeout_s``."""
+    if proxy_address() is not None:
+        return
+    options: dict[str, Any] = {"host": host, "port": port}
+    serve.start(http_options=options, logging_config={"log_level": "WARNING"})
+    cluster.serve_started = True
+
+
+def proxy_address() -> tuple[str, int] | None:
+    """``(host, port)`` of the running Serve's HTTP proxy, or None when Serve does not run."""
+    from ray.serve.context import _get_global_client  # the one way to read a running Serve's address
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return None
+    config = client.http_config
+    return str(config.host), int(config.port)

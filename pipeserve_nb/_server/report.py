@@ -1,0 +1,48 @@
+"""What ``GET /stats`` answers: the engine's state and the numbers of its ``Stats``, as JSON values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine import Engine
+
+__all__ = ["stats_report"]
+
+
+def stats_report(engine: Engine) -> dict[str, Any]:
+    """The ``/stats`` document of ``engine`` (the same on a replica of a Ray deployment, with
+    ``replica`` set to its name)."""
+    return {
+        "model": engine.model_name,
+        "device": engine.device,
+        "dtype": engine.dtype,
+        "state": engine.state.value,
+        "policy": repr(engine.policy),
+        "replica": engine.replica,
+        "queue_depth": engine.queue_depth(),
+        "running_batch": _running_batch(engine),
+        **engine.stats.snapshot(),
+        "call_cost": _call_cost(engine),
+    }
+
+
+def _running_batch(engine: Engine) -> dict[str, Any] | None:
+    """The batch in the model right now (its inputs, padded tokens, time so far), or None."""
+    batches = engine.batches
+    batch = batches.running if batches is not None else None
+    if batches is None or batch is None:
+        return None
+    for_s = batches.running_for_s()
+    return {
+        "size": batch.size,
+        "padded_tokens": batch.padded_tokens,
+        "for_ms": None if for_s is None else round(for_s * 1000, 3),
+    }
+
+
+def _call_cost(engine: Engine) -> dict[str, Any] | None:
+    """The fitted call cost and the calibration of start-wait forecasts (admission by time)."""
+    batches = engine.batches
+    if batches is None:
+        return None
+    return {**batches.cost.snapshot(), "wait_factor": round(batches.calibration.factor, 3)}

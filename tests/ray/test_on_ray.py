@@ -1,0 +1,186 @@
+"""The same server as a Ray Serve deployment on a real Ray cluster (started here with ``ray start``,
+2 CPUs): real HTTP through Ray's proxy to 2 replicas of the bundled model.
+
+One deployment serves the module's tests (each replica loads its own model copy: that is the
+slow part). It is taken out of the registry so that the suite's per-test ``stop_all`` leaves it
+up; the fixture stops it, and the last test checks what that ``stop()`` leaves behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+import pipeserve_nb
+from pipeserve_nb import BatchPolicy, ServerConfig, sample_texts
+from pipeserve_nb._server import registry
+
+from ..helpers import port_is_free, wait_for
+
+pytestmark = pytest.mark.ray
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A Ray cluster of its own (``ray start --head``), as an operator would run one."""
+    with socket_port() as port:
+        pass
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    subprocess.run(
+        [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
+        env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def socket_port() -> Any:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return _Port(sock)
+
+
+class _Port:
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def __enter__(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+
+@pytest.fixture(scope="module")
+def deployment(cluster: str) -> Iterator[Any]:
+    os.environ["RAY_AUTH_MODE"] = "token"  # the cluster's token, from ~/.ray, for this driver
+    config = ServerConfig(max_queue=8)
+    handle = pipeserve_nb.serve_on_ray(
+        replicas=2, address=cluster, config=config, policy=BatchPolicy(max_batch_size=8), name="on-ray"
+    )
+    registry.unregister(handle)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        os.environ.pop("RAY_AUTH_MODE", None)
+
+
+async def _send(url: str, texts: list[str], concurrency: int) -> list[httpx.Response]:
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def one(text: str) -> httpx.Response:
+            async with limit:
+                return await client.post(url, content=text)
+
+        return await asyncio.gather(*(one(t) for t in texts))
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def test_a_concurrent_load_is_answered_once_by_both_replicas_as_one_process_answers(deployment: Any) -> None:
+    texts = sample_texts(48, seed=3)
+    answers = asyncio.run(_send(deployment.url, texts, concurrency=6))
+    assert [a.status_code for a in answers] == [200] * 48
+    served_by = [a.headers["x-replica"] for a in answers]
+    assert len(set(served_by)) == 2, "both replicas served"
+    with pipeserve_nb.serve(name="reference") as alone:
+        reference = [alone.query(t) for t in texts]
+    assert min(cosine(a.json(), r) for a, r in zip(answers, reference, strict=True)) > 0.999
+    stats = deployment.stats()
+    assert stats["requests_by_status"] == {"200": 48}
+    per_replica = {name: doc["requests_by_status"].get("200", 0) for name, doc in stats["replicas"].items()}
+    assert per_replica == {name: served_by.count(name) for name in set(served_by)}
+    assert all(doc["replica"] == name for name, doc in stats["replicas"].items())
+
+
+def test_metrics_through_the_proxy_name_the_replica_they_describe(deployment: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = httpx.get(f"{deployment.url}/metrics", timeout=30)
+    families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+    replica = answer.headers["x-replica"]
+    assert {s.labels["replica"] for s in families["pipeserve_requests"].samples} == {replica}
+    ok = sum(s.value for s in families["pipeserve_requests"].samples if s.name.endswith("_total"))
+    assert ok == deployment.stats()["replicas"][replica]["requests"]
+
+
+def test_a_full_replica_answers_pipeserves_own_503_with_retry_after(deployment: Any) -> None:
+    answers = asyncio.run(_send(deployment.url, sample_texts(160, seed=4), concurrency=160))
+    statuses = {a.status_code for a in answers}
+    assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
+    for refused in (a for a in answers if a.status_code == 503):
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["type"] == "Overloaded"
+        assert refused.headers["x-replica"], "refused by a pipeserve replica, not by Ray's proxy"
+
+
+def test_a_killed_replica_is_replaced_and_every_request_it_held_is_answered(deployment: Any) -> None:
+    victim = deployment.replica_processes()[0]
+    texts = sample_texts(120, seed=5)
+    statuses: list[int | str] = []
+    ten_answered = threading.Event()
+
+    async def load() -> None:
+        limit = asyncio.Semaphore(6)
+        async with httpx.AsyncClient(timeout=120) as client:
+
+            async def one(text: str) -> None:
+                async with limit:
+                    try:
+                        statuses.append((await client.post(deployment.url, content=text)).status_code)
+                    except httpx.HTTPError as exc:
+                        statuses.append(type(exc).__name__)
+                    if len(statuses) >= 10:
+                        ten_answered.set()
+
+            await asyncio.gather(*(one(t) for t in texts))
+
+    loader = threading.Thread(target=asyncio.run, args=(load(),))
+    loader.start()
+    assert ten_answered.wait(120)
+    os.kill(victim["pid"], signal.SIGKILL)
+    loader.join(240)
+    assert not loader.is_alive(), "a request was left hanging"
+    assert len(statuses) == 120 and all(isinstance(s, int) for s in statuses), statuses
+    assert statuses.count(200) >= 10
+
+    def replaced() -> bool:
+        names = {p["replica"] for p in deployment.replica_processes()}
+        return len(names) == 2 and victim["replica"] not in names
+
+    wait_for(replaced, timeout_s=180)
+    wait_for(lambda: httpx.get(f"{deployment.url}/health", timeout=10).status_code == 200, timeout_s=60)
+
+
+def test_stop_deletes_the_deployment_but_not_a_cluster_it_only_connected_to(cluster: str, deployment: Any) -> None:
+    assert not deployment.started_cluster
+    deployment.stop()
+    wait_for(lambda: port_is_free(deployment.port), timeout_s=30)  # Serve was started here: its proxy is gone
+    done = subprocess.run([RAY, "status", f"--address={cluster}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(p.info["name"] == "gcs_server" for p in psutil.process_iter(["name"]))
