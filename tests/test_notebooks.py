@@ -181,3 +181,14 @@ def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) ->
     assert f["alone_wait10_n"] > 0 and f["alone_wait10_min_queue_ms"] >= 10
     verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
     assert re.search(r"closed c=8: batching (helps|hurts|makes|trades)", verdicts)
+
+
+@pytest.mark.ray
+def test_scaling_out_lesson_serves_every_request_from_both_replicas(tmp_path: Path) -> None:
+    _, f = _lesson("05-scaling-out.ipynb", tmp_path)
+    assert f["ray_ok"] == {"1": f["requests"], "2": f["requests"]}
+    for replicas in ("1", "2"):
+        shares = f["shares"][replicas]
+        assert len(shares) == int(replicas) and sum(shares.values()) == f["requests"]
+        assert all(n > 0 for n in shares.values())
+    assert len(f["replica_mb"]) == 2 and all(mb > 0 for mb in f["replica_mb"])
