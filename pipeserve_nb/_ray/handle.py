@@ -6,7 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 from collections.abc import Callable
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from ray import serve
@@ -16,6 +16,7 @@ from .._client import Queries, auth_headers
 from .._live.stats_view import StatsView, handle_html
 from .._server import registry
 from .._server.config import ServerConfig
+from .._server.handle import Handle
 from .._server.policy import Policy
 from . import cluster as clusters
 from .combine import combine
@@ -34,7 +35,7 @@ def off_loop(fn: Callable[[], T], timeout_s: float | None = None) -> T:
         return pool.submit(fn).result(timeout_s)
 
 
-class RayServerHandle(Queries):
+class RayServerHandle(Handle, Queries):
     """A pipeserve deployment on Ray Serve: its proxy's address, helpers, and ``stop()``.
 
     Use it as a context manager to stop the deployment on leaving the block.
@@ -43,8 +44,7 @@ class RayServerHandle(Queries):
     def __init__(
         self, settings: ReplicaSettings, host: str, port: int, cluster: clusters.Cluster, replicas: int, cpus: int
     ) -> None:
-        self.name = settings.name
-        self.host, self.port = host, port
+        super().__init__(settings.name, host, port)
         self.replicas = replicas
         """Replicas asked for (Ray keeps this many running)."""
         self.cpus_per_replica = cpus
@@ -52,18 +52,6 @@ class RayServerHandle(Queries):
         self._cluster = cluster
         self._token = settings.config.auth_token
         self._client = httpx.Client(trust_env=False, headers=auth_headers(self._token))
-        self._stopped = False
-
-    @property
-    def url(self) -> str:
-        """Base URL of the deployment at Ray's HTTP proxy, e.g. ``http://127.0.0.1:8000``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """True until ``stop()``."""
-        return not self._stopped
 
     @property
     def cluster_address(self) -> str:
@@ -91,14 +79,11 @@ class RayServerHandle(Queries):
     def stats(self) -> StatsView:
         """Every running replica's ``/stats`` (under ``"replicas"``, by name) and their counters
         summed (``combine``); displayed in a notebook as a few lines of the sums."""
-        return StatsView(combine(off_loop(self._replica_documents, 60.0)))
+        return StatsView(combine(off_loop(lambda: self._each_replica("stats"), 60.0)))
 
     def replica_processes(self) -> list[dict[str, Any]]:
         """``{"replica", "pid", "node"}`` of each running replica."""
         return off_loop(lambda: list(self._each_replica("process").values()), 60.0)
-
-    def _replica_documents(self) -> dict[str, dict[str, Any]]:
-        return self._each_replica("stats")
 
     def _each_replica(self, method: str) -> dict[str, dict[str, Any]]:
         """``method``'s answer from each running replica. Ray's router picks a replica per call
@@ -136,12 +121,6 @@ class RayServerHandle(Queries):
             clusters.release(self._cluster)
             registry.unregister(self)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     def details(self) -> list[tuple[str, Any]]:
         return [
             ("model", self.model),
@@ -150,17 +129,10 @@ class RayServerHandle(Queries):
             ("policy", self.policy),
         ]
 
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        details = "".join(f" {k}={v!r}" for k, v in self.details())
-        return f"<{type(self).__name__} {self.name!r} {state} at {self.url}{details}>"
-
     def _repr_html_(self) -> str:
-        rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
-        rows += [(k, str(v)) for k, v in self.details()]
         live = None
         if self.running:
             with contextlib.suppress(Exception):  # a display never raises: no live numbers then
                 live = self.stats()
         hints = ["per replica: server.stats()['replicas']", "stop it: server.stop()"] if self.running else []
-        return handle_html(type(self).__name__, rows, live, hints)
+        return handle_html(type(self).__name__, self._rows(), live, hints)

@@ -1,7 +1,8 @@
 """What ``serve()`` and ``serve_app()`` return: a server's address, helpers, and ``stop()``.
 
-``AppHandle`` holds any ASGI app's ``ServerThread``; ``ServerHandle`` adds what a model
-server has (its engine's model, policy and limits, and client helpers). ``stop()`` is the
+``Handle`` is what every handle shares (a Ray deployment's too); ``AppHandle`` holds any
+ASGI app's ``ServerThread``; ``ServerHandle`` adds what a model server has (its engine's
+model, policy and limits, and client helpers). ``stop()`` is the
 one call that ends a server: it signals the server thread and waits for it; the drain and
 the release happen there, in the server's own shutdown order (``runner``).
 """
@@ -24,21 +25,17 @@ from .engine import Engine
 from .policy import Policy
 from .runner import DEFAULT_DRAIN_S, ServerThread
 
-__all__ = ["AppHandle", "ServerHandle", "running_servers", "stop_all"]
+__all__ = ["Handle", "AppHandle", "ServerHandle", "running_servers", "stop_all"]
 
 
-class AppHandle:
-    """An ASGI app served from a background thread: its address and ``stop()``.
+class Handle:
+    """What every server handle has: its name and address, its state, ``stop()``, a context
+    manager, and its displays (``details()`` is what each kind adds to them)."""
 
-    Use it as a context manager to stop the server on leaving the block.
-    """
-
-    def __init__(self, name: str, runner: ServerThread, drain_timeout_s: float = DEFAULT_DRAIN_S) -> None:
+    def __init__(self, name: str, host: str, port: int) -> None:
         self.name = name
-        self.host: str = runner.host
-        self.port: int = runner.port
-        self._runner = runner
-        self._drain_timeout_s = drain_timeout_s
+        self.host = host
+        self.port = port
         self._stopped = False
 
     @property
@@ -49,23 +46,11 @@ class AppHandle:
 
     @property
     def running(self) -> bool:
-        """True until ``stop()`` or until the server thread ends."""
-        return not self._stopped and self._runner.alive
-
-    @property
-    def thread(self) -> threading.Thread:
-        """The daemon thread running the server's event loop."""
-        return self._runner.thread
+        """True until ``stop()``."""
+        return not self._stopped
 
     def stop(self, timeout_s: float | None = None) -> None:
-        """Stop the server: requests in flight get up to ``timeout_s`` (default: the drain
-        time it was started with) to finish; then free the port and end the thread. Safe to
-        call more than once."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._runner.stop(self._drain_timeout_s if timeout_s is None else timeout_s)
-        registry.unregister(self)
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
@@ -86,6 +71,38 @@ class AppHandle:
         """What the HTML display shows: name, state, URL, then ``details()``."""
         rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
         return rows + [(k, str(v)) for k, v in self.details()]
+
+
+class AppHandle(Handle):
+    """An ASGI app served from a background thread: its address and ``stop()``.
+
+    Use it as a context manager to stop the server on leaving the block.
+    """
+
+    def __init__(self, name: str, runner: ServerThread, drain_timeout_s: float = DEFAULT_DRAIN_S) -> None:
+        super().__init__(name, runner.host, runner.port)
+        self._runner = runner
+        self._drain_timeout_s = drain_timeout_s
+
+    @property
+    def running(self) -> bool:
+        """True until ``stop()`` or until the server thread ends."""
+        return not self._stopped and self._runner.alive
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The daemon thread running the server's event loop."""
+        return self._runner.thread
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the server: requests in flight get up to ``timeout_s`` (default: the drain
+        time it was started with) to finish; then free the port and end the thread. Safe to
+        call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._runner.stop(self._drain_timeout_s if timeout_s is None else timeout_s)
+        registry.unregister(self)
 
     def _repr_html_(self) -> str:
         return handle_html(type(self).__name__, self._rows(), None, [])
