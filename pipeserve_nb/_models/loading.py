@@ -27,7 +27,7 @@ def load_model(
     """Load a model exactly as ``serve()`` would, without a server (slow; do it once).
 
     ``dtype`` as in ``serve()``: ``"auto"`` casts the weights to bfloat16 where the device runs it
-    natively (``precision``), ``"float32"`` keeps them exact. Useful to measure the model alone.
+    natively and faster (``precision``), ``"float32"`` keeps them exact. Useful to measure the model alone.
     In a process that also runs a server, call the model from one thread only: PyTorch keeps a
     thread team per calling thread, and two teams compete for the cores.
 
@@ -60,7 +60,8 @@ def load(spec: ModelSpec) -> LoadedModel:
 
 def _in_precision(pipe: Any, dtype: str) -> Any:
     """``pipe`` with its weights cast to the type ``dtype`` resolves to on its device (``precision``)."""
-    cast(pipe.model, resolve(dtype, pipe.device))
+    width = getattr(getattr(pipe.model, "config", None), "hidden_size", None)
+    cast(pipe.model, resolve(dtype, pipe.device, width=width if isinstance(width, int) else 384))
     return pipe
 
 

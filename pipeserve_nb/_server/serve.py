@@ -48,7 +48,8 @@ def serve(
         task: pipeline task when ``model`` is a Hub id or path (e.g. ``"fill-mask"``).
         device: e.g. ``"cuda:0"``; None keeps transformers' default. Only for a model
             pipeserve loads (None or a Hub id or path).
-        dtype: ``"auto"`` (bfloat16 where the device executes it natively, else float32),
+        dtype: ``"auto"`` (bfloat16 where the device executes it natively and, on a CPU, timed
+            at load, faster; else float32),
             or ``"float32"``, ``"bfloat16"``, ``"float16"`` to force one (refused where the
             device does not run it natively). Only for a model pipeserve loads.
         policy: batching policy, default ``BatchPolicy()``.
