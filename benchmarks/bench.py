@@ -2,15 +2,17 @@
 
 Every figure is measured in this run, on this machine, with the bundled model and the
 default corpus; ratios are taken against references measured in the same run. Writes
-``benchmarks/results/latest.md`` (+ ``latest.csv`` and PNG plots) and prints the tables.
+``benchmarks/results/latest.md`` (+ ``latest.csv``, the Ray rows' measurements in
+``latest_ray.json``, and PNG plots) and prints the tables.
 
-    python benchmarks/bench.py            # the full run (about fifteen minutes)
+    python benchmarks/bench.py            # the full run (about twenty minutes)
     python benchmarks/bench.py --quick    # a smoke run with tiny workloads (tests use it)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ import pipeserve_nb as ps
 from inprocess import in_child
 from lineup import BEST, FLOAT32, FULL, OURS, QUICK, SEED, SERVER_CONFIG, THREADS_ONE, Sizes
 from live import measure_live_cost
+from on_ray import measure_on_ray
 from report import render
 from targets import measure_targets
 
@@ -40,28 +43,32 @@ def measure_limit(texts: list[str], quick: bool, dtype: str = "auto") -> dict[st
 # -- the servers ----------------------------------------------------------------------------
 
 
-def servers() -> dict[str, ps.BatchPolicy | Callable[[], ps.AppHandle]]:
-    out: dict[str, Any] = {label: (lambda f=f: ps.serve_app(f(), name="bench")) for label, f in SEED.items()}
+def servers(models: dict[str, ps.LoadedModel]) -> dict[str, ps.BatchPolicy | Callable[[], ps.AppHandle]]:
+    """The line-up; pipeserve's servers share ``models`` (one copy per dtype, loaded once: each server
+    serves it as it is), so a server's start is not a model load."""
+    model = models["auto"]
+    out: dict[str, Any] = {label: lambda f=f: ps.serve_app(f(model), name="bench") for label, f in SEED.items()}
     for label, policy in OURS.items():
-        out[label] = lambda p=policy: ps.serve(policy=p, config=SERVER_CONFIG, name="bench")
+        out[label] = lambda p=policy: ps.serve(models["auto"], policy=p, config=SERVER_CONFIG, name="bench")
     one_thread = ps.ServerConfig(torch_threads=1)  # restored when the server stops
-    out[THREADS_ONE] = lambda: ps.serve(config=one_thread, name="bench")
-    out[FLOAT32] = lambda: ps.serve(dtype="float32", config=SERVER_CONFIG, name="bench")
+    out[THREADS_ONE] = lambda: ps.serve(models["auto"], config=one_thread, name="bench")
+    out[FLOAT32] = lambda: ps.serve(models["float32"], config=SERVER_CONFIG, name="bench")
     return out
 
 
 def run_servers(texts: list[str], sizes: Sizes) -> tuple[pd.DataFrame, dict[tuple[str, str], ps.LoadResult], float]:
     """Closed loops at c=1, 8, 32, then open loops at 0.5x, 1x, 2x the measured capacity."""
     kept: dict[tuple[str, str], ps.LoadResult] = {}
+    models = {dtype: ps.load_model(dtype=dtype) for dtype in ("auto", "float32")}
     closed = [
         ps.ClosedLoop(concurrency=1, requests=sizes.c1_requests),
         ps.ClosedLoop(concurrency=8, duration_s=sizes.closed_duration_s),
         ps.ClosedLoop(concurrency=32, duration_s=sizes.closed_duration_s),
     ]
-    first = ps.sweep(servers(), closed, texts=texts, keep=kept, progress=False)
+    first = ps.sweep(servers(models), closed, texts=texts, keep=kept, progress=False)
     capacity = float(first[(first.policy.isin(list(OURS))) & (first.concurrency == 32)].goodput_rps.max())
     opened = {f: ps.OpenLoop(rate_rps=round(f * capacity, 1), duration_s=sizes.open_duration_s) for f in (0.5, 1, 2)}
-    second = ps.sweep(servers(), list(opened.values()), texts=texts, keep=kept, progress=False)
+    second = ps.sweep(servers(models), list(opened.values()), texts=texts, keep=kept, progress=False)
     second["load_factor"] = second.load.map({load.describe(): f for f, load in opened.items()})
     frame = pd.concat([first, second], ignore_index=True)
     status_columns = sorted(c for c in frame.columns if c.startswith("n_"))
@@ -104,9 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     goals = measure_targets(texts, sizes, limit["best_batch_size"], limit32["best_batch_size"], args.quick)
     print("measuring what a live panel costs the server it watches ...", flush=True)
     live = measure_live_cost(texts, sizes.c1_requests, args.quick)
+    print("measuring pipeserve on Ray Serve, beside pipeserve alone and plain @serve.batch ...", flush=True)
+    ray = measure_on_ray(texts, sizes)
     plots = save_plots(frame, kept, args.out)
     frame.to_csv(args.out / "latest.csv", index=False)
-    report = render(frame, limit, limit32, ways, capacity, plots, args.quick, goals, live)
+    (args.out / "latest_ray.json").write_text(json.dumps(ray, indent=1) + "\n")
+    report = render(frame, limit, limit32, ways, capacity, plots, args.quick, goals, live, ray, sizes)
     (args.out / "latest.md").write_text(report)
     print(report)
     return 0

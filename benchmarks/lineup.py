@@ -47,8 +47,9 @@ OURS = {
 THREADS_ONE = "pipeserve: default, torch threads 1"
 FLOAT32 = "pipeserve: default, float32 (dtype='float32')"
 SEED = {
-    "seed page: model on the event loop, one at a time": lambda: ps.seed_page_app(),
-    "seed page: reset-timeout batching (1 ms, no cap, first-request bug fixed)": lambda: ps.seed_page_app(
-        batching=True
+    "seed page: model on the event loop, one at a time": lambda model: ps.seed_page_app(model),
+    "seed page: reset-timeout batching (1 ms, no cap, first-request bug fixed)": lambda model: ps.seed_page_app(
+        model, batching=True
     ),
 }
+"""The seed page's two designs, each built around a model given to it."""

@@ -6,15 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
 
 import pipeserve_nb as ps
 
-from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE
+from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE, Sizes
 from live import live_section
 from report_precision import precision_section, precision_targets
+from report_ray import ray_section
 
 
 def _ms(x: float | None) -> str:
@@ -193,6 +195,8 @@ def render(
     quick: bool,
     goals: dict[str, Any],
     live: dict[str, Any],
+    ray: dict[str, Any],
+    sizes: Sizes,
 ) -> str:
     """``limit`` is the model alone in the default dtype (the reference for ratios), ``limit32`` in
     float32; ``ways`` the precision table's measurements."""
@@ -262,6 +266,7 @@ def render(
         *precision_targets(limit, ways, goals),
     ]
     lines += live_section(live)
+    lines += ray_section(ray, ref, asdict(sizes))
     lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)
 

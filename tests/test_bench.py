@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
 
-from .helpers import SCRIPT_TIMEOUT_S, run_quick
+from .helpers import BENCHMARKS, SCRIPT_TIMEOUT_S, run_quick
+
+
+def _benchmark_module(name: str) -> ModuleType:
+    """A module of ``benchmarks/`` (the scripts import their siblings by name, so their folder goes on the path)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.mark.timeout(SCRIPT_TIMEOUT_S)
@@ -39,3 +56,16 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
         "batch_sizes_c32.png", "latency_cdf_c32.png", "overload_2x_over_time.png", "throughput_latency.png",
     ]  # fmt: skip
     assert report in done.stdout
+    # the Ray Serve rows: five servers, each measured at c=1 and c=32, every request answered once
+    assert "## Past one process: pipeserve on Ray Serve" in report and "### Where the time goes" in report
+    ray, on_ray = json.loads((tmp_path / "latest_ray.json").read_text()), _benchmark_module("on_ray")
+    assert list(ray["targets"]) == list(on_ray.TARGETS)
+    for label, measured in ray["targets"].items():
+        assert f"| {label} |" in report
+        for load in ("c1", "c32"):
+            assert measured[load]["requests"] == measured[load]["answered"] > 0, (label, load)
+        assert set(measured["cpu_ms_per_answer"]) == set(on_ray.ROLES)
+        assert measured["cpu_ms_per_answer"][on_ray.LOADGEN] > 0  # the generator's own process was read
+    assert ray["targets"][on_ray.ONE]["cpu_ms_per_answer"][on_ray.PROXY] > 0  # Ray's proxy was found and read
+    assert ray["targets"][on_ray.ALONE]["cpu_ms_per_answer"][on_ray.PROXY] == 0  # measured before Ray started
+    assert len(ray["targets"][on_ray.TWO]["replica_mb"]) == 2 and ray["targets"][on_ray.PLAIN]["plain_mean_batch"] >= 1
