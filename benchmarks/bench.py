@@ -5,7 +5,7 @@ default corpus; ratios are taken against references measured in the same run. Wr
 ``benchmarks/results/latest.md`` (+ ``latest.csv``, the Ray rows' measurements in
 ``latest_ray.json``, and PNG plots) and prints the tables.
 
-    python benchmarks/bench.py            # the full run (about twenty minutes)
+    python benchmarks/bench.py            # the full run (about fifteen minutes)
     python benchmarks/bench.py --quick    # a smoke run with tiny workloads (tests use it)
 """
 

@@ -111,7 +111,9 @@ def _where_the_time_goes(ray: dict[str, Any], limit_rps: float) -> list[str]:
         f"(the one replica {', '.join(f'{mb:.0f}' for mb in t[ONE].get('replica_mb', []))} MiB).",
         f"- **Plain `@serve.batch`** reached {t[PLAIN]['c32']['goodput_rps'] / one:.2f}x pipeserve's 1 replica "
         f"({t[PLAIN]['c32']['goodput_rps'] / limit_rps:.2f}x the in-process limit), with mean batches of "
-        f"{_f(plain_batch)} against pipeserve's {_f(ours_batch)}. It calls the model in the replica's handler, on "
+        f"{_f(plain_batch)} against pipeserve's {_f(ours_batch)}, at {total[PLAIN]:.2f} ms of CPU per answer against "
+        f"{total[ONE]:.2f} (Ray's share of each is in the table above). It calls the model in the replica's "
+        "handler, on "
         "the event loop that also feeds `@serve.batch`'s queue: while a batch runs, no request joins the queue, and "
         "each batch goes to the model in arrival order, padded to its longest text. pipeserve's replica runs the "
         "model on its inference thread while its loop keeps admitting requests, and sorts each batch's pool by "

@@ -185,7 +185,12 @@ def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) ->
 
 @pytest.mark.ray
 def test_scaling_out_lesson_serves_every_request_from_both_replicas(tmp_path: Path) -> None:
-    _, f = _lesson("05-scaling-out.ipynb", tmp_path)
+    nb, f = _lesson("05-scaling-out.ipynb", tmp_path)
+    # the cell started a local cluster, re-running serve_on_ray under one name replaced the deployment, and
+    # the last stop() ended the cluster: no Ray process is left under the kernel
+    stopped = _stdout(nb.cells[_tagged(nb, "stop")])
+    assert "this notebook started the Ray cluster it ran on: True" in stopped
+    assert "Ray processes left under this kernel: 0" in stopped
     assert f["ray_ok"] == {"1": f["requests"], "2": f["requests"]}
     for replicas in ("1", "2"):
         shares = f["shares"][replicas]

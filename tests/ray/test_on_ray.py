@@ -116,6 +116,9 @@ def test_a_concurrent_load_is_answered_once_by_both_replicas_as_one_process_answ
     per_replica = {name: doc["requests_by_status"].get("200", 0) for name, doc in stats["replicas"].items()}
     assert per_replica == {name: served_by.count(name) for name in set(served_by)}
     assert all(doc["replica"] == name for name, doc in stats["replicas"].items())
+    assert repr(deployment).startswith(f"<RayServerHandle 'on-ray' running at {deployment.url} ")
+    html = deployment._repr_html_()  # what a notebook cell shows: the handle, live numbers, how to stop it
+    assert "RayServerHandle" in html and "server.stop()" in html and "server.stats()[&#x27;replicas&#x27;]" in html
 
 
 def test_metrics_through_the_proxy_name_the_replica_they_describe(deployment: Any) -> None:
@@ -184,3 +187,39 @@ def test_stop_deletes_the_deployment_but_not_a_cluster_it_only_connected_to(clus
     done = subprocess.run([RAY, "status", f"--address={cluster}"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert any(p.info["name"] == "gcs_server" for p in psutil.process_iter(["name"]))
+
+
+def _hangs_on_marker(inputs: list[str]) -> list[int]:
+    """A model whose call never returns for the input "hang" (a deadlocked tokenizer, a stuck device)."""
+    if "hang" in inputs:
+        threading.Event().wait(600)
+    return [len(text) for text in inputs]
+
+
+_hangs_on_marker.__module__ = "__main__"  # sent to the replicas by value: they cannot import the tests
+
+
+def test_ray_replaces_a_replica_whose_model_call_hangs(cluster: str) -> None:
+    # after the deployment's stop (the test before): the cluster's 2 CPUs are free for this one
+    os.environ["RAY_AUTH_MODE"] = "token"
+    config = ServerConfig(stuck_call_s=1.0, timeout_s=3.0, drain_timeout_s=2.0)
+    try:
+        with pipeserve_nb.serve_on_ray(_hangs_on_marker, replicas=1, address=cluster, config=config, name="hung") as s:
+            assert httpx.post(s.url, content="four", timeout=30).json() == 4
+            (victim,) = s.replica_processes()
+            stuck = httpx.post(s.url, content="hang", timeout=60)
+            assert stuck.status_code == 504 and stuck.headers["x-replica"] == victim["replica"]  # its deadline held
+
+            def replaced() -> bool:
+                try:
+                    return {p["replica"] for p in s.replica_processes()} - {victim["replica"]} != set()
+                except Exception:  # Ray's handle while the replica is being replaced: ask again
+                    return False
+
+            wait_for(replaced, timeout_s=120)  # Ray's health check is pipeserve's /health, 503 while the call hangs
+            wait_for(lambda: httpx.get(f"{s.url}/health", timeout=10).status_code == 200, timeout_s=60)
+            after = httpx.post(s.url, content="again", timeout=30)
+            assert after.json() == 5 and after.headers["x-replica"] != victim["replica"]
+            assert not psutil.pid_exists(victim["pid"]) or psutil.Process(victim["pid"]).status() == "zombie"
+    finally:
+        os.environ.pop("RAY_AUTH_MODE", None)
