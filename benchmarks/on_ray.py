@@ -2,8 +2,8 @@
 pipeserve alone and against a plain Ray Serve deployment batched by ``@serve.batch``, on the
 same model, and where the time goes.
 
-Five targets, each measured the same way (closed loops at c=1 and c=32, the load generator in a
-process of its own), one after the other, each on its own:
+Five targets, each measured the same way (closed loops at c=1, the load generator in a process of
+its own, and c=32, the generator in this process), one after the other, each on its own:
 
 - **pipeserve alone**: ``python -m pipeserve_nb serve`` in a process of its own (a replica is a
   process of its own too), before any Ray process runs;
@@ -74,7 +74,7 @@ def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
                 out["targets"][label] = _measure(server.url, texts, sizes, _ray_roles)
                 out["targets"][label]["replica_mb"] = [ps.rss_mb(p["pid"]) for p in server.replica_processes()]
         for label, app in ((PLAIN, _plain_batched()), (ECHO, _echo())):
-            with _deployed(app, label) as handle:
+            with _deployed(app) as handle:
                 out["targets"][label] = _measure(url, texts, sizes, _ray_roles)
                 if label == PLAIN:
                     sizes_seen = handle.batch_sizes.remote().result()
@@ -142,7 +142,7 @@ def _alone() -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def _deployed(app: Any, name: str) -> Iterator[Any]:
+def _deployed(app: Any) -> Iterator[Any]:
     from ray import serve
 
     handle = serve.run(app, name="bench-plain", route_prefix="/")
@@ -196,8 +196,5 @@ def _echo() -> Any:
     class Echo:
         async def __call__(self, request: Request) -> JSONResponse:
             return JSONResponse(len(await request.body()))
-
-        def batch_sizes(self) -> list[int]:
-            return []
 
     return Echo.bind()  # type: ignore[attr-defined]

@@ -38,8 +38,9 @@ def ray_section(ray: dict[str, Any], limit_rps: float, sizes: dict[str, Any]) ->
         "## Past one process: pipeserve on Ray Serve",
         "",
         f"The same model (`dtype='auto'`) behind five servers, one at a time: closed loops at c=1 "
-        f"({sizes['c1_requests']} requests) and c=32 ({sizes['closed_duration_s']:g} s), the load generator in a "
-        f"process of its own, on this machine's {ray['cpus']} cores (`benchmarks/on_ray.py`). pipeserve alone runs "
+        f"({sizes['c1_requests']} requests; the load generator in a process of its own) and c=32 "
+        f"({sizes['closed_duration_s']:g} s; the generator in the benchmark's process, so its CPU can be read), "
+        f"on this machine's {ray['cpus']} cores (`benchmarks/on_ray.py`). pipeserve alone runs "
         "as `python -m pipeserve_nb serve` (a process of its own, as a replica is) before any Ray process starts; "
         "the Ray targets share one local cluster. The plain deployment is the way Ray Serve's documentation batches: "
         f"the model called in the handler, batched by `@serve.batch(max_batch_size={PLAIN_BATCH}, "
