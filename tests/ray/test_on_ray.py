@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,9 @@ from ..helpers import port_is_free, wait_for
 pytestmark = pytest.mark.ray
 
 RAY = str(Path(sys.executable).parent / "ray")
+TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+"""The cluster's token authentication, as an operator would set it up; given in the environment,
+so that nothing is written to (or read from) ``~/.ray`` of the machine running the tests."""
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +44,25 @@ def cluster() -> Iterator[str]:
     """A Ray cluster of its own (``ray start --head``), as an operator would run one."""
     with socket_port() as port:
         pass
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    subprocess.run(
-        [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
-        env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    start = [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
+    env = {**os.environ, **TOKEN, "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
     try:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+@contextmanager
+def token_for_this_driver() -> Iterator[None]:
+    """The cluster's token in this process's environment, where Ray's driver reads it."""
+    os.environ.update(TOKEN)
+    try:
+        yield
+    finally:
+        for key in TOKEN:
+            os.environ.pop(key, None)
 
 
 def socket_port() -> Any:
@@ -74,17 +86,16 @@ class _Port:
 
 @pytest.fixture(scope="module")
 def deployment(cluster: str) -> Iterator[Any]:
-    os.environ["RAY_AUTH_MODE"] = "token"  # the cluster's token, from ~/.ray, for this driver
-    config = ServerConfig(max_queue=8)
-    handle = pipeserve_nb.serve_on_ray(
-        replicas=2, address=cluster, config=config, policy=BatchPolicy(max_batch_size=8), name="on-ray"
-    )
-    registry.unregister(handle)
-    try:
-        yield handle
-    finally:
-        handle.stop()
-        os.environ.pop("RAY_AUTH_MODE", None)
+    with token_for_this_driver():
+        config = ServerConfig(max_queue=8)
+        handle = pipeserve_nb.serve_on_ray(
+            replicas=2, address=cluster, config=config, policy=BatchPolicy(max_batch_size=8), name="on-ray"
+        )
+        registry.unregister(handle)
+        try:
+            yield handle
+        finally:
+            handle.stop()
 
 
 async def _send(url: str, texts: list[str], concurrency: int) -> list[httpx.Response]:
@@ -201,25 +212,22 @@ _hangs_on_marker.__module__ = "__main__"  # sent to the replicas by value: they 
 
 def test_ray_replaces_a_replica_whose_model_call_hangs(cluster: str) -> None:
     # after the deployment's stop (the test before): the cluster's 2 CPUs are free for this one
-    os.environ["RAY_AUTH_MODE"] = "token"
     config = ServerConfig(stuck_call_s=1.0, timeout_s=3.0, drain_timeout_s=2.0)
-    try:
-        with pipeserve_nb.serve_on_ray(_hangs_on_marker, replicas=1, address=cluster, config=config, name="hung") as s:
-            assert httpx.post(s.url, content="four", timeout=30).json() == 4
-            (victim,) = s.replica_processes()
-            stuck = httpx.post(s.url, content="hang", timeout=60)
-            assert stuck.status_code == 504 and stuck.headers["x-replica"] == victim["replica"]  # its deadline held
+    hangs = {"replicas": 1, "address": cluster, "config": config, "name": "hung"}
+    with token_for_this_driver(), pipeserve_nb.serve_on_ray(_hangs_on_marker, **hangs) as s:
+        assert httpx.post(s.url, content="four", timeout=30).json() == 4
+        (victim,) = s.replica_processes()
+        stuck = httpx.post(s.url, content="hang", timeout=60)
+        assert stuck.status_code == 504 and stuck.headers["x-replica"] == victim["replica"]  # its deadline held
 
-            def replaced() -> bool:
-                try:
-                    return {p["replica"] for p in s.replica_processes()} - {victim["replica"]} != set()
-                except Exception:  # Ray's handle while the replica is being replaced: ask again
-                    return False
+        def replaced() -> bool:
+            try:
+                return {p["replica"] for p in s.replica_processes()} - {victim["replica"]} != set()
+            except Exception:  # Ray's handle while the replica is being replaced: ask again
+                return False
 
-            wait_for(replaced, timeout_s=120)  # Ray's health check is pipeserve's /health, 503 while the call hangs
-            wait_for(lambda: httpx.get(f"{s.url}/health", timeout=10).status_code == 200, timeout_s=60)
-            after = httpx.post(s.url, content="again", timeout=30)
-            assert after.json() == 5 and after.headers["x-replica"] != victim["replica"]
-            assert not psutil.pid_exists(victim["pid"]) or psutil.Process(victim["pid"]).status() == "zombie"
-    finally:
-        os.environ.pop("RAY_AUTH_MODE", None)
+        wait_for(replaced, timeout_s=120)  # Ray's health check is pipeserve's /health, 503 while the call hangs
+        wait_for(lambda: httpx.get(f"{s.url}/health", timeout=10).status_code == 200, timeout_s=60)
+        after = httpx.post(s.url, content="again", timeout=30)
+        assert after.json() == 5 and after.headers["x-replica"] != victim["replica"]
+        assert not psutil.pid_exists(victim["pid"]) or psutil.Process(victim["pid"]).status() == "zombie"
