@@ -6,12 +6,13 @@ own loop in its own thread); ``aquery`` is its ``await``-able twin.
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ServerError
 from ._wire import error_of
+
+if TYPE_CHECKING:
+    import httpx  # imported where a client is made: a load generator's process never needs it
 
 __all__ = ["query", "aquery", "auth_headers", "Inputs", "Queries"]
 
@@ -37,6 +38,8 @@ def query(
         >>> query("http://127.0.0.1:8000", "hello world")  # doctest: +SKIP
         [0.0123, ...]
     """
+    import httpx
+
     payload, headers = _payload(inputs, parameters), auth_headers(token)
     if client is None:
         with httpx.Client(trust_env=False) as own:
@@ -54,6 +57,8 @@ async def aquery(
     client: httpx.AsyncClient | None = None,
 ) -> Any:
     """Async ``query``: ``await aquery(url, "hello")`` in a notebook cell or coroutine."""
+    import httpx
+
     payload, headers = _payload(inputs, parameters), auth_headers(token)
     if client is None:
         async with httpx.AsyncClient(trust_env=False) as own:

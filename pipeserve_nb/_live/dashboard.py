@@ -25,13 +25,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Self
-
-import httpx
+from typing import TYPE_CHECKING, Any, Self
 
 from .._client import auth_headers
 from .panel import render
 from .readings import History, Reading
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Dashboard", "DEFAULT_INTERVAL_S"]
 
@@ -149,6 +150,8 @@ class Dashboard:
         return f"<Dashboard {self.name!r} of {self.url}: {state}>"
 
     def _run(self) -> None:
+        import httpx  # not at import: see _client
+
         failures = 0
         with httpx.Client(trust_env=False, headers=self._headers, timeout=5.0) as client:
             while not self._stop.is_set():
@@ -176,6 +179,8 @@ class Dashboard:
 
     def _read(self, client: httpx.Client) -> str | None:
         """One reading into the history; the reason it failed, or None."""
+        import httpx
+
         try:
             response = client.get(f"{self.url}/stats")
         except httpx.TransportError as exc:

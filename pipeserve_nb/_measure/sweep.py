@@ -41,8 +41,8 @@ def sweep(
 ) -> pd.DataFrame:
     """Run every load against every target; one row per (target, load) with its summary.
 
-    Each target gets a fresh server (started, warmed up with a short closed loop, measured,
-    stopped), so runs do not share queues or caches; a policy target is served with
+    Each target gets a fresh server (started, warmed up with a short closed loop sent from this
+    process, measured, stopped), so runs do not share queues or caches; a policy target is served with
     ``model`` and ``config`` (default ``ServerConfig()``). Pass a dict as ``keep`` to also get
     each run's full ``LoadResult`` keyed by ``(target label, load label)``; ``progress``
     shows a bar for each run longer than a second; ``dashboard`` shows instead one live panel
@@ -62,7 +62,8 @@ def sweep(
         handle = target() if callable(target) else serve(model, policy=target, config=config, name="sweep")
         with handle:
             if warmup_requests:
-                run_load(handle, ClosedLoop(concurrency=4, requests=warmup_requests), texts=texts, progress=False)
+                warmup = ClosedLoop(concurrency=4, requests=warmup_requests)  # not measured: no process to start
+                run_load(handle, warmup, texts=texts, in_process=True, progress=False)
             step = [0]  # which load runs, for the panel's note
             panel = _panel(handle, label, loads, step) if dashboard else None
             for load in loads:

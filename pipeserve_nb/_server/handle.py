@@ -14,8 +14,6 @@ import threading
 import warnings
 from typing import Any, Self
 
-import httpx
-
 from .._client import Queries, auth_headers
 from .._live.dashboard import DEFAULT_INTERVAL_S, Dashboard
 from .._live.stats_view import StatsView, handle_html
@@ -115,6 +113,8 @@ class ServerHandle(AppHandle, Queries):
         super().__init__(name, runner, engine.config.drain_timeout_s)
         self._engine = engine
         self._token = engine.config.auth_token
+        import httpx  # not at import: see _client
+
         self._client = httpx.Client(trust_env=False, headers=auth_headers(self._token))
         self._dashboards: list[Dashboard] = []
 
@@ -203,6 +203,8 @@ class ServerHandle(AppHandle, Queries):
         return worker.busy_for_s()
 
     def _repr_html_(self) -> str:
+        import httpx
+
         live = None
         if self.running:
             with contextlib.suppress(httpx.HTTPError):  # a display never raises: no live numbers then
