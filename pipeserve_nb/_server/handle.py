@@ -110,11 +110,11 @@ class ServerHandle(AppHandle, Queries):
     """A model server running in a background thread: address, helpers and ``stop()``."""
 
     def __init__(self, name: str, runner: ServerThread, engine: Engine) -> None:
+        import httpx  # not at import: see _client
+
         super().__init__(name, runner, engine.config.drain_timeout_s)
         self._engine = engine
         self._token = engine.config.auth_token
-        import httpx  # not at import: see _client
-
         self._client = httpx.Client(trust_env=False, headers=auth_headers(self._token))
         self._dashboards: list[Dashboard] = []
 

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import psutil
@@ -54,15 +54,10 @@ def cluster() -> Iterator[str]:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
 
 
-@contextmanager
-def token_for_this_driver() -> Iterator[None]:
-    """The cluster's token in this process's environment, where Ray's driver reads it."""
-    os.environ.update(TOKEN)
-    try:
-        yield
-    finally:
-        for key in TOKEN:
-            os.environ.pop(key, None)
+def token_for_this_driver() -> Any:
+    """The cluster's token in this process's environment, where Ray's driver reads it (the
+    environment as it was is restored on exit)."""
+    return mock.patch.dict(os.environ, TOKEN)
 
 
 def socket_port() -> Any:
