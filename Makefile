@@ -28,7 +28,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist=loadgroup
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

@@ -20,6 +20,23 @@ from pipeserve_nb import LoadedModel
 from .helpers import GatedModel, pipeserve_threads
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a Ray cluster (marked ``ray``) share one xdist group: ``make test`` runs
+    them one after another on one worker, so that the machine never holds two clusters at once
+    (``ray stop`` and Ray's session files are machine-wide, and each cluster wants every CPU)."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail loudly where xdist ignored the group (it does so silently: pytest-dev/pytest-xdist#1386)."""
+    grouping = item.config.getoption("dist", "no") == "loadgroup"
+    if grouping and item.get_closest_marker("ray") is not None and not item.nodeid.endswith("@ray"):
+        pytest.fail("pytest-xdist did not put this Ray test in the 'ray' group: two clusters would share the machine")
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_servers() -> Iterator[None]:
     """Every test must leave no server and no pipeserve thread behind."""

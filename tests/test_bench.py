@@ -28,6 +28,7 @@ def _benchmark_module(name: str) -> ModuleType:
         sys.path.remove(str(BENCHMARKS))
 
 
+@pytest.mark.ray  # its last phase starts a local Ray cluster
 @pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:
     done = run_quick("bench.py", tmp_path)
