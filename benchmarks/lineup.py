@@ -24,7 +24,7 @@ class Sizes:
 FULL = Sizes(corpus=256, limit_repeats=3, batch_sizes=(8, 16, 32, 64), c1_requests=150,
              closed_duration_s=10.0, open_duration_s=6.0)  # fmt: skip
 QUICK = Sizes(corpus=32, limit_repeats=1, batch_sizes=(8, 16), c1_requests=10,
-              closed_duration_s=0.8, open_duration_s=0.8)  # fmt: skip
+              closed_duration_s=0.4, open_duration_s=0.4)  # fmt: skip
 
 SERVER_CONFIG = ps.ServerConfig()
 """Every pipeserve target runs with the defaults a user gets (the queue bound sheds overload)."""

@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray import serve
 
-__all__ = ["Cluster", "acquire", "release", "cpus", "start_serve", "proxy_address"]
+__all__ = ["Cluster", "acquire", "release", "start_local", "cpus", "start_serve", "proxy_address"]
 
 _QUIET = {"logging_level": logging.WARNING, "log_to_driver": False}
 
@@ -81,8 +81,23 @@ def _connect(address: str | None, dashboard: bool) -> Cluster:
     if target is not None:
         ray.init(address=target, **_QUIET)  # type: ignore[arg-type]
         return Cluster(_address(), started=False, connected=True)
-    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=dashboard, **_QUIET)  # type: ignore[arg-type]
+    start_local(dashboard)
     return Cluster(_address(), started=True, connected=True)
+
+
+def start_local(dashboard: bool) -> None:
+    """Start a local cluster sized for this machine and connect this process to it.
+
+    Ray gives a local cluster its default, token authentication (it sets ``RAY_AUTH_MODE=token`` in
+    this process and writes a token to ``~/.ray/auth_token``; ``RAY_AUTH_MODE=disabled``, set before,
+    opts out); its notice of that default is kept out of the cell."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=dashboard, **_QUIET)  # type: ignore[arg-type]
+    finally:
+        notice.setLevel(level)
 
 
 def _address() -> str:
