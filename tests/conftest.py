@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Fail loudly where xdist ignored the group (it does so silently: pytest-dev/pytest-xdist#1386)."""
-    grouping = item.config.getoption("dist", "no") == "loadgroup"
+    grouping = item.config.getoption("loadgroup", False)  # set in a worker of --dist=loadgroup
     if grouping and item.get_closest_marker("ray") is not None and not item.nodeid.endswith("@ray"):
         pytest.fail("pytest-xdist did not put this Ray test in the 'ray' group: two clusters would share the machine")
 
