@@ -26,8 +26,6 @@ from ray import serve
 
 __all__ = ["Cluster", "acquire", "release", "start_local", "cpus", "start_serve", "proxy_address"]
 
-_QUIET = {"logging_level": logging.WARNING, "log_to_driver": False}
-
 
 @dataclass
 class Cluster:
@@ -79,7 +77,7 @@ def _connect(address: str | None, dashboard: bool) -> Cluster:
             raise RuntimeError(f"this process is already connected to the Ray cluster at {_address()}, not {target}")
         return Cluster(_address(), started=False, connected=False)
     if target is not None:
-        ray.init(address=target, **_QUIET)  # type: ignore[arg-type]
+        ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
         return Cluster(_address(), started=False, connected=True)
     start_local(dashboard)
     return Cluster(_address(), started=True, connected=True)
@@ -90,12 +88,23 @@ def start_local(dashboard: bool) -> None:
 
     Ray gives a local cluster its default, token authentication (it sets ``RAY_AUTH_MODE=token`` in
     this process and writes a token to ``~/.ray/auth_token``; ``RAY_AUTH_MODE=disabled``, set before,
-    opts out); its notice of that default is kept out of the cell."""
+    opts out); its notice of that default is kept out of the cell. So are the lines "Task
+    ServeController... failed. There are infinite retries remaining" that Ray prints for each call
+    of this process still pending when Serve's controller ends (at the last ``stop()``): a task that
+    fails for good still raises."""
     notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     level = notice.level
     notice.setLevel(logging.ERROR)
+    quiet_retries = {"enable_output_error_log_if_still_retry": False}
     try:
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=dashboard, **_QUIET)  # type: ignore[arg-type]
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=dashboard,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            _system_config=quiet_retries,
+        )
     finally:
         notice.setLevel(level)
 
