@@ -62,7 +62,7 @@ def serve_on_ray(
             pipeline: each replica loads its own copy, nothing heavy is pickled.
         replicas: how many replicas, each with the cluster's CPUs shared out (or
             ``config.torch_threads``) and PyTorch threads to match.
-        address: a running Ray cluster (``"ray://host:10001"``, ``"host:6379"``); None:
+        address: a running Ray cluster, from a node of it (``"auto"``, ``"host:6379"``); None:
             ``$RAY_ADDRESS`` if set, else the cluster this process is connected to, else a local
             cluster sized for this machine, started here and shut down by the last ``stop()``.
         dashboard: start Ray's dashboard with a local cluster.
