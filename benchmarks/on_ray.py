@@ -22,7 +22,6 @@ spends is one the model does not get.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import statistics
@@ -65,10 +64,10 @@ def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from pipeserve_nb._ray.cluster import start_local
+    from pipeserve_nb._ray.cluster import quiet_serve_logs, start_local
 
     start_local(dashboard=False)  # on this machine, whatever $RAY_ADDRESS says: its processes' CPU is read
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # as serve_on_ray sets it: no progress lines
+    quiet_serve_logs()  # as serve_on_ray does
     try:
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})

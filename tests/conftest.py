@@ -19,6 +19,9 @@ from pipeserve_nb import LoadedModel
 
 from .helpers import GatedModel, pipeserve_threads
 
+RAY_GROUP = "ray"
+"""The xdist group of the tests marked ``ray``; xdist appends ``@ray`` to their node ids."""
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,14 +30,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (``ray stop`` and Ray's session files are machine-wide, and each cluster wants every CPU)."""
     for item in items:
         if item.get_closest_marker("ray") is not None:
-            item.add_marker(pytest.mark.xdist_group("ray"))
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Fail loudly where xdist ignored the group (it does so silently: pytest-dev/pytest-xdist#1386)."""
     grouping = item.config.getoption("loadgroup", False)  # set in a worker of --dist=loadgroup
-    if grouping and item.get_closest_marker("ray") is not None and not item.nodeid.endswith("@ray"):
-        pytest.fail("pytest-xdist did not put this Ray test in the 'ray' group: two clusters would share the machine")
+    if grouping and item.get_closest_marker("ray") is not None and not item.nodeid.endswith(f"@{RAY_GROUP}"):
+        pytest.fail(f"pytest-xdist left this Ray test out of group {RAY_GROUP!r}: two clusters would share the machine")
 
 
 @pytest.fixture(autouse=True)

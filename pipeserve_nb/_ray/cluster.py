@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray import serve
 
-__all__ = ["Cluster", "acquire", "release", "start_local", "cpus", "start_serve", "proxy_address"]
+__all__ = ["Cluster", "acquire", "release", "start_local", "quiet_serve_logs", "cpus", "start_serve", "proxy_address"]
 
 
 @dataclass
@@ -51,7 +51,7 @@ def acquire(address: str | None, dashboard: bool) -> Cluster:
     with _lock:
         if _cluster is None:
             _cluster = _connect(address, dashboard)
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        quiet_serve_logs()
         _cluster.users += 1
         return _cluster
 
@@ -107,6 +107,11 @@ def start_local(dashboard: bool) -> None:
         )
     finally:
         notice.setLevel(level)
+
+
+def quiet_serve_logs() -> None:
+    """Serve's logger in this process at WARNING: its progress lines stay out of the cell."""
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
 def _address() -> str:
