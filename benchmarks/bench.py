@@ -7,6 +7,11 @@ default corpus; ratios are taken against references measured in the same run. Wr
 
     python benchmarks/bench.py            # the full run (about fifteen minutes)
     python benchmarks/bench.py --quick    # a smoke run with tiny workloads (tests use it)
+
+``--part local`` leaves out the Ray Serve rows (no Ray cluster is started); ``--part ray``
+measures only the in-process limit (their reference) and the Ray Serve rows, and writes
+``latest_ray.md`` and ``latest_ray.json``. The tests run the two parts as two quick runs, so
+that the one that starts a Ray cluster is the only one that must wait for the other Ray tests.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from inprocess import in_child
 from lineup import BEST, FLOAT32, FULL, OURS, QUICK, SEED, SERVER_CONFIG, THREADS_ONE, Sizes
 from live import measure_live_cost
 from on_ray import measure_on_ray
-from report import render
+from report import render, render_ray
 from targets import measure_targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("all", "local", "ray")
 
 
 def measure_limit(texts: list[str], quick: bool, dtype: str = "auto") -> dict[str, Any]:
@@ -76,6 +82,14 @@ def run_servers(texts: list[str], sizes: Sizes) -> tuple[pd.DataFrame, dict[tupl
     return frame, kept, capacity
 
 
+def ray_phase(texts: list[str], sizes: Sizes, out: Path) -> dict[str, Any]:
+    """The Ray Serve rows (``on_ray``), also written to ``latest_ray.json``."""
+    print("measuring pipeserve on Ray Serve, beside pipeserve alone and plain @serve.batch ...", flush=True)
+    ray = measure_on_ray(texts, sizes)
+    (out / "latest_ray.json").write_text(json.dumps(ray, indent=1) + "\n")
+    return ray
+
+
 def save_plots(frame: pd.DataFrame, kept: dict[tuple[str, str], ps.LoadResult], out: Path) -> list[str]:
     closed = frame[frame.kind == "closed"]
     at32 = {label: r for (label, load), r in kept.items() if load == "closed c=32"}
@@ -95,13 +109,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny workloads: check the benchmark runs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write latest.md, CSV and plots")
+    parser.add_argument("--part", choices=PARTS, default="all", help="all (default), local (no Ray), ray (only Ray)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
     texts = ps.sample_texts(sizes.corpus, seed=0)
 
-    print("measuring the in-process limit (in a process of its own), in float32 and the default dtype ...", flush=True)
+    print("measuring the in-process limit (in a process of its own), in the default dtype ...", flush=True)
     limit = measure_limit(texts, args.quick)
+    if args.part == "ray":
+        report = render_ray(limit, ray_phase(texts, sizes, args.out), sizes, args.quick)
+        (args.out / "latest_ray.md").write_text(report)
+        print(report)
+        return 0
+    print("... and in float32", flush=True)
     limit32 = measure_limit(texts, args.quick, "float32")
     print("measuring float32, bfloat16 autocast and bfloat16 weights side by side ...", flush=True)
     ways = in_child("precision", {"texts": texts, "batch_size": limit["best_batch_size"]}, args.quick)
@@ -111,11 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     goals = measure_targets(texts, sizes, limit["best_batch_size"], limit32["best_batch_size"], args.quick)
     print("measuring what a live panel costs the server it watches ...", flush=True)
     live = measure_live_cost(texts, sizes.c1_requests, args.quick)
-    print("measuring pipeserve on Ray Serve, beside pipeserve alone and plain @serve.batch ...", flush=True)
-    ray = measure_on_ray(texts, sizes)
+    ray = ray_phase(texts, sizes, args.out) if args.part == "all" else None
     plots = save_plots(frame, kept, args.out)
     frame.to_csv(args.out / "latest.csv", index=False)
-    (args.out / "latest_ray.json").write_text(json.dumps(ray, indent=1) + "\n")
     report = render(frame, limit, limit32, ways, capacity, plots, args.quick, goals, live, ray, sizes)
     (args.out / "latest.md").write_text(report)
     print(report)

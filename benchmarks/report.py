@@ -195,7 +195,7 @@ def render(
     quick: bool,
     goals: dict[str, Any],
     live: dict[str, Any],
-    ray: dict[str, Any],
+    ray: dict[str, Any] | None,
     sizes: Sizes,
 ) -> str:
     """``limit`` is the model alone in the default dtype (the reference for ratios), ``limit32`` in
@@ -205,10 +205,7 @@ def render(
     lines = [
         "# Benchmark results",
         "",
-        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} with {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, torch threads {torch_threads()}"
-        + (" — **quick smoke run, not a measurement**" if quick else "")
-        + ". Regenerate with `make bench`.",
+        _run_line(quick),
         "",
         f"Model: the bundled all-MiniLM-L6-v2 (mean-pooled embeddings), in {dtype} (the default `dtype='auto'` on "
         "this machine) unless a row says float32. Corpus: `sample_texts` (4-31 words each). "
@@ -266,9 +263,40 @@ def render(
         *precision_targets(limit, ways, goals),
     ]
     lines += live_section(live)
-    lines += ray_section(ray, ref, asdict(sizes))
+    if ray is None:
+        lines += ["", "## Past one process: pipeserve on Ray Serve", "", _RAY_LEFT_OUT]
+    else:
+        lines += ray_section(ray, ref, asdict(sizes))
     lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)
+
+
+_RAY_LEFT_OUT = "Not measured in this run (`--part local`); `--part ray` measures these rows alone."
+
+
+def render_ray(limit: dict[str, Any], ray: dict[str, Any], sizes: Sizes, quick: bool) -> str:
+    """The report of ``--part ray``: the run's header, the reference and the Ray Serve rows."""
+    ref = limit["batched_sorted_rps"]
+    lines = [
+        "# Benchmark results: the Ray Serve rows",
+        "",
+        _run_line(quick),
+        "",
+        f"Reference for ratios: the model in-process, no server, **{ref:.0f} items/s** ({limit['dtype']}, best batch "
+        f"size {limit['best_batch_size']}, sorted by length).",
+        *ray_section(ray, ref, asdict(sizes)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _run_line(quick: bool) -> str:
+    return (
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} with {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch threads {torch_threads()}"
+        + (" — **quick smoke run, not a measurement**" if quick else "")
+        + ". Regenerate with `make bench`."
+    )
 
 
 def torch_threads() -> int:

@@ -49,10 +49,10 @@ SCRIPT_TIMEOUT_S = 900
 2-core machine and more than twice that beside another benchmark."""
 
 
-def run_quick(script: str, out: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``benchmarks/<script> --quick --out <out>`` in a fresh process; fail on a non-zero exit."""
+def run_quick(script: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script> --quick --out <out> [args]`` in a fresh process; fail on a non-zero exit."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)]
+    cmd = [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S - 30)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

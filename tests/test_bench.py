@@ -1,4 +1,9 @@
-"""``make bench`` in its quick smoke mode: it runs end to end and writes its report."""
+"""``make bench`` in its quick smoke mode: it runs end to end and writes its report.
+
+Its two parts run as two tests: everything but the Ray Serve rows (``--part local``), and
+the Ray Serve rows (``--part ray``), which start a Ray cluster and so run in the Ray group
+(``conftest``) while the rest runs beside it. ``make bench`` runs both parts in one process.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,9 @@ def _benchmark_module(name: str) -> ModuleType:
         sys.path.remove(str(BENCHMARKS))
 
 
-@pytest.mark.ray  # its last phase starts a local Ray cluster
 @pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:
-    done = run_quick("bench.py", tmp_path)
+    done = run_quick("bench.py", tmp_path, "--part", "local")
     report = (tmp_path / "latest.md").read_text()
     headings = ("## The limit: the model in-process, no server", "## Servers", "## Before and after", "## Targets")
     for heading in (*headings, "## Plots"):
@@ -57,7 +61,18 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
         "batch_sizes_c32.png", "latency_cdf_c32.png", "overload_2x_over_time.png", "throughput_latency.png",
     ]  # fmt: skip
     assert report in done.stdout
-    # the Ray Serve rows: five servers, each measured at c=1 and c=32, every request answered once
+    assert "## Past one process: pipeserve on Ray Serve\n\nNot measured in this run (`--part local`)" in report
+    assert not (tmp_path / "latest_ray.json").exists()
+
+
+@pytest.mark.ray  # it starts a local Ray cluster
+@pytest.mark.timeout(SCRIPT_TIMEOUT_S)
+def test_quick_bench_ray_part_measures_the_ray_serve_rows(tmp_path: Path) -> None:
+    done = run_quick("bench.py", tmp_path, "--part", "ray")
+    report = (tmp_path / "latest_ray.md").read_text()
+    assert report in done.stdout and "quick smoke run, not a measurement" in report
+    assert not (tmp_path / "latest.md").exists()  # the full report is not overwritten by a part of it
+    # five servers, each measured at c=1 and c=32, every request answered once
     assert "## Past one process: pipeserve on Ray Serve" in report and "### Where the time goes" in report
     ray, on_ray = json.loads((tmp_path / "latest_ray.json").read_text()), _benchmark_module("on_ray")
     assert list(ray["targets"]) == list(on_ray.TARGETS)
