@@ -9,8 +9,10 @@ it was connected before pipeserve was asked). Serve is started on the cluster wi
 pipeserve's address when it is not running yet; one already running keeps its own.
 
 Ray's own messages stay out of notebook cells: the cluster's logs are not forwarded to this
-process, and Serve's logger here (``ray.serve``) is set to WARNING (set it back with
-``logging.getLogger("ray.serve").setLevel(logging.INFO)`` to see Serve's progress lines).
+process, Serve's logger here (``ray.serve``) is set to WARNING (set it back with
+``logging.getLogger("ray.serve").setLevel(logging.INFO)`` to see Serve's progress lines), and
+the retry notices Ray prints when the last ``stop()`` ends Serve's controller are off, on a
+cluster started here and on one this process connected to (not on one the user connected to).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +81,8 @@ def _connect(address: str | None, dashboard: bool) -> Cluster:
             raise RuntimeError(f"this process is already connected to the Ray cluster at {_address()}, not {target}")
         return Cluster(_address(), started=False, connected=False)
     if target is not None:
-        ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+        with _quiet_retries_of_this_process():
+            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
         return Cluster(_address(), started=False, connected=True)
     start_local(dashboard)
     return Cluster(_address(), started=True, connected=True)
@@ -107,6 +112,24 @@ def start_local(dashboard: bool) -> None:
         )
     finally:
         notice.setLevel(level)
+
+
+@contextmanager
+def _quiet_retries_of_this_process() -> Iterator[None]:
+    """While connecting to a cluster: this process's Ray worker reads its config from the environment
+    when it starts, so ``RAY_enable_output_error_log_if_still_retry=0`` (``_system_config`` may only
+    be given to a cluster started here) keeps the "(raylet) Task ServeController... There are
+    infinite retries remaining" line out of the cell at the last ``stop()``; the variable is set
+    only for ``ray.init`` (one set by the user wins)."""
+    name = "RAY_enable_output_error_log_if_still_retry"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "0"
+    try:
+        yield
+    finally:
+        del os.environ[name]
 
 
 def quiet_serve_logs() -> None:
