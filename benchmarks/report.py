@@ -16,7 +16,7 @@ import pipeserve_nb as ps
 from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE, Sizes
 from live import live_section
 from report_precision import precision_section, precision_targets
-from report_ray import ray_section
+from report_ray import RAY_HEADING, ray_section
 
 
 def _ms(x: float | None) -> str:
@@ -264,7 +264,7 @@ def render(
     ]
     lines += live_section(live)
     if ray is None:
-        lines += ["", "## Past one process: pipeserve on Ray Serve", "", _RAY_LEFT_OUT]
+        lines += ["", RAY_HEADING, "", _RAY_LEFT_OUT]
     else:
         lines += ray_section(ray, ref, asdict(sizes))
     lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots], ""]

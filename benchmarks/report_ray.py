@@ -30,12 +30,15 @@ def _f(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+RAY_HEADING = "## Past one process: pipeserve on Ray Serve"
+
+
 def ray_section(ray: dict[str, Any], limit_rps: float, sizes: dict[str, Any]) -> list[str]:
     t = ray["targets"]
     alone = t[ALONE]["c32"]["goodput_rps"]
     lines = [
         "",
-        "## Past one process: pipeserve on Ray Serve",
+        RAY_HEADING,
         "",
         f"The same model (`dtype='auto'`) behind five servers, one at a time: closed loops at c=1 "
         f"({sizes['c1_requests']} requests; the load generator in a process of its own) and c=32 "

@@ -93,34 +93,33 @@ def start_local(dashboard: bool) -> None:
 
     Ray gives a local cluster its default, token authentication (it sets ``RAY_AUTH_MODE=token`` in
     this process and writes a token to ``~/.ray/auth_token``; ``RAY_AUTH_MODE=disabled``, set before,
-    opts out); its notice of that default is kept out of the cell. So are the lines "Task
-    ServeController... failed. There are infinite retries remaining" that Ray prints for each call
-    of this process still pending when Serve's controller ends (at the last ``stop()``): a task that
-    fails for good still raises."""
+    opts out); its notice of that default is kept out of the cell, and so are Ray's retry
+    notices (``_quiet_retries_of_this_process``)."""
     notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     level = notice.level
     notice.setLevel(logging.ERROR)
-    quiet_retries = {"enable_output_error_log_if_still_retry": False}
     try:
-        ray.init(
-            address="local",
-            num_cpus=os.cpu_count() or 1,
-            include_dashboard=dashboard,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-            _system_config=quiet_retries,
-        )
+        with _quiet_retries_of_this_process():
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count() or 1,
+                include_dashboard=dashboard,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
     finally:
         notice.setLevel(level)
 
 
 @contextmanager
 def _quiet_retries_of_this_process() -> Iterator[None]:
-    """While connecting to a cluster: this process's Ray worker reads its config from the environment
-    when it starts, so ``RAY_enable_output_error_log_if_still_retry=0`` (``_system_config`` may only
-    be given to a cluster started here) keeps the "(raylet) Task ServeController... There are
-    infinite retries remaining" line out of the cell at the last ``stop()``; the variable is set
-    only for ``ray.init`` (one set by the user wins)."""
+    """For ``ray.init``: keep out of the cell the lines "(raylet) Task ServeController... failed.
+    There are infinite retries remaining" that Ray prints for each call of this process still
+    pending when Serve's controller ends (at the last ``stop()``); a task that fails for good still
+    raises. This process's Ray worker (and a cluster started here) reads the setting from the
+    environment when it starts, so ``RAY_enable_output_error_log_if_still_retry=0`` is set for
+    ``ray.init`` only (a value set by the user wins); ``_system_config`` would work only for a
+    cluster started here, not for one this process connects to."""
     name = "RAY_enable_output_error_log_if_still_retry"
     if name in os.environ:
         yield
