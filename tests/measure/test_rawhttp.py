@@ -143,7 +143,7 @@ def test_no_answer_in_time_is_a_read_timeout_and_garbage_a_protocol_error() -> N
 
     with pytest.raises(ReadTimeout):
         asyncio.run(scripted(silent, lambda url: post(url, 0.2)))
-    with pytest.raises(RemoteProtocolError, match=r"not an HTTP/1\.x status line"):
+    with pytest.raises(RemoteProtocolError, match=r"not an HTTP/1\.1 answer"):
         asyncio.run(scripted(garbage, lambda url: post(url, 5)))
 
 
