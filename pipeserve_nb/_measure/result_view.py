@@ -30,6 +30,9 @@ def result_html(result: LoadResult) -> str:
         ("latency of 200s", latency),
         ("mean batch", "-" if s.mean_batch_size is None else f"{s.mean_batch_size:.2f} inputs"),
     ]
+    if result.generator_cpu_s is not None and s.requests:
+        per_request_us = result.generator_cpu_s / s.requests * 1e6
+        rows.append(("generator CPU", f"{result.generator_cpu_s:.2f} s, {per_request_us:.0f} µs per request"))
     warnings = "".join(f"<div style='color:#b35c00'>&#9888; {html.escape(w)}</div>" for w in result.warnings)
     note = "result.summary: these figures; result.frame(): one row per request"
     return table_html("LoadResult", rows, note, after=warnings)

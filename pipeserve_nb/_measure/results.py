@@ -96,6 +96,9 @@ class LoadResult:
     url: str
     rows: list[Row]
     in_process: bool
+    generator_cpu_s: float | None = None
+    """CPU time the load generator itself spent (its process, or its thread with ``in_process``);
+    None where it ran on the caller's event loop. On a small machine it is taken from the server."""
     summary: Summary = field(init=False)
 
     def __post_init__(self) -> None:

@@ -84,7 +84,7 @@ def run_load(
         bar.finish(rows)
     finally:
         bar.close()
-    return LoadResult(load, url, rows, in_process)
+    return LoadResult(load, url, rows, in_process, runner.cpu_s)
 
 
 async def arun_load(
@@ -100,6 +100,7 @@ async def arun_load(
     """``await`` form of ``run_load`` (same parameters); cancelling it stops the load."""
     url, bodies = _resolve(target, texts)
     bar = _bar(load, progress, target, dashboard)
+    cpu_s = None  # on the caller's loop, the generator's CPU cannot be told from the rest of the process
     try:
         if in_process:
             rows = await generate(url, load, bodies, timeout_s=timeout_s, on_progress=bar.update)
@@ -109,13 +110,13 @@ async def arun_load(
                 while (found := child.wait(0)) is None:
                     bar.update(child.done)
                     await asyncio.sleep(0.05)
-                rows = found
+                rows, cpu_s = found, child.cpu_s
             finally:
                 child.close()
         bar.finish(rows)
     finally:
         bar.close()
-    return LoadResult(load, url, rows, in_process)
+    return LoadResult(load, url, rows, in_process, cpu_s)
 
 
 def _resolve(target: str | _HasUrl, texts: Sequence[str] | None) -> tuple[str, list[str]]:
@@ -204,6 +205,7 @@ class _PanelProgress:
 
 class _Run(Protocol):
     done: int
+    cpu_s: float | None
 
     def wait(self, timeout_s: float) -> list[Row] | None: ...
 

@@ -71,6 +71,7 @@ def test_closed_loop_runs_exactly_the_asked_concurrency(stub: tuple[StubServer, 
     assert sorted(server.bodies) == sorted(["a", "b", "c"] * 20)
     df = result.frame()
     assert result.summary.behind_schedule == 0 and df.lag_ms.max() == 0  # closed loop: sent when intended
+    assert result.generator_cpu_s is not None and result.generator_cpu_s > 0  # its process, or its thread, was read
 
 
 def test_duration_bounded_loads_stop_sending_after_the_duration(stub: tuple[StubServer, str]) -> None:
@@ -88,6 +89,8 @@ def test_await_form_works_in_process_and_in_a_child() -> None:
     async def both(url: str) -> tuple[int, int]:
         a = await arun_load(url, ClosedLoop(concurrency=3, requests=12), in_process=True, progress=False)
         b = await arun_load(url, OpenLoop(rate_rps=50, requests=12), progress=False)
+        # on the caller's own loop the generator's CPU is not its own; the child's is read
+        assert a.generator_cpu_s is None and b.generator_cpu_s is not None and b.generator_cpu_s > 0
         return a.summary.ok, b.summary.ok
 
     with serve_app(server.app, name="stub") as handle:
