@@ -27,12 +27,14 @@ class ServerConfig:
             past such forecasts) gets a fast 503 whose ``Retry-After`` is that forecast,
             rounded up. None: only ``max_queue`` bounds the queue. The default, 2 s, is from
             ``make reliability``'s comparison of 0.25, 0.5, 1 and 2 s under 3x overload on this
-            2-core machine: in three full runs 2 s kept goodput at 0.88-1.15 of the measured
-            capacity and 1 s at 0.80-0.97 (smaller bounds let the queue run short between
-            batches, and the model idled: 0.58-0.82), with the p99 of accepted requests at
-            0.9-1.2x (2 s) and 0.95-1.3x (1 s) the bound plus one batch. 2 s keeps the most
-            work done; lower it where a caller would rather be refused than wait
-            (``docs/reliability.md``).
+            2-core machine: in three full runs before 2026-12-04, 2 s kept goodput at 0.88-1.15
+            of the measured capacity, 1 s at 0.80-0.97 and smaller bounds at 0.58-0.82 (the
+            queue ran short between batches). Those shares were flattered by about 15% (the
+            capacity after each soak was measured with the soak server still up); in the two
+            runs of 2026-12-04, without that bias, the four values spread over 0.77-0.97 with no
+            consistent order, within this machine's noise. 2 s stays the default as the
+            largest queue of work within a few seconds' wait; lower it where a caller would
+            rather be refused than wait (``docs/reliability.md``).
         stuck_call_s: a model call running longer than this makes ``/health`` answer 503
             (it recovers when the call returns). None: ten times the call's predicted time,
             and at least 10 s (first calls and odd inputs are slow; a hung call is hung).
