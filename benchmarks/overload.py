@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+from split import Split, measured
 
 import pipeserve_nb as ps
 
@@ -38,8 +39,6 @@ class Soak:
     lag_p99_ms: float | None
     generator_cpu_us: float | None
     """The load generator's own CPU per request sent (it shares the machine's cores with the server)."""
-    generator_cores: float | None
-    """The load generator's CPU over the run's wall time: how much of a core it took from the server."""
     refused_p50_ms: float | None
     batch_p99_ms: float | None
     retry_after_s: list[int]
@@ -52,6 +51,10 @@ class Soak:
     rss_end_mb: float
     queue_depth_after: int
     drained_in_s: float
+    split: Split
+    """Where the soak's time went on the server."""
+    split_closed: Split | None = None
+    """The same for the closed loop measured just after (``capacity_after_rps``)."""
 
     @property
     def capacity_rps(self) -> float:
@@ -91,7 +94,7 @@ class Soak:
 
 def _open_loop(
     server: ps.ServerHandle, rate: float, duration_s: float, texts: list[str]
-) -> tuple[ps.LoadResult, list[float], int, list[float]]:
+) -> tuple[ps.LoadResult, Split, list[float], int, list[float]]:
     """One open-loop run at ``rate``, with ``/health`` probed and memory read every 100 ms."""
     stop = threading.Event()
     health_ms: list[float] = []
@@ -112,20 +115,23 @@ def _open_loop(
     prober = threading.Thread(target=probe, name="reliability-health-probe", daemon=True)
     prober.start()
     try:
-        result = ps.run_load(server, ps.OpenLoop(rate_rps=rate, duration_s=duration_s), texts=texts, progress=False)
+        load = ps.OpenLoop(rate_rps=rate, duration_s=duration_s)
+        result, split = measured(server, lambda: ps.run_load(server, load, texts=texts, progress=False))
     finally:
         stop.set()
         prober.join(15)
-    return result, health_ms, health_bad, rss
+    return result, split, health_ms, health_bad, rss
 
 
-def capacity(config: ps.ServerConfig, texts: list[str], seconds: float = 3.0) -> float:
+def capacity(config: ps.ServerConfig, texts: list[str], seconds: float = 3.0) -> tuple[float, Split]:
     """Goodput of a closed loop of 32 clients for ``seconds`` against a fresh, warmed-up server
-    with ``config``: what it serves when never overloaded (nothing waits long enough to be refused)."""
+    with ``config``: what it serves when never overloaded (nothing waits long enough to be refused);
+    with where that loop's time went."""
     with ps.serve(name="reliability-capacity", config=config) as server:
         ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # first calls
-        closed = ps.run_load(server, ps.ClosedLoop(concurrency=32, duration_s=seconds), texts=texts, progress=False)
-    return closed.summary.goodput_rps
+        load = ps.ClosedLoop(concurrency=32, duration_s=seconds)
+        closed, split = measured(server, lambda: ps.run_load(server, load, texts=texts, progress=False))
+    return closed.summary.goodput_rps, split
 
 
 def soak(
@@ -138,17 +144,18 @@ def soak(
     percent within a minute, so one capacity measured for several soaks would judge each
     against another machine.
     """
-    before = capacity(config, texts, capacity_s)
+    before, _ = capacity(config, texts, capacity_s)
     with ps.serve(name="reliability-soak", config=config) as server:
-        measured = _soak(server, label, rate, duration_s, texts, before)
+        found = _soak(server, label, rate, duration_s, texts, before)
     # after the soak server stopped: a second (even idle) server in this process slows the measured one
     # (~15% on 2 cores: more OpenMP threads than cores shorten OpenMP's spin-wait), which would flatter the share
-    return replace(measured, capacity_after_rps=round(capacity(config, texts, capacity_s), 1))
+    after, split = capacity(config, texts, capacity_s)
+    return replace(found, capacity_after_rps=round(after, 1), split_closed=split)
 
 
 def _soak(server: ps.ServerHandle, label: str, rate: float, duration_s: float, texts: list[str], before: float) -> Soak:
     """The soak itself; its ``capacity_after_rps`` is left for ``soak`` to measure."""
-    result, health_ms, health_bad, rss = _open_loop(server, rate, duration_s, texts)
+    result, split, health_ms, health_bad, rss = _open_loop(server, rate, duration_s, texts)
     started = time.monotonic()
     while (depth := server.stats()["queue_depth"]) and time.monotonic() - started < 60:
         time.sleep(0.05)
@@ -178,7 +185,6 @@ def _soak(server: ps.ServerHandle, label: str, rate: float, duration_s: float, t
         accepted_server_p99_ms=_q(served.queue_wait_ms + served.inference_ms, 0.99),
         lag_p99_ms=_q(frame.lag_ms, 0.99),
         generator_cpu_us=None if cpu_s is None else round(cpu_s / summary.requests * 1e6, 1),
-        generator_cores=None if cpu_s is None else round(cpu_s / summary.wall_s, 3),
         refused_p50_ms=_q(refused, 0.5),
         batch_p99_ms=stats["inference_ms"]["p99"],
         retry_after_s=sorted({int(v) for v in frame[frame.status == 503].retry_after_s.dropna()}),
@@ -191,6 +197,28 @@ def _soak(server: ps.ServerHandle, label: str, rate: float, duration_s: float, t
         rss_end_mb=round(ps.rss_mb(), 1),
         queue_depth_after=depth,
         drained_in_s=round(drained_s, 2),
+        split=split,
+    )
+
+
+def _pair(k: Soak, field: str) -> str:
+    closed = "-" if k.split_closed is None else getattr(k.split_closed, field)
+    return f"{getattr(k.split, field)} / {closed}"
+
+
+def where_it_went(k: Soak) -> str:
+    """The soak's goodput against the closed loop after it, split into busy time and speed while busy."""
+    closed = k.split_closed
+    if closed is None or not closed.model_busy_share or not closed.items_per_busy_s:
+        return ""
+    busy, speed = k.split.model_busy_share / closed.model_busy_share, k.split.items_per_busy_s / closed.items_per_busy_s
+    took = (k.split.loop_cores + (k.split.generator_cores or 0)) - (closed.loop_cores + (closed.generator_cores or 0))
+    return (
+        f"Where the default server's goodput went, against the closed loop just after its soak ({busy * speed:.2f} of "
+        f"it): the model was busy {busy:.2f} as much of the time, and served {speed:.2f} as fast while busy; "
+        f"the event loop and the load generator together took {took:+.2f} of a core against the closed loop"
+        + (" (the refusals, and generating the overload)" if took > 0 else "")
+        + f", and the model's threads got {k.split.model_cores} cores against {closed.model_cores}."
     )
 
 
@@ -296,10 +324,13 @@ def soak_section(soaks: list[Soak], base_rps: float) -> list[str]:
         ("accepted (200) latency p50 / p99", lambda k: f"{k.accepted_p50_ms} / {k.accepted_p99_ms} ms"),
         ("accepted, server side (queue wait + model) p99", lambda k: f"{k.accepted_server_p99_ms} ms"),
         ("load generator lag behind its schedule, p99", lambda k: f"{k.lag_p99_ms} ms"),
-        (
-            "load generator's own CPU: per request / share of a core",
-            lambda k: f"{k.generator_cpu_us} µs / {k.generator_cores}",
-        ),
+        ("load generator's own CPU per request", lambda k: f"{k.generator_cpu_us} µs"),
+        ("model busy, share of the wall time: soak / closed loop after", lambda k: _pair(k, "model_busy_share")),
+        ("answers per second the model was busy: soak / closed loop after", lambda k: _pair(k, "items_per_busy_s")),
+        ("padding efficiency: soak / closed loop after", lambda k: _pair(k, "padding_efficiency")),
+        ("cores, server's event loop: soak / closed loop after", lambda k: _pair(k, "loop_cores")),
+        ("cores, the model's threads: soak / closed loop after", lambda k: _pair(k, "model_cores")),
+        ("cores, load generator: soak / closed loop after", lambda k: _pair(k, "generator_cores")),
         ("refused (503) latency p50", lambda k: f"{k.refused_p50_ms} ms"),
         ("model call p99 (one batch)", lambda k: f"{k.batch_p99_ms} ms"),
         ("`Retry-After` values seen (s)", lambda k: ", ".join(map(str, k.retry_after_s)) or "(none)"),
@@ -354,6 +385,8 @@ def soak_section(soaks: list[Soak], base_rps: float) -> list[str]:
         "",
         "Statuses: 200 served, 503 refused at once (the queue full, or the predicted start wait over "
         "`max_queue_wait_s`; with `Retry-After`), 504 past the request timeout; 0 would mean the client gave up.",
+        "",
+        where_it_went(first),
         "",
         "How to read a missed target here: the capacity is measured by a closed loop, in which nothing is refused; "
         "under the overload the load generator (a separate process sending 3x that) and the server's refusals "

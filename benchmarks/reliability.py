@@ -258,7 +258,7 @@ def main() -> int:
         ps.serve(name="reliability-token", config=ps.ServerConfig(auth_token=TOKEN)) as guarded,
     ):
         cases = run_cases(server.url, guarded.url)
-    cap_rps = capacity(ps.ServerConfig(), texts, capacity_s)
+    cap_rps, _ = capacity(ps.ServerConfig(), texts, capacity_s)
     rate = 3.0 * cap_rps
     for attempt in range(3):  # this machine's speed drifts: a run that shed nothing was no overload
         timed = soak(ps.ServerConfig(), "by time (default)", rate, duration_s, texts, capacity_s)

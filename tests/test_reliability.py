@@ -37,6 +37,9 @@ def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:
         assert set(soak["by_status"]) <= {"200", "503", "504"}
         assert soak["health_probes"] > 10 and soak["health_not_200"] == 0
         assert soak["queue_depth_after"] == 0
+        for split in (soak["split"], soak["split_closed"]):  # where the time went was read, for both loads
+            assert 0 < split["model_busy_share"] <= 1.05 and split["items_per_busy_s"] > 0
+            assert split["loop_cores"] > 0 and split["model_cores"] > 0 and split["generator_cores"] > 0
         assert soak["rss_peak_mb"] - soak["rss_start_mb"] < 300  # bounded by the queue, not by the load
     timed = data["soak"]
     assert (
