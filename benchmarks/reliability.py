@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from overload import Soak, capacity, choice_section, default_choice, hung_model, hung_section, soak, soak_section
+from hung import hung_model, hung_section
+from overload import Soak, capacity, choice_section, default_choice, soak, soak_section
 
 import pipeserve_nb as ps
 
