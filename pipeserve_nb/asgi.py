@@ -13,9 +13,10 @@ The model loads in the app's lifespan (once per process: run a single worker). O
 shutdown, uvicorn lets open requests finish for its own ``--timeout-graceful-shutdown``,
 then the lifespan answers anything left with 503 and drops the model.
 
-``--http pipeserve_nb.asgi:HttpProtocol`` runs uvicorn's httptools parser with the bound on an
-unfinished request head that ``serve()`` and the command line use (``PIPESERVE_MAX_*``); without
-it the app still answers 414 and 431, but a head that never ends is buffered by uvicorn.
+``--http pipeserve_nb.asgi:HttpProtocol`` runs the HTTP protocol that ``serve()`` and the command
+line use: uvicorn's httptools parser with the bound on an unfinished request head
+(``PIPESERVE_MAX_*``), sending each response in one write; without it the app still answers 414
+and 431, but a head that never ends is buffered by uvicorn.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from starlette.applications import Starlette
 
 from ._server.app import create_app
 from ._server.engine import Engine
-from ._server.limits import bounded_httptools
+from ._server.http_protocol import http_protocol
 from ._server.settings import from_environment, refuse_unused
 
 __all__ = ["app", "app_from_env", "HttpProtocol"]
@@ -42,5 +43,5 @@ def app_from_env(env: Mapping[str, str] | None = None) -> Starlette:
 
 
 app = app_from_env()
-HttpProtocol = bounded_httptools(from_environment(os.environ).config.max_head_bytes)
-"""uvicorn's httptools protocol, bounding an unfinished head (``--http pipeserve_nb.asgi:HttpProtocol``)."""
+HttpProtocol = http_protocol(from_environment(os.environ).config.max_head_bytes)
+"""pipeserve's HTTP protocol: a bounded head, one write per response (``--http pipeserve_nb.asgi:HttpProtocol``)."""

@@ -14,8 +14,8 @@ Shutdown, on the server's own loop, in this order (``Server.shutdown``):
 2. uvicorn's own shutdown: close the listening socket and the connections;
 3. the app's lifespan shutdown (the engine ends its inference thread and drops the model).
 
-uvicorn runs with httptools, bounded: a request head that passes ``max_head_bytes``
-without ending is cut off with 431 (``limits``).
+uvicorn runs with pipeserve's HTTP protocol (``http_protocol``): httptools, a request head that
+passes ``max_head_bytes`` without ending cut off with 431, and each response sent in one write.
 
 ``bind_socket`` binds in the caller's thread, so "port in use" raises right there and the
 real port is known at once.
@@ -33,14 +33,14 @@ from typing import Any
 import uvicorn
 
 from .._exceptions import ServerStartError
-from .limits import bounded_httptools
+from .http_protocol import http_protocol
 from .registry import holder_of
 
 __all__ = ["Server", "ServerThread", "bind_socket", "DEFAULT_DRAIN_S"]
 
 DEFAULT_DRAIN_S = 10.0
 DEFAULT_HEAD_BYTES = 65536
-"""Most bytes of an unfinished request head before the connection is cut off (``limits``)."""
+"""Most bytes of an unfinished request head before the connection is cut off (``http_protocol``)."""
 Drain = Callable[[float], Awaitable[None]]
 
 
@@ -58,7 +58,7 @@ class Server(uvicorn.Server):
         max_head_bytes: int = DEFAULT_HEAD_BYTES,
     ) -> None:
         quiet: dict[str, Any] = {} if log else {"log_config": None}
-        http = bounded_httptools(max_head_bytes)
+        http = http_protocol(max_head_bytes)
         super().__init__(uvicorn.Config(app, access_log=False, lifespan="on", http=http, **quiet))
         self.drain = drain
         self.on_started = on_started
