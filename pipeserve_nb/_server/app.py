@@ -20,7 +20,9 @@ On a replica of a Ray Serve deployment (``engine.replica`` set) every answer nam
 replica in ``X-Replica``, and ``/stats`` and ``/metrics`` say which replica they describe.
 
 With ``config.auth_token`` set, every route sits behind ``BearerTokenMiddleware``; in front
-of everything, ``RequestLimits`` refuses a request target or headers over their bounds.
+of everything, ``RequestLimits`` refuses a request target or headers over their bounds. Just
+before the routes, ``Shedding`` refuses a ``POST /`` the engine has no room for (503, or the
+engine's reason it cannot serve), before its body is read.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from .protocol import parse_body
 from .replica import ReplicaHeader
 from .report import stats_report
 from .request import Result, clock
+from .shedding import Shedding
 from .stats import CLIENT_CLOSED
 
 __all__ = ["create_app"]
@@ -72,7 +75,6 @@ def create_app(engine: Engine) -> Starlette:
         started = clock()
         response: Response
         try:
-            engine.check_room()  # a refusal before the body is read or parsed costs least
             body = await _read_body(request, config.max_body_bytes)
             content_type = request.headers.get("content-type")
             parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)
@@ -129,6 +131,7 @@ def create_app(engine: Engine) -> Starlette:
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
     engine.stats.metrics.watch(engine.queue_depth, lambda: check(engine).ok)
+    app.add_middleware(Shedding, engine=engine)  # added first: the innermost, inside the token check
     if config.auth_token is not None:
         app.add_middleware(BearerTokenMiddleware, token=config.auth_token)
     if engine.replica is not None:
