@@ -51,6 +51,13 @@ def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:
     assert set(data["targets"]) >= {"no 504", "every request answered exactly once"}
     assert data["targets"]["every request answered exactly once"]
 
+    paired = data["paired_rounds"]  # the goodput target's rounds: capacity, a 3x soak, capacity again
+    assert len(paired["rounds"]) == 1
+    for r in paired["rounds"]:
+        assert r["capacity_before_rps"] > 0 and r["capacity_after_rps"] > 0 and r["soak_goodput_rps"] > 0
+        assert r["soak_lost"] == 0  # every request answered (whether a 2 s soak refuses depends on the machine's speed)
+    assert "goodput >= 0.9 of capacity, median of paired rounds" in data["targets"]
+
     hung = data["hung_model"]
     assert hung["health_before"] == 200 and hung["health_during"]["http_status"] == 503
     assert hung["health_during"]["status"] == "stuck"
