@@ -31,10 +31,11 @@ class ServerConfig:
             of the measured capacity, 1 s at 0.80-0.97 and smaller bounds at 0.58-0.82 (the
             queue ran short between batches). Those shares were flattered by about 15% (the
             capacity after each soak was measured with the soak server still up); in the two
-            runs of 2026-12-04, without that bias, the four values spread over 0.77-0.97 with no
+            runs of 2026-12-04, without that bias, the four values spread over 0.73-1.04 with no
             consistent order, within this machine's noise. 2 s stays the default as the
             largest queue of work within a few seconds' wait; lower it where a caller would
-            rather be refused than wait (``docs/reliability.md``).
+            rather be refused than wait (``docs/reliability.md``, which also judges the
+            default's goodput on paired rounds: a median of 0.97 of capacity at 3x).
         stuck_call_s: a model call running longer than this makes ``/health`` answer 503
             (it recovers when the call returns). None: ten times the call's predicted time,
             and at least 10 s (first calls and odd inputs are slow; a hung call is hung).
@@ -49,7 +50,7 @@ class ServerConfig:
         max_headers: most header fields in one request; more get 431.
         max_header_bytes: most bytes of header names and values in one request; more get 431.
             A head that keeps arriving past about this size without ending is cut off with
-            431 before it is buffered (``limits``).
+            431 before it is buffered (``http_protocol``).
         max_json_depth: deepest nesting of objects and lists in a JSON body (the body is
             level 1); deeper gets 400. No document can exhaust a stack (orjson stops at 1024).
         auth_token: when set, every request must carry ``Authorization: Bearer <token>``
