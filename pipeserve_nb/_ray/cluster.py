@@ -28,6 +28,8 @@ from typing import Any
 import ray
 from ray import serve
 
+from .mapping import check_ray_address
+
 __all__ = ["Cluster", "acquire", "release", "start_local", "quiet_serve_logs", "cpus", "start_serve", "proxy_address"]
 
 
@@ -76,6 +78,8 @@ def release(cluster: Cluster) -> None:
 
 def _connect(address: str | None, dashboard: bool) -> Cluster:
     target = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        check_ray_address(target, "$RAY_ADDRESS")
     if ray.is_initialized():
         if target is not None and target not in ("auto", _address()):
             raise RuntimeError(f"this process is already connected to the Ray cluster at {_address()}, not {target}")

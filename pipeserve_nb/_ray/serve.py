@@ -62,9 +62,10 @@ def serve_on_ray(
             pipeline: each replica loads its own copy, nothing heavy is pickled.
         replicas: how many replicas, each with the cluster's CPUs shared out (or
             ``config.torch_threads``) and PyTorch threads to match.
-        address: a running Ray cluster, from a node of it (``"auto"``, ``"host:6379"``); None:
-            ``$RAY_ADDRESS`` if set, else the cluster this process is connected to, else a local
-            cluster sized for this machine, started here and shut down by the last ``stop()``.
+        address: a running Ray cluster, from a node of it (``"auto"``, ``"host:6379"``; not a
+            Ray Client ``ray://`` address); None: ``$RAY_ADDRESS`` if set, else the cluster this
+            process is connected to, else a local cluster sized for this machine, started here
+            and shut down by the last ``stop()``.
         dashboard: start Ray's dashboard with a local cluster.
         task, device, dtype, policy, config, host, port, allow_unauthenticated, name,
             start_timeout_s: as for ``serve()``; ``host`` and ``port`` are those of Ray's

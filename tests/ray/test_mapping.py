@@ -58,6 +58,14 @@ def test_a_loaded_model_is_refused_because_it_would_be_pickled_to_every_replica(
         pipeserve_nb.serve_on_ray(replicas=0)
 
 
+def test_a_ray_client_address_is_refused_with_the_way_that_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidSetting, match=r"ray_address='ray://head:10001' is a Ray Client address.*'auto'"):
+        pipeserve_nb.serve_on_ray(address="ray://head:10001")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    with pytest.raises(InvalidSetting, match=r"\$RAY_ADDRESS='ray://head:10001' is a Ray Client address"):
+        pipeserve_nb.serve_on_ray()
+
+
 def test_importing_the_package_does_not_import_ray() -> None:
     probe = "import sys, pipeserve_nb, pipeserve_nb._server.cli; print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"
@@ -70,3 +78,5 @@ def test_the_ray_command_line_refuses_a_bad_placement_before_starting_anything(
 
     assert main(["serve", "--ray", "--replicas", "0"], env={}) == 2
     assert "replicas must be an int >= 1" in capsys.readouterr().err
+    assert main(["serve", "--ray", "--ray-address", "ray://head:10001"], env={}) == 2
+    assert "is a Ray Client address" in capsys.readouterr().err
