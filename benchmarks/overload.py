@@ -337,6 +337,9 @@ def soak_section(soaks: list[Soak], base_rps: float) -> list[str]:
         lines.append(f"| {name.split(' (')[0]} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "The goodput row is this one soak's share; the target is judged on the paired rounds below (the median "
+        "of several soaks, each against the capacities just around it), since one soak's share moves with the machine.",
+        "",
         "Statuses: 200 served, 503 refused at once (the queue full, or the predicted start wait over "
         "`max_queue_wait_s`; with `Retry-After`), 504 past the request timeout; 0 would mean the client gave up.",
         "",

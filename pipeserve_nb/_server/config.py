@@ -35,7 +35,7 @@ class ServerConfig:
             consistent order, within this machine's noise. 2 s stays the default as the
             largest queue of work within a few seconds' wait; lower it where a caller would
             rather be refused than wait (``docs/reliability.md``, which also judges the
-            default's goodput on paired rounds: a median of 0.97 of capacity at 3x).
+            default's goodput on paired rounds: medians of 0.93-1.07 of capacity at 3x in three runs).
         stuck_call_s: a model call running longer than this makes ``/health`` answer 503
             (it recovers when the call returns). None: ten times the call's predicted time,
             and at least 10 s (first calls and odd inputs are slow; a hung call is hung).
