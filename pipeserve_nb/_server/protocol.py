@@ -88,6 +88,8 @@ def _parse_json(text: str, max_inputs: int, max_depth: int) -> ParsedRequest:
         raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(doc, dict):
         raise InvalidInput(f'the JSON body must be an object like {{"inputs": "text"}}, got {_kind(doc)}')
+    if not _within_depth(doc, max_depth):
+        raise InvalidInput(_too_deep(max_depth))
     unknown = sorted(set(doc) - set(_FIELDS))
     if unknown:
         raise InvalidInput(f"unknown field(s) {unknown}; expected 'inputs' and optional 'parameters'")
@@ -96,8 +98,6 @@ def _parse_json(text: str, max_inputs: int, max_depth: int) -> ParsedRequest:
     parameters = doc.get("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidInput(f'"parameters" must be an object, got {_kind(parameters)}')
-    if not _within_depth(parameters, max_depth - 1):
-        raise InvalidInput(_too_deep(max_depth))
     inputs = doc["inputs"]
     if isinstance(inputs, str):
         return ParsedRequest([_text(inputs, '"inputs"')], parameters, single=True)

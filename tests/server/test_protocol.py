@@ -47,6 +47,7 @@ def test_json_string_list_and_parameters() -> None:
         ("application/json", b'\xef\xbb\xbf{"inputs": "a"}', "malformed JSON"),
         ("application/json", b"[" * 5000 + b"]" * 5000, "nests deeper than max_json_depth=32"),
         ("application/json", b'{"inputs": "a", "parameters": {"x": ' + b"[" * 40 + b"]" * 40 + b"}}", "deeper"),
+        ("application/json", b'{"inputs": ' + b"[" * 40 + b'"a"' + b"]" * 40 + b"}", "nests deeper than"),
         ("application/json", b'{"inputs": "a", "parameters": {"x": 1e999}}', "infinity"),
     ],
 )
