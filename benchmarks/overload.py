@@ -127,10 +127,23 @@ def capacity(config: ps.ServerConfig, texts: list[str], seconds: float = 3.0) ->
     with ``config``: what it serves when never overloaded (nothing waits long enough to be refused);
     with where that loop's time went."""
     with ps.serve(name="reliability-capacity", config=config) as server:
-        ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # first calls
+        warm_up(server, texts)
         load = ps.ClosedLoop(concurrency=32, duration_s=seconds)
         closed, split = measured(server, lambda: ps.run_load(server, load, texts=texts, progress=False))
     return closed.summary.goodput_rps, split
+
+
+def warm_up(server: ps.ServerHandle, texts: list[str]) -> None:
+    """A server's first calls (fitting its call cost, warming the model) before anything is measured."""
+    ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)
+
+
+def drain(server: ps.ServerHandle) -> tuple[int, float]:
+    """Wait (up to 60 s) until nothing waits in ``server``; the queue depth then, and the seconds it took."""
+    started = time.monotonic()
+    while (depth := server.stats()["queue_depth"]) and time.monotonic() - started < 60:
+        time.sleep(0.05)  # the queue depth is read from /stats: no event announces it
+    return depth, time.monotonic() - started
 
 
 def soak(
@@ -155,10 +168,7 @@ def soak(
 def _soak(server: ps.ServerHandle, label: str, rate: float, duration_s: float, texts: list[str], before: float) -> Soak:
     """The soak itself; its ``capacity_after_rps`` is left for ``soak`` to measure."""
     result, split, health_ms, health_bad, rss = _open_loop(server, rate, duration_s, texts)
-    started = time.monotonic()
-    while (depth := server.stats()["queue_depth"]) and time.monotonic() - started < 60:
-        time.sleep(0.05)
-    drained_s = time.monotonic() - started
+    depth, drained_s = drain(server)
     summary, frame, stats = result.summary, result.frame(), server.stats()
     cpu_s = result.generator_cpu_s
     served = frame[frame.status == 200]

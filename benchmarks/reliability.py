@@ -297,8 +297,9 @@ def main() -> int:
     (args.out / "reliability.json").write_text(json.dumps(data, indent=2) + "\n")
     print(text)
     failed = [c.name for c in cases if not c.ok]
-    if failed or timed.lost or counted.lost or any(k.soak_lost for k in paired.rounds):
-        print(f"FAILED: cases {failed}, lost {timed.lost} + {counted.lost}", file=sys.stderr)
+    rounds_lost = sum(k.soak_lost for k in paired.rounds)
+    if failed or timed.lost or counted.lost or rounds_lost:
+        print(f"FAILED: cases {failed}, lost {timed.lost} + {counted.lost} + {rounds_lost} (rounds)", file=sys.stderr)
         return 1
     return 0
 

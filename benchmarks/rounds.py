@@ -11,9 +11,9 @@ the mean of the capacities around it; the median over rounds is the figure the r
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
+from overload import drain, warm_up
 from split import sending_goodput
 
 import pipeserve_nb as ps
@@ -54,7 +54,7 @@ class Rounds:
 def paired_rounds(texts: list[str], rounds: int, capacity_s: float, soak_s: float) -> Rounds:
     """``rounds`` rounds on one fresh default server (see the module docstring)."""
     with ps.serve(name="reliability-rounds") as server:
-        ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # first calls
+        warm_up(server, texts)
         closed = ps.ClosedLoop(concurrency=32, duration_s=capacity_s)
 
         def capacity() -> float:
@@ -64,7 +64,7 @@ def paired_rounds(texts: list[str], rounds: int, capacity_s: float, soak_s: floa
         before = capacity()
         for _ in range(rounds):
             soak = ps.run_load(server, ps.OpenLoop(rate_rps=3 * before, duration_s=soak_s), texts=texts, progress=False)
-            _drained(server)
+            drain(server)
             after = capacity()
             found.append(
                 Round(
@@ -77,12 +77,6 @@ def paired_rounds(texts: list[str], rounds: int, capacity_s: float, soak_s: floa
             )
             before = after
     return Rounds(capacity_s, soak_s, found)
-
-
-def _drained(server: ps.ServerHandle) -> None:
-    started = time.monotonic()
-    while server.stats()["queue_depth"] and time.monotonic() - started < 60:
-        time.sleep(0.05)
 
 
 def rounds_section(r: Rounds) -> list[str]:
