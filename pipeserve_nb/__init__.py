@@ -46,10 +46,10 @@ from ._models.loading import load_model
 from ._models.spec import LoadedModel
 from ._nested import allow_nested_event_loops
 from ._ray.serve import serve_on_ray
-from ._server.config import ServerConfig
-from ._server.handle import AppHandle, ServerHandle, running_servers, stop_all
-from ._server.policy import BatchPolicy
-from ._server.serve import serve, serve_app
+from ._server.core.config import ServerConfig
+from ._server.core.policy import BatchPolicy
+from ._server.run.handle import AppHandle, ServerHandle, running_servers, stop_all
+from ._server.run.serve import serve, serve_app
 from ._teaching.seed_page import seed_page_app
 from ._teaching.seed_policy import SeedPagePolicy
 from ._teaching.workers import worker_processes

@@ -1,3 +1,3 @@
-from ._server.cli import main
+from ._server.run.cli import main
 
 raise SystemExit(main())

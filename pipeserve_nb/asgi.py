@@ -26,10 +26,10 @@ from collections.abc import Mapping
 
 from starlette.applications import Starlette
 
-from ._server.app import create_app
-from ._server.engine import Engine
-from ._server.http_protocol import http_protocol
-from ._server.settings import from_environment, refuse_unused
+from ._server.core.engine import Engine
+from ._server.edge.app import create_app
+from ._server.edge.http_protocol import http_protocol
+from ._server.run.settings import from_environment, refuse_unused
 
 __all__ = ["app", "app_from_env", "HttpProtocol"]
 

@@ -33,7 +33,13 @@ def test_the_wheel_installs_and_serves_without_the_source_tree(tmp_path: Path) -
     subprocess.run(build, check=True, capture_output=True, timeout=300)
     [wheel] = dist.glob("pipeserve_nb-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for part in ("_server/engine.py", "_models/embedder.py", "_measure/runner.py", "_teaching/demo.py", "py.typed"):
+    for part in (
+        "_server/core/engine.py",
+        "_models/embedder.py",
+        "_measure/runner.py",
+        "_teaching/demo.py",
+        "py.typed",
+    ):
         assert f"pipeserve_nb/{part}" in names, f"the wheel lacks {part}"
 
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)]

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._live.dashboard import Dashboard
 from .._options import Int, check
-from .._server.config import ServerConfig
-from .._server.handle import AppHandle, ServerHandle
-from .._server.policy import BatchPolicy
-from .._server.serve import serve
+from .._server.core.config import ServerConfig
+from .._server.core.policy import BatchPolicy
+from .._server.run.handle import AppHandle, ServerHandle
+from .._server.run.serve import serve
 from .._teaching.seed_policy import SeedPagePolicy
 from .loads import ClosedLoop, Load
 from .results import LoadResult

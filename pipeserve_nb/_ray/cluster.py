@@ -28,7 +28,7 @@ from typing import Any
 import ray
 from ray import serve
 
-from .mapping import check_ray_address
+from .._server.run.settings import check_ray_address
 
 __all__ = ["Cluster", "acquire", "release", "start_local", "quiet_serve_logs", "cpus", "start_serve", "proxy_address"]
 

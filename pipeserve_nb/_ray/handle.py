@@ -14,10 +14,10 @@ from ray.serve._private.common import ReplicaState  # the key type of Serve's pu
 
 from .._client import Queries, auth_headers
 from .._live.stats_view import StatsView, handle_html
-from .._server import registry
-from .._server.config import ServerConfig
-from .._server.handle import Handle
-from .._server.policy import Policy
+from .._server.core.config import ServerConfig
+from .._server.core.policy import Policy
+from .._server.run import registry
+from .._server.run.handle import Handle
 from . import cluster as clusters
 from .combine import combine
 from .replica import ReplicaSettings

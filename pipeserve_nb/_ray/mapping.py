@@ -27,45 +27,17 @@ Each mapping, and why (``docs/ray.md`` has the same table):
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import InvalidSetting
-from .._options import Flag, Int, Text, check_fields, option
-from .._server.config import ServerConfig
-from .._server.policy import BatchPolicy, Policy
+from .._server.core.config import ServerConfig
+from .._server.core.policy import BatchPolicy, Policy
 
-__all__ = ["RayPlacement", "HEALTH_PERIOD_S", "HEALTH_TIMEOUT_S", "largest_batch", "cpus_per_replica"]
-__all__ += ["deployment_options", "replica_config", "check_ray_address"]
+__all__ = ["HEALTH_PERIOD_S", "HEALTH_TIMEOUT_S", "largest_batch", "cpus_per_replica"]
+__all__ += ["deployment_options", "replica_config"]
 
 HEALTH_PERIOD_S = 2.0
 HEALTH_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class RayPlacement:
-    """Where and how many: the options of ``serve_on_ray`` that ``serve()`` does not have."""
-
-    replicas: int = option(2, Int(), "replicas, each with its own model copy", unit="replicas")
-    ray_address: str | None = option(
-        None, Text(optional=True), "a running Ray cluster to use (else $RAY_ADDRESS, else a local one)"
-    )
-    ray_dashboard: bool = option(False, Flag(), "start Ray's dashboard with a local cluster")
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        check_ray_address(self.ray_address, "ray_address")
-
-
-def check_ray_address(address: str | None, source: str) -> None:
-    """Refuse a Ray Client address (``ray://``): ``serve_on_ray`` runs from a node of the cluster."""
-    if address is not None and address.startswith("ray://"):
-        raise InvalidSetting(
-            f"{source}={address!r} is a Ray Client address, which serve_on_ray does not use: run it from a node of "
-            "the cluster (a notebook or script on the head node or a worker) with address='auto' or the cluster's "
-            "GCS address ('host:6379'); through Ray Client the proxy URL it reports would be the cluster's own "
-            "loopback address (docs/ray.md)"
-        )
 
 
 def largest_batch(policy: Policy, config: ServerConfig) -> int:

@@ -19,12 +19,12 @@ from ray.serve.deployment import Application
 from starlette.applications import Starlette
 
 from .._models.spec import ModelSpec
-from .._server.app import create_app
-from .._server.config import ServerConfig
-from .._server.engine import Engine
-from .._server.health import check
-from .._server.policy import Policy
-from .._server.report import stats_report
+from .._server.core.config import ServerConfig
+from .._server.core.engine import Engine
+from .._server.core.health import check
+from .._server.core.policy import Policy
+from .._server.core.report import stats_report
+from .._server.edge.app import create_app
 
 __all__ = ["ReplicaSettings", "PipeserveReplica", "ReplicaUnhealthy", "application", "run"]
 

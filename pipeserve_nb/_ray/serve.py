@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidSetting, ServerStartError
 from .._models.spec import ModelSpec
-from .._server.auth import check_exposure
-from .._server.config import ServerConfig
-from .._server.policy import BatchPolicy, Policy
-from .._server.registry import register, stop_named
-from .._server.runner import bind_socket
-from .._server.settings import Address
-from .mapping import RayPlacement, cpus_per_replica, deployment_options, replica_config
+from .._server.core.config import ServerConfig
+from .._server.core.policy import BatchPolicy, Policy
+from .._server.run.exposure import check_exposure
+from .._server.run.registry import register, stop_named
+from .._server.run.settings import Address, RayPlacement
+from .._server.run.uvicorn_runner import bind_socket
+from .mapping import cpus_per_replica, deployment_options, replica_config
 
 if TYPE_CHECKING:
     from .handle import RayServerHandle

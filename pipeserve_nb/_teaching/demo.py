@@ -13,8 +13,8 @@ from .._measure.corpus import sample_texts
 from .._measure.loads import ClosedLoop
 from .._measure.results import Summary
 from .._measure.runner import run_load
-from .._server.policy import BatchPolicy
-from .._server.serve import serve
+from .._server.core.policy import BatchPolicy
+from .._server.run.serve import serve
 
 __all__ = ["run_demo", "format_table"]
 

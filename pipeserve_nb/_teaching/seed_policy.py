@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._options import Int, Number, check_fields, option
-from .._server.formation import Batchable, Pick, pick_batch, plan_calls
+from .._server.core.formation import Batchable, Pick, pick_batch, plan_calls
 
 __all__ = ["SeedPagePolicy"]
 

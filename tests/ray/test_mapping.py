@@ -67,14 +67,14 @@ def test_a_ray_client_address_is_refused_with_the_way_that_works(monkeypatch: py
 
 
 def test_importing_the_package_does_not_import_ray() -> None:
-    probe = "import sys, pipeserve_nb, pipeserve_nb._server.cli; print('ray' in sys.modules)"
+    probe = "import sys, pipeserve_nb, pipeserve_nb._server.run.cli; print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_the_ray_command_line_refuses_a_bad_placement_before_starting_anything(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pipeserve_nb._server.cli import main
+    from pipeserve_nb._server.run.cli import main
 
     assert main(["serve", "--ray", "--replicas", "0"], env={}) == 2
     assert "replicas must be an int >= 1" in capsys.readouterr().err

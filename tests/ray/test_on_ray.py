@@ -27,7 +27,7 @@ import pytest
 
 import pipeserve_nb
 from pipeserve_nb import BatchPolicy, ServerConfig, sample_texts
-from pipeserve_nb._server import registry
+from pipeserve_nb._server.run import registry
 
 from ..helpers import port_is_free, wait_for
 

@@ -1,0 +1,119 @@
+"""The batch loop: drains the batch queue into the inference thread, one batch at a time.
+
+``BatchLoop.run()``, exactly:
+
+1. ``await queue.next_batch()`` (where requests wait; see ``batch_queue``);
+2. mark each request started the first time any of its inputs runs, and record its wait;
+3. hand the batch to the inference thread (``worker.run_batch`` there) and await the
+   outcomes: the event loop stays free while the model runs;
+4. resolve every slice: its outputs go to its request, which is answered with its
+   ``Result`` once its last slice ran; a slice that failed answers its request with the
+   error the worker chose (``InferenceFailed``, or ``InvalidInput`` for parameter values
+   the model rejected). A request answered meanwhile (its deadline, its client gone) is
+   left as it is.
+
+Each call is also an observation of what a call costs (``cost``, fitted online), from
+which ``start_wait_s()`` predicts when a request arriving now would start (admission by
+time) and ``predicted_s`` says how long the running call should take (the health check).
+
+Every request of the running batch is answered also when the loop ends abnormally: with
+``WorkerDied`` when the inference thread died (then ``run()`` raises ``WorkerCrashed``), with
+``ServerStopping`` when the loop is cancelled. Requests still queued are the engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+
+from ..._models.spec import BatchFn
+from ..observe.stats import Stats, clock
+from .batch_queue import BatchQueue
+from .cost import CallCost, Forecast, WaitCalibration, backlog_s
+from .inference import InferenceThread, WorkerCrashed, run_batch
+from .request import Batch, stopping, worker_died
+
+__all__ = ["BatchLoop"]
+
+
+class BatchLoop:
+    """Runs the batches of one ``BatchQueue`` with one model on one ``InferenceThread``."""
+
+    def __init__(
+        self, queue: BatchQueue, model: BatchFn, worker: InferenceThread, stats: Stats, bound_s: float | None = None
+    ) -> None:
+        self.queue = queue
+        self.model = model
+        self.worker = worker
+        self.stats = stats
+        self.cost = CallCost()
+        self.calibration = WaitCalibration(bound_s)
+        self._backlog: tuple[tuple[int, int], float, int] = ((-1, -1), 0.0, 0)  # (version, fits): seconds, calls
+        self.running: Batch | None = None
+        """The batch in the model right now, if any."""
+        self.predicted_s: float | None = None
+        """How long the running call is predicted to take (None before the first call's cost is known)."""
+
+    def start_wait_s(self) -> Forecast | None:
+        """When a request arriving now would start: the rest of the running call, then the calls
+        that will run what waits (``Policy.plan``), priced by the call cost (``raw_s``), times how
+        far real waits ran past such forecasts (``wait_s``); None before the cost is fitted."""
+        if not self.cost.fitted:
+            return None
+        rest = 0.0
+        if self.running is not None and self.predicted_s is not None:
+            rest = max(self.predicted_s - (self.worker.busy_for_s() or 0.0), 0.0)
+        key = (self.queue.version, self.cost.calls)
+        if self._backlog[0] != key:  # under overload many refusals ask while nothing changed
+            calls = self.queue.policy.plan(self.queue.waiting())
+            self._backlog = (key, backlog_s(self.cost, calls) or 0.0, len(calls))
+        raw = rest + self._backlog[1]
+        return Forecast(raw, raw * self.calibration.factor, self._backlog[2])
+
+    def running_for_s(self) -> float | None:
+        """How long the running call has run (the inference thread's clock); None while the model is idle."""
+        return self.worker.busy_for_s() if self.running is not None else None
+
+    async def run(self) -> None:
+        """Run batches until cancelled or until the inference thread dies (see the module docstring)."""
+        try:
+            while True:
+                batch = await self.queue.next_batch()
+                self.running = batch
+                await self._run(batch)
+                self.running = None
+        except WorkerCrashed as crash:
+            self._fail_running(partial(worker_died, crash.__cause__ or crash))
+            raise
+        except asyncio.CancelledError:
+            self._fail_running(stopping)
+            raise
+
+    async def _run(self, batch: Batch) -> None:
+        started = clock()
+        self.predicted_s = self.cost.predict(batch.padded_tokens)
+        waits = []
+        for piece in batch.slices:
+            request = piece.request
+            if request.started_s is None:
+                request.started_s = started
+                waits.append(started - request.arrived_s)
+                if request.forecast is not None:
+                    self.calibration.observe(request.forecast, waits[-1])
+        job = partial(run_batch, self.model, [s.inputs for s in batch.slices], batch.parameters)
+        outcomes = await asyncio.wrap_future(self.worker.submit(job))
+        inference_s = clock() - started
+        self.cost.observe(batch.padded_tokens, inference_s)
+        self.stats.record_batch(batch.size, inference_s, waits, batch.real_tokens, batch.padded_tokens)
+        for piece, outcome in zip(batch.slices, outcomes, strict=True):
+            if outcome.outputs is not None:
+                piece.request.ran(outcome.outputs, batch.size, inference_s)
+            else:
+                piece.request.fail(outcome.error or RuntimeError("the worker returned no outcome"))
+
+    def _fail_running(self, error: Callable[[], BaseException]) -> None:
+        if self.running is not None:
+            for piece in self.running.slices:
+                piece.request.fail(error())
+            self.running = None

@@ -1,0 +1,139 @@
+"""The batch queue: where a request waits, and where the next batch is formed.
+
+Waiting requests are kept in arrival order. ``next_batch()`` is the only consumer (the
+batch loop); its semantics, exactly:
+
+- It blocks while nothing waits.
+- The *candidates* are the waiting requests with the same parameters as the oldest, oldest
+  first, up to the policy's ``window`` of inputs (requests beyond it wait their turn).
+- It waits for more arrivals until the policy's ``collect_deadline`` (given when the oldest
+  candidate arrived and when the newest became available), or until the window is full,
+  then forms the batch at once: the policy ``pick``s it among the candidates.
+- Requests already answered (expired, their client gone, the server stopping) are dropped
+  here and never reach the model; a request whose deadline has passed is expired here
+  (``Request.expire``) rather than run, even if its timer has not fired yet.
+- A request with more inputs than one batch takes stays at the head, its next inputs
+  forming the next batch. Nothing is lost: each input is handed out exactly once.
+
+``closes_at()`` and ``form()`` are the synchronous core, so the semantics can be tested on
+a fake clock; ``next_batch()`` only adds the waiting. Create a queue on the event loop that
+uses it (asyncio objects bind to one loop) and call it from that loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from ..observe.stats import clock
+from .policy import Policy
+from .request import Batch, Request, Slice
+
+__all__ = ["BatchQueue"]
+
+
+class BatchQueue:
+    """Admitted requests waiting for the model, handed out in batches (see the module docstring)."""
+
+    def __init__(self, policy: Policy, now: Callable[[], float] = clock) -> None:
+        self.policy = policy
+        self._now = now
+        self._waiting: list[Request] = []
+        self._arrived = asyncio.Event()
+        self.worker_free_since = now()
+        """When the batch loop last asked for a batch (the worker became free)."""
+        self.version = 0
+        """Counts changes to what waits (so a forecast of it can be kept until it changes)."""
+
+    def put(self, request: Request) -> None:
+        """Add an admitted request (the engine has checked there is room)."""
+        self._waiting.append(request)
+        self.version += 1
+        self._arrived.set()
+
+    def depth(self) -> int:
+        """Requests waiting for the model (a request whose inputs run in slices counts until its last)."""
+        return len(self._waiting)
+
+    def waiting(self) -> list[Request]:
+        """The waiting requests, oldest first (do not change the list)."""
+        return self._waiting
+
+    def discard(self, request: Request) -> None:
+        """Forget a request that was answered while it waited."""
+        if request in self._waiting:
+            self._waiting.remove(request)
+            self.version += 1
+
+    def drain_nowait(self) -> list[Request]:
+        """Remove and return every waiting request (the server stops)."""
+        waiting, self._waiting = self._waiting, []
+        self.version += 1
+        return waiting
+
+    async def next_batch(self) -> Batch:
+        """The next batch to run; blocks until one can be formed (see the module docstring)."""
+        self.worker_free_since = self._now()
+        while True:
+            closes = self.closes_at()
+            if closes is None:
+                await self._arrival(None)
+                continue
+            delay = closes - self._now()
+            if delay > 0:
+                await self._arrival(delay)  # an arrival may fill the window or move the deadline
+                continue
+            return self.form()
+
+    def closes_at(self) -> float | None:
+        """When the next batch closes (now or earlier: form it at once); None while nothing waits."""
+        candidates = self._candidates()
+        if not candidates:
+            return None
+        window = self.policy.window
+        if window is not None and sum(r.size for r in candidates) >= window:
+            return self._now()
+        last = max(candidates[-1].arrived_s, self.worker_free_since)
+        return self.policy.collect_deadline(candidates[0].arrived_s, last)
+
+    def form(self) -> Batch:
+        """The next batch among the candidates, as the policy picks it; removes what it takes."""
+        candidates = self._candidates()
+        if not candidates:
+            raise RuntimeError("form() needs a waiting request; await next_batch() instead")
+        slices = []
+        for index, count in self.policy.pick(candidates):
+            request = candidates[index]
+            slices.append(Slice(request, request.taken, request.taken + count))
+            request.taken += count
+        self._waiting = [r for r in self._waiting if r.size > 0]
+        self.version += 1
+        return Batch(slices, candidates[0].parameters)
+
+    def _candidates(self) -> list[Request]:
+        """Drop what was answered or has expired; the oldest's group, up to the window."""
+        now = self._now()
+        for request in self._waiting:
+            if request.deadline_s <= now:
+                request.expire()
+        left = [r for r in self._waiting if not r.future.done()]
+        if len(left) != len(self._waiting):
+            self._waiting, self.version = left, self.version + 1
+        if not self._waiting:
+            return []
+        key, window = self._waiting[0].key, self.policy.window
+        candidates, inputs = [], 0
+        for request in self._waiting:
+            if window is not None and inputs >= window:
+                break
+            if request.key == key:
+                candidates.append(request)
+                inputs += request.size
+        return candidates
+
+    async def _arrival(self, timeout_s: float | None) -> None:
+        """Return when a request arrives, or after ``timeout_s``."""
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), timeout_s)

@@ -1,0 +1,107 @@
+"""Server limits: queue size and wait, request timeout, drain time, request size, access token, error detail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..._options import Flag, Int, Number, Text, check_fields, option
+
+__all__ = ["ServerConfig"]
+
+_SECONDS = Number(strict=True, of="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """How much a server accepts and how long it waits.
+
+    Parameters:
+        max_queue: requests that may wait for the model (every request accepted and not yet
+            started); one more gets a fast 503 with ``Retry-After`` (the circuit breaker).
+            The default is 1.5-2.5 s of work for the bundled model on 2 cores; behind the
+            bound in time below, it caps what waits while there is no forecast yet (a cold
+            server's first calls) and the memory a burst of requests can take.
+        max_queue_wait_s: admission by time: a request the server forecasts would wait longer
+            than this to *start* (the model calls that will run what waits before it, priced
+            by the call cost fitted from the calls it ran, and scaled by how far real waits ran
+            past such forecasts) gets a fast 503 whose ``Retry-After`` is that forecast,
+            rounded up. None: only ``max_queue`` bounds the queue. The default, 2 s, is from
+            ``make reliability``'s comparison of 0.25, 0.5, 1 and 2 s under 3x overload on this
+            2-core machine: in three full runs before 2026-12-04, 2 s kept goodput at 0.88-1.15
+            of the measured capacity, 1 s at 0.80-0.97 and smaller bounds at 0.58-0.82 (the
+            queue ran short between batches). Those shares were flattered by about 15% (the
+            capacity after each soak was measured with the soak server still up); in the two
+            runs of 2026-12-04, without that bias, the four values spread over 0.73-1.04 with no
+            consistent order, within this machine's noise. 2 s stays the default as the
+            largest queue of work within a few seconds' wait; lower it where a caller would
+            rather be refused than wait (``docs/reliability.md``, which also judges the
+            default's goodput on paired rounds: medians of 0.93-1.07 of capacity at 3x in three runs).
+        stuck_call_s: a model call running longer than this makes ``/health`` answer 503
+            (it recovers when the call returns). None: ten times the call's predicted time,
+            and at least 10 s (first calls and odd inputs are slow; a hung call is hung).
+        timeout_s: a request still unanswered this long after it arrived gets 504; if it
+            is still queued then, it is dropped and never reaches the model.
+        drain_timeout_s: how long ``stop()`` lets queued and running requests finish
+            before answering the rest with 503.
+        max_inputs_per_request: most texts in one ``{"inputs": [...]}`` request; more get 413.
+        max_body_bytes: largest request body; a bigger one gets 413 before it is read
+            (at once when ``Content-Length`` says so, else as soon as the limit is passed).
+        max_url_bytes: longest request target (path and query); a longer one gets 414.
+        max_headers: most header fields in one request; more get 431.
+        max_header_bytes: most bytes of header names and values in one request; more get 431.
+            A head that keeps arriving past about this size without ending is cut off with
+            431 before it is buffered (``http_protocol``).
+        max_json_depth: deepest nesting of objects and lists in a JSON body (the body is
+            level 1); deeper gets 400. No document can exhaust a stack (orjson stops at 1024).
+        auth_token: when set, every request must carry ``Authorization: Bearer <token>``
+            (compared in constant time) or it gets 401. Required to bind a non-loopback
+            address unless ``serve(..., allow_unauthenticated=True)``. Never shown in ``repr``.
+        torch_threads: threads PyTorch uses inside one model call, set with
+            ``torch.set_num_threads`` (process-wide) before the model loads and restored
+            when the server stops; None keeps PyTorch's choice (one per core). The event
+            loop needs little CPU; ``make bench`` measures the default against 1 thread.
+        debug: put exception messages and Python tracebacks in error bodies (never on a
+            shared server: they can reveal file paths and internals).
+
+    Example:
+        >>> ServerConfig(max_queue=64, timeout_s=5.0).max_queue
+        64
+    """
+
+    max_queue: int = option(256, Int(), "requests waiting for the model before a fast 503", unit="requests")
+    max_queue_wait_s: float | None = option(
+        2.0,
+        Number(strict=True, of="seconds", optional=True),
+        "503 a request forecast to wait longer to start",
+        unit="s",
+    )
+    stuck_call_s: float | None = option(
+        None, Number(strict=True, of="seconds", optional=True), "a model call longer than this fails /health", unit="s"
+    )
+    timeout_s: float = option(60.0, _SECONDS, "a request unanswered this long gets 504", unit="s")
+    drain_timeout_s: float = option(10.0, _SECONDS, "how long stop() lets waiting requests finish", unit="s")
+    max_inputs_per_request: int = option(256, Int(), "most texts in one JSON request (413 above)", unit="inputs")
+    max_body_bytes: int = option(1_048_576, Int(), "largest request body (413 above)", unit="bytes")
+    max_url_bytes: int = option(8192, Int(), "longest request target, path and query (414 above)", unit="bytes")
+    max_headers: int = option(100, Int(), "most header fields in one request (431 above)", unit="headers")
+    max_header_bytes: int = option(16384, Int(), "most bytes of header fields (431 above)", unit="bytes")
+    max_json_depth: int = option(32, Int(min=2, max=1000), "deepest nesting of a JSON body (400 above)", unit="levels")
+    auth_token: str | None = option(
+        None,
+        Text(min_length=16, ascii=True, optional=True),
+        "bearer token every request must carry; needed for a non-loopback host",
+        hint="e.g. secrets.token_urlsafe()",
+        secret=True,
+    )
+    torch_threads: int | None = option(
+        None, Int(optional=True), "PyTorch threads per model call (None: one per core)", unit="threads"
+    )
+    debug: bool = option(False, Flag(), "put exception messages and tracebacks in error bodies")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def max_head_bytes(self) -> int:
+        """Most bytes of a request head (request line and headers, with their separators)."""
+        return self.max_url_bytes + self.max_header_bytes + 4 * self.max_headers + 64

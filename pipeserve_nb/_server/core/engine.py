@@ -1,0 +1,250 @@
+"""The engine: one model copy, its queue, its batch loop and its inference thread, and their lifecycle.
+
+Data flows one way: ``submit()`` (called by the web handler) admits a request
+(``admission``), puts it on the ``BatchQueue`` and returns its future; the ``BatchLoop``
+runs batches on the ``InferenceThread`` and answers each future. The engine only wires
+these together and owns their lifecycle; it knows nothing of HTTP. Lifecycle: CREATED ->
+(load) -> RUNNING -> DRAINING -> STOPPED, or RUNNING -> FAILED when the batch loop or the
+inference thread dies (then every queued and new request gets ``WorkerDied``, ``failure``
+holds the cause, and nothing restarts by itself: the owner stops and serves again).
+
+Stopping has one order, whoever asks for it: ``drain()`` (no new requests; those waiting
+get up to the drain time to finish; the rest are answered with ``ServerStopping``), then
+``close()`` in the app's lifespan (stop the batch loop and the thread, drop the model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from functools import partial
+from typing import Any
+
+from ..._exceptions import RequestFailed, ServerStopping
+from ..._models.loading import load
+from ..._models.spec import LoadedModel, ModelSpec
+from ..observe.stats import Stats, clock
+from .admission import Admission
+from .batch_loop import BatchLoop
+from .batch_queue import BatchQueue
+from .config import ServerConfig
+from .inference import InferenceThread, set_torch_threads
+from .policy import Policy
+from .request import Request, Result, stopping, worker_died
+
+__all__ = ["Engine", "EngineState"]
+
+
+class EngineState(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Engine:
+    """One model copy, one queue, one inference thread.
+
+    ``load()`` may be called from any thread but the server's loop, to load the model
+    before the server starts (so a load error raises in the caller); ``start()``,
+    ``submit()``, ``drain()`` and ``close()`` run on the server's event loop.
+    """
+
+    def __init__(
+        self, spec: ModelSpec, policy: Policy, config: ServerConfig, name: str = "default", replica: str | None = None
+    ) -> None:
+        self.spec, self.policy, self.config = spec, policy, config
+        self.replica = replica  # which replica of a Ray Serve deployment this is (None: a server of its own)
+        self.stats = Stats(name, replica=replica)
+        self.state = EngineState.CREATED
+        self.failure: BaseException | None = None
+        self.model_name = spec.describe()
+        self.device: str | None = None
+        self.dtype: str | None = None
+        self._model: LoadedModel | None = None
+        self._worker: InferenceThread | None = None
+        self._queue: BatchQueue | None = None
+        self._admission: Admission | None = None
+        self._batches: BatchLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._unanswered = 0
+        self._all_answered: asyncio.Event | None = None
+        self._torch_threads_before: int | None = None
+
+    def load(self) -> None:
+        """Load the model on the inference thread and wait for it (blocking)."""
+        if self._model is None:
+            self._set_model(self._load_on_worker().result())
+
+    async def start(self) -> None:
+        """Load the model if needed, then start the batch loop on the running loop."""
+        if self.state is not EngineState.CREATED:
+            raise RuntimeError(f"an engine starts once; this one is {self.state.value}")
+        if self._model is None:
+            try:
+                self._set_model(await asyncio.wrap_future(self._load_on_worker()))
+            except BaseException as exc:
+                self.failure = exc
+                self.state = EngineState.FAILED
+                self.release()
+                raise
+        model, worker = self._model, self._worker
+        if model is None or worker is None:  # pragma: no cover - set just above
+            raise RuntimeError("the model is not loaded")
+        self._queue = BatchQueue(self.policy)
+        self._batches = BatchLoop(self._queue, model.run, worker, self.stats, self.config.max_queue_wait_s)
+        self._admission = Admission(model, self.config, self._queue.depth, self._batches.start_wait_s)
+        self._all_answered = asyncio.Event()
+        self._all_answered.set()
+        self._task = asyncio.create_task(self._batches.run(), name="pipeserve-batch-loop")
+        self._task.add_done_callback(self._on_batch_loop_exit)
+        self.state = EngineState.RUNNING
+
+    async def drain(self, timeout_s: float) -> None:
+        """Take no new requests; let waiting and running ones finish for up to ``timeout_s``;
+        answer whatever is left with ``ServerStopping``."""
+        if self.state is EngineState.RUNNING:
+            self.state = EngineState.DRAINING
+        if self._all_answered is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_answered.wait(), timeout_s)
+        self._fail_unanswered(stopping)
+
+    async def close(self) -> None:
+        """Answer what is left with ``ServerStopping``, stop the batch loop and the inference
+        thread, and drop the model (the app's lifespan calls this once, at the end)."""
+        if self.state is EngineState.RUNNING:
+            self.state = EngineState.DRAINING
+        self._fail_unanswered(stopping)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.release()
+        if self._worker is not None:  # a model call that never returns keeps its daemon thread: wait 1 s at most
+            await asyncio.wait([asyncio.wrap_future(self._worker.ended)], timeout=1.0)
+        if self.state is not EngineState.FAILED:
+            self.state = EngineState.STOPPED
+
+    def release(self, timeout_s: float = 0.0) -> bool:
+        """Tell the inference thread to end after its current batch, wait up to ``timeout_s``
+        for it (blocking), drop the model, and give PyTorch back the thread count it had.
+        True if the thread has ended. Safe to call again."""
+        self._model = None
+        if self._torch_threads_before is not None:
+            set_torch_threads(self._torch_threads_before)
+            self._torch_threads_before = None
+        return self._worker is None or self._worker.close(timeout_s)
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The loaded model (None before ``load()`` and after ``close()``)."""
+        return self._model
+
+    @property
+    def batches(self) -> BatchLoop | None:
+        """The batch loop (None before ``start()``): the running call and the call cost."""
+        return self._batches
+
+    def serving(self) -> bool:
+        """Whether the engine runs, its batch loop runs and its inference thread lives."""
+        loop_alive = self._task is not None and not self._task.done()
+        return self.state is EngineState.RUNNING and loop_alive and self._worker is not None and self._worker.is_alive()
+
+    @property
+    def worker(self) -> InferenceThread | None:
+        """The inference thread (it outlives ``close()`` inside a model call that never returns)."""
+        return self._worker
+
+    def queue_depth(self) -> int:
+        """Requests accepted and not yet started (queued or pooled for the next batch)."""
+        return self._queue.depth() if self._queue is not None else 0
+
+    def check_room(self) -> None:
+        """Raise what ``submit()`` would for one more request when the engine has no room (cheap:
+        the app asks before it reads a body, so a refusal under overload costs little)."""
+        if self.state is not EngineState.RUNNING or self._admission is None:
+            raise self._unavailable()
+        self._admission.room()
+
+    def submit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> asyncio.Future[Result]:
+        """Admit one request and queue it; return the future of its ``Result`` (on the server's loop).
+
+        Raises what ``Admission.admit`` raises (``InvalidInput``, ``TooLarge``, ``Overloaded``),
+        and ``ServerStopping`` or ``WorkerDied`` when the engine cannot serve. The future
+        fails with ``RequestTimeout`` at the request's deadline, with the worker's error if
+        the model failed on these inputs, with ``ServerStopping`` or ``WorkerDied`` if the
+        engine stops first. Cancel it when the caller goes away: a request still waiting
+        then never runs, and is counted as dropped.
+        """
+        queue, admission = self._queue, self._admission
+        if self.state is not EngineState.RUNNING or queue is None or admission is None:
+            raise self._unavailable()
+        admitted = admission.admit(inputs, parameters)
+        loop = asyncio.get_running_loop()
+        now, timeout_s = clock(), self.config.timeout_s
+        request = Request(
+            admitted.inputs, parameters, admitted.key, admitted.tokens, loop.create_future(), now, now + timeout_s
+        )
+        request.forecast = admitted.forecast
+        request.timer = loop.call_later(timeout_s, request.expire)
+        queue.put(request)
+        self._unanswered += 1
+        if self._all_answered is not None:
+            self._all_answered.clear()
+        request.future.add_done_callback(partial(self._answered, request))
+        return request.future
+
+    def _answered(self, request: Request, future: asyncio.Future[Result]) -> None:
+        if request.timer is not None:
+            request.timer.cancel()
+        if not future.cancelled():
+            future.exception()  # observed here: a handler that went away must not leave it "never retrieved"
+        reason = request.drop_reason()
+        if reason is not None:
+            self.stats.record_drop(reason)
+            if self._queue is not None:
+                self._queue.discard(request)
+        self._unanswered -= 1
+        if not self._unanswered and self._all_answered is not None:
+            self._all_answered.set()
+
+    def _on_batch_loop_exit(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        self.failure = error.__cause__ if error is not None and error.__cause__ is not None else error
+        self.state = EngineState.FAILED
+        self._fail_unanswered(self._unavailable)
+
+    def _load_on_worker(self) -> Future[LoadedModel]:
+        """Load the model on the inference thread, the only thread that will run it."""
+        if self._worker is None:
+            self._worker = InferenceThread()
+        return self._worker.submit(self._load)
+
+    def _load(self) -> LoadedModel:
+        if self.config.torch_threads is not None:
+            self._torch_threads_before = set_torch_threads(self.config.torch_threads)
+        return load(self.spec)
+
+    def _set_model(self, model: LoadedModel) -> None:
+        self._model = model
+        self.model_name, self.device, self.dtype = model.name, model.device, model.dtype
+
+    def _fail_unanswered(self, error: Callable[[], RequestFailed]) -> None:
+        """Answer every waiting or running request with a fresh ``error()``."""
+        waiting = self._queue.drain_nowait() if self._queue is not None else []
+        running = self._batches.running if self._batches is not None else None
+        for request in waiting + ([s.request for s in running.slices] if running is not None else []):
+            request.fail(error())
+
+    def _unavailable(self) -> RequestFailed:
+        if self.state is EngineState.FAILED:
+            return worker_died(self.failure)
+        if self.state is EngineState.CREATED:
+            return ServerStopping("the server has not started yet")
+        return stopping("the server is stopping and takes no new requests")

@@ -1,0 +1,136 @@
+"""The error table, once: each way a request can fail, its HTTP status, and when it happens.
+
+The app's answers, the OpenAPI document's responses and the error table in
+``docs/http-api.md`` are all made from ``ERRORS``; this is the one place an exception
+becomes a status. Every error body is ``{"error": {"type": ..., "message": ...}}``; messages
+name exception types, never their text, file paths or tracebacks, unless ``debug`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse
+
+from ..._exceptions import (
+    InferenceFailed,
+    InvalidInput,
+    Overloaded,
+    RequestFailed,
+    RequestTimeout,
+    ServerStopping,
+    TooLarge,
+    UnsupportedMediaType,
+    WorkerDied,
+)
+from ..._wire import error_body
+
+__all__ = ["ErrorKind", "ERRORS", "STATUS_OF", "error_response", "web_error_response", "internal_error_response"]
+__all__ += ["markdown_table"]
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    """One way a request fails: its ``name`` (the ``type`` in the error body), its status,
+    when it happens, and the exception behind it (None for the web layer's own refusals)."""
+
+    name: str
+    status: int
+    when: str
+    exception: type[RequestFailed] | None = None
+
+
+ERRORS: tuple[ErrorKind, ...] = (
+    ErrorKind(
+        "InvalidInput",
+        400,
+        "empty or whitespace body, invalid UTF-8 or lone surrogates, malformed JSON, JSON nested deeper than "
+        "`max_json_depth`, wrong shape; a parameter "
+        "the model does not take, or a parameter value it rejects (the inputs run without it)",
+        InvalidInput,
+    ),
+    ErrorKind("Unauthorized", 401, "the server has a token and the request lacks `Authorization: Bearer <token>`"),
+    ErrorKind("NotFound", 404, "unknown path"),
+    ErrorKind("MethodNotAllowed", 405, "wrong method for the path"),
+    ErrorKind(
+        "TooLarge",
+        413,
+        "body over `max_body_bytes` (refused before it is read), more than `max_inputs_per_request` inputs, "
+        "or an input with more tokens than the model takes",
+        TooLarge,
+    ),
+    ErrorKind("UriTooLong", 414, "request target (path and query) over `max_url_bytes`"),
+    ErrorKind("UnsupportedMediaType", 415, "a body that is neither text nor JSON", UnsupportedMediaType),
+    ErrorKind(
+        "HeadersTooLarge",
+        431,
+        "more than `max_headers` header fields or `max_header_bytes` of them; a head still unfinished past "
+        "about that size is cut off (431, then the connection closes)",
+    ),
+    ErrorKind(
+        "InferenceFailed",
+        500,
+        "the model raised for this request's inputs (its batch-mates are retried and still answered)",
+        InferenceFailed,
+    ),
+    ErrorKind("InternalError", 500, "a bug in the server itself (the message says no more unless `debug`)"),
+    ErrorKind(
+        "Overloaded",
+        503,
+        "the queue holds `max_queue` requests, or the request is predicted to wait over `max_queue_wait_s` "
+        "to start; comes with `Retry-After` (the predicted wait, rounded up)",
+        Overloaded,
+    ),
+    ErrorKind("ServerStopping", 503, "the server is draining or stopped", ServerStopping),
+    ErrorKind(
+        "WorkerDied",
+        503,
+        "the inference worker has died (it is not restarted: `stop()` and `serve()` again; "
+        "`server.failure` holds the cause)",
+        WorkerDied,
+    ),
+    ErrorKind(
+        "RequestTimeout",
+        504,
+        "no answer within `timeout_s`; a request that expires while queued never reaches the model",
+        RequestTimeout,
+    ),
+)
+
+STATUS_OF: dict[type[RequestFailed], int] = {k.exception: k.status for k in ERRORS if k.exception is not None}
+"""HTTP status for each way a request can fail."""
+
+
+def error_response(exc: RequestFailed, debug: bool) -> JSONResponse:
+    """The answer to a request that failed with ``exc``."""
+    body = error_body(type(exc).__name__, str(exc))
+    if debug and exc.__cause__ is not None:
+        cause = exc.__cause__
+        body["error"]["message"] += f" ({type(cause).__name__}: {cause})"
+        body["error"]["traceback"] = "".join(traceback.format_exception(cause))
+    headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))} if isinstance(exc, Overloaded) else {}
+    return JSONResponse(body, status_code=STATUS_OF[type(exc)], headers=headers)
+
+
+def web_error_response(status: int, message: str) -> JSONResponse:
+    """The answer to a request the web layer refused before any handler (404, 405)."""
+    name = next((k.name for k in ERRORS if k.exception is None and k.status == status), "HTTPError")
+    return JSONResponse(error_body(name, message), status_code=status)
+
+
+def internal_error_response(exc: Exception, debug: bool) -> JSONResponse:
+    """The answer when the server itself failed (an exception no handler expected)."""
+    message = "internal server error" + (f": {type(exc).__name__}: {exc}" if debug else "")
+    body = error_body("InternalError", message)
+    if debug:
+        body["error"]["traceback"] = "".join(traceback.format_exception(exc))
+    return JSONResponse(body, status_code=500)
+
+
+def markdown_table() -> str:
+    """``ERRORS`` as the Markdown table in ``docs/http-api.md``."""
+    rows = ["| status | type | when |", "|---|---|---|"]
+    rows += [f"| {k.status} | `{k.name}` | {k.when} |" for k in ERRORS]
+    return "\n".join(rows)

@@ -1,0 +1,142 @@
+"""Command line: ``python -m pipeserve_nb serve ...``, ``... demo`` and ``... options``.
+
+``serve`` takes one flag per option of the settings source (``settings``), each also read
+from its ``PIPESERVE_*`` environment variable when the flag is not given; the token only
+from ``PIPESERVE_AUTH_TOKEN``, so it never shows in the process list. It drains and stops on
+Ctrl-C or SIGTERM, in the same order as a notebook server (``runner``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+
+from ..._exceptions import InvalidSetting, ServerStartError
+from ..core.engine import Engine
+from ..edge.app import create_app
+from .exposure import check_exposure
+from .settings import (
+    RayPlacement,
+    add_arguments,
+    env_name,
+    from_command_line,
+    markdown_table,
+    section_from_command_line,
+)
+from .uvicorn_runner import Server, bind_socket
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for both commands."""
+    parser = argparse.ArgumentParser(prog="python -m pipeserve_nb", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model until Ctrl-C or SIGTERM",
+        description=f"Serve a model. The bearer token, if any, is read from ${env_name('auth_token')}.",
+    )
+    add_arguments(serve)
+    on_ray = serve.add_argument_group("Ray Serve", "serve the same app as a Ray Serve deployment (docs/ray.md)")
+    on_ray.add_argument("--ray", action="store_true", help="run as replicas behind Ray Serve's proxy")
+    add_arguments(on_ray, RayPlacement)  # type: ignore[arg-type]
+    demo = commands.add_parser("demo", help="serve the bundled model in a thread, query it, compare batching")
+    demo.add_argument("--requests", type=int, default=192, help="requests per policy")
+    demo.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
+    commands.add_parser("options", help="print every option: its serve() keyword, flag, variable, default, rule")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run a command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from ..._teaching.demo import run_demo
+
+        run_demo(requests=args.requests, concurrency=args.concurrency)
+        return 0
+    if args.command == "options":
+        print(markdown_table())
+        return 0
+    return _serve(args, os.environ if env is None else env)
+
+
+def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.ray:
+        return _serve_on_ray(args, env)
+    try:
+        settings = from_command_line(args, env)
+        address, config = settings.address, settings.config
+        check_exposure(address.host, config.auth_token, address.allow_unauthenticated)
+        engine = Engine(settings.model, settings.policy, config, "pipeserve")
+        sock = bind_socket(address.host, address.port)
+    except (InvalidSetting, ServerStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pipeserve_nb: loading {engine.model_name} ...", flush=True)
+    try:
+        engine.load()
+    except Exception as exc:
+        sock.close()
+        engine.release(timeout_s=5.0)
+        print(f"error: could not load model {engine.model_name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    announcement = f"pipeserve_nb: serving {engine.model_name} at http://{shown}:{port}/ (Ctrl-C to stop)"
+    server = Server(
+        create_app(engine),
+        drain=engine.drain,
+        drain_timeout_s=config.drain_timeout_s,
+        on_started=lambda: print(announcement, flush=True),
+        log=True,
+        max_head_bytes=config.max_head_bytes,
+    )
+    server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def _serve_on_ray(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``serve --ray``: deploy on Ray Serve, then wait for Ctrl-C or SIGTERM and delete the deployment."""
+    from ..._ray.serve import serve_on_ray
+
+    try:
+        settings = from_command_line(args, env)
+        placement = section_from_command_line(RayPlacement, args, env)
+    except InvalidSetting as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    address, spec = settings.address, settings.model
+    print(f"pipeserve_nb: deploying {spec.describe()} as {placement.replicas} Ray Serve replicas ...", flush=True)
+    try:
+        handle = serve_on_ray(
+            spec.model,
+            task=spec.task,
+            device=spec.device,
+            dtype=spec.dtype,
+            policy=settings.policy,
+            config=settings.config,
+            host=address.host,
+            port=address.port,
+            allow_unauthenticated=address.allow_unauthenticated,
+            replicas=placement.replicas,
+            address=placement.ray_address,
+            dashboard=placement.ray_dashboard,
+        )
+    except (InvalidSetting, ServerStartError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InvalidSetting) else 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"pipeserve_nb: serving {handle.model} at {handle.url}/ on Ray ({handle.cluster_address}; Ctrl-C to stop)")
+    sys.stdout.flush()
+    stop.wait()
+    print("pipeserve_nb: stopping the deployment ...", flush=True)
+    handle.stop()
+    return 0

@@ -1,0 +1,243 @@
+"""What ``serve()`` and ``serve_app()`` return: a server's address, helpers, and ``stop()``.
+
+``Handle`` is what every handle shares (a Ray deployment's too); ``AppHandle`` holds any
+ASGI app's ``ServerThread``; ``ServerHandle`` adds what a model server has (its engine's
+model, policy and limits, and client helpers). ``stop()`` is the
+one call that ends a server: it signals the server thread and waits for it; the drain and
+the release happen there, in the server's own shutdown order (``runner``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any, Self
+
+from ..._client import Queries, auth_headers
+from ..core.config import ServerConfig
+from ..core.engine import Engine
+from ..core.policy import Policy
+from . import registry
+from .uvicorn_runner import DEFAULT_DRAIN_S, ServerThread
+
+if TYPE_CHECKING:
+    from ..._live.dashboard import Dashboard
+    from ..._live.stats_view import StatsView
+
+__all__ = ["Handle", "AppHandle", "ServerHandle", "running_servers", "stop_all"]
+
+
+class Handle:
+    """What every server handle has: its name and address, its state, ``stop()``, a context
+    manager, and its displays (``details()`` is what each kind adds to them)."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True until ``stop()``."""
+        return not self._stopped
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def details(self) -> list[tuple[str, Any]]:
+        """What the repr shows after the name, state and URL."""
+        return []
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        details = "".join(f" {k}={v!r}" for k, v in self.details())
+        return f"<{type(self).__name__} {self.name!r} {state} at {self.url}{details}>"
+
+    def _rows(self) -> list[tuple[str, str]]:
+        """What the HTML display shows: name, state, URL, then ``details()``."""
+        rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
+        return rows + [(k, str(v)) for k, v in self.details()]
+
+
+class AppHandle(Handle):
+    """An ASGI app served from a background thread: its address and ``stop()``.
+
+    Use it as a context manager to stop the server on leaving the block.
+    """
+
+    def __init__(self, name: str, runner: ServerThread, drain_timeout_s: float = DEFAULT_DRAIN_S) -> None:
+        super().__init__(name, runner.host, runner.port)
+        self._runner = runner
+        self._drain_timeout_s = drain_timeout_s
+
+    @property
+    def running(self) -> bool:
+        """True until ``stop()`` or until the server thread ends."""
+        return not self._stopped and self._runner.alive
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The daemon thread running the server's event loop."""
+        return self._runner.thread
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the server: requests in flight get up to ``timeout_s`` (default: the drain
+        time it was started with) to finish; then free the port and end the thread. Safe to
+        call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._runner.stop(self._drain_timeout_s if timeout_s is None else timeout_s)
+        registry.unregister(self)
+
+    def _repr_html_(self) -> str:
+        from ..._live.stats_view import handle_html
+
+        return handle_html(type(self).__name__, self._rows(), None, [])
+
+
+class ServerHandle(AppHandle, Queries):
+    """A model server running in a background thread: address, helpers and ``stop()``."""
+
+    def __init__(self, name: str, runner: ServerThread, engine: Engine) -> None:
+        import httpx  # not at import: see _client
+
+        super().__init__(name, runner, engine.config.drain_timeout_s)
+        self._engine = engine
+        self._token = engine.config.auth_token
+        self._client = httpx.Client(trust_env=False, headers=auth_headers(self._token))
+        self._dashboards: list[Dashboard] = []
+
+    @property
+    def model(self) -> str:
+        """The served model's name."""
+        return self._engine.model_name
+
+    @property
+    def device(self) -> str | None:
+        """Where the model runs (``"cpu"``, ``"cuda:0"``); None when pipeserve cannot tell (a callable)."""
+        return self._engine.device
+
+    @property
+    def dtype(self) -> str | None:
+        """The type the model runs in (``"bfloat16"``, ``"float32"``); None when pipeserve cannot tell."""
+        return self._engine.dtype
+
+    @property
+    def policy(self) -> Policy:
+        """The batching policy."""
+        return self._engine.policy
+
+    @property
+    def config(self) -> ServerConfig:
+        """The server limits."""
+        return self._engine.config
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What killed the inference worker, if it died (then ``/health`` answers 503)."""
+        return self._engine.failure
+
+    def stats(self) -> StatsView:
+        """The ``/stats`` answer: a ``dict``, displayed in a notebook as a few lines of its main figures."""
+        from ..._live.stats_view import StatsView
+
+        return StatsView(self._client.get(f"{self.url}/stats", timeout=10.0).json())
+
+    def dashboard(self, *, interval_s: float | None = None) -> Dashboard:
+        """A live panel of this server's numbers, for a notebook cell's output.
+
+        Shown when Jupyter displays it (as the cell's last value, or ``display(d)``; ``d.show()``
+        too), it updates every ``interval_s`` while the server runs, also while other cells
+        run, and ends with its final state when the server stops. Showing a new one stops the
+        previous one. See ``docs/live-view.md``.
+
+        Example:
+            >>> server.dashboard()  # doctest: +SKIP
+        """
+        from ..._live.dashboard import DEFAULT_INTERVAL_S, Dashboard  # the live view, loaded on first use
+
+        self._dashboards = [d for d in self._dashboards if d.final is None]
+        every = DEFAULT_INTERVAL_S if interval_s is None else interval_s
+        panel = Dashboard(self.url, name=self.name, token=self.config.auth_token, interval_s=every, alive=self._alive)
+        self._dashboards.append(panel)
+        return panel
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop taking requests, let in-flight ones finish (up to ``timeout_s``, default
+        ``config.drain_timeout_s``), answer the rest with 503, free the port, end the thread.
+        Its live panels (``dashboard()``) draw their last reading first, marked final.
+
+        Safe to call more than once.
+        """
+        if self._stopped:
+            return
+        for panel in self._dashboards:  # each draws its last reading while the server still answers
+            panel.stop("the server stopped", state="stopped")
+        super().stop(timeout_s)
+        self._client.close()
+        busy_s = self.stuck_call_s
+        if busy_s is not None:
+            warnings.warn(
+                f"server {self.name!r} stopped, but its inference thread is still inside a model call that has run "
+                f"for {busy_s:.1f} s; nothing can interrupt it: the (daemon) thread ends, and the model's memory "
+                "is freed, when the call returns (server.stuck_call_s tells)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    @property
+    def stuck_call_s(self) -> float | None:
+        """After ``stop()``: how long the model call that outlived it has run (None: no call did).
+        While the server runs, ``/health`` reports a stuck call instead."""
+        worker = self._engine.worker
+        if self.running or worker is None or not worker.is_alive():
+            return None
+        return worker.busy_for_s()
+
+    def _alive(self) -> bool:
+        return self.running
+
+    def _repr_html_(self) -> str:
+        import httpx
+
+        from ..._live.stats_view import handle_html
+
+        live = None
+        if self.running:
+            with contextlib.suppress(httpx.HTTPError):  # a display never raises: no live numbers then
+                live = self.stats()
+        hints = ["watch it live: server.dashboard()", "stop it: server.stop()"] if self.running else []
+        return handle_html(type(self).__name__, self._rows(), live, hints)
+
+    def details(self) -> list[tuple[str, Any]]:
+        details: list[tuple[str, Any]] = [("model", self.model)]
+        details += [(k, v) for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None]
+        details.append(("policy", self.policy))
+        if self.failure is not None:
+            details.append(("failure", f"{type(self.failure).__name__}: {self.failure}"))
+        return details
+
+
+def running_servers() -> dict[str, AppHandle]:
+    """The running servers started from this process, by name."""
+    return {name: handle for name, handle in registry.running().items() if isinstance(handle, AppHandle)}
+
+
+def stop_all(timeout_s: float | None = None) -> None:
+    """Stop every server started from this process (drain time as in each handle's ``stop``)."""
+    registry.stop_all(timeout_s)

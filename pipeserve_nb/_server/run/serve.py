@@ -1,0 +1,138 @@
+"""``serve()``: a model server in a background thread; ``serve_app()``: any ASGI app the same way.
+
+``serve()`` reads top to bottom: settings -> stop a server of the same name -> bind the
+socket -> load the model on the inference thread while the caller waits (so a load error
+raises in the cell with its real cause) -> run the app in a daemon thread (``runner``) ->
+wait until ``/health`` answers 200 -> register the handle under its name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._exceptions import ServerStartError
+from ..._models.spec import ModelSpec
+from ..core.config import ServerConfig
+from ..core.engine import Engine
+from ..core.policy import BatchPolicy, Policy
+from ..edge.app import create_app
+from .exposure import check_exposure
+from .handle import AppHandle, ServerHandle
+from .registry import register, stop_named
+from .settings import Address
+from .uvicorn_runner import DEFAULT_DRAIN_S, ServerThread, bind_socket
+
+__all__ = ["serve", "serve_app"]
+
+
+def serve(
+    model: Any = None,
+    *,
+    task: str | None = None,
+    device: str | int | None = None,
+    dtype: str = "auto",
+    policy: Policy | None = None,
+    config: ServerConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    allow_unauthenticated: bool = False,
+    name: str = "default",
+    start_timeout_s: float = 300.0,
+) -> ServerHandle:
+    """Start a model server in a background thread and return once it answers ``/health``.
+
+    Parameters:
+        model: None for the bundled all-MiniLM-L6-v2 sentence embedder, a Hub id or local
+            path, a ``transformers`` pipeline, a model from ``load_model()`` (served as it
+            is: no second copy), or a callable ``fn(inputs: list, **params) -> list``.
+        task: pipeline task when ``model`` is a Hub id or path (e.g. ``"fill-mask"``).
+        device: e.g. ``"cuda:0"``; None keeps transformers' default. Only for a model
+            pipeserve loads (None or a Hub id or path).
+        dtype: ``"auto"`` (bfloat16 where the device executes it natively and, on a CPU, timed
+            at load, faster; else float32),
+            or ``"float32"``, ``"bfloat16"``, ``"float16"`` to force one (refused where the
+            device does not run it natively). Only for a model pipeserve loads.
+        policy: batching policy, default ``BatchPolicy()``.
+        config: limits (queue size, timeout, drain time), default ``ServerConfig()``.
+        host: address to bind; loopback by default. Any other address (reachable from other
+            machines) needs ``config.auth_token``, or ``allow_unauthenticated=True``.
+        port: port to bind; 0 picks a free one.
+        allow_unauthenticated: serve a non-loopback address without a token (logs a warning).
+        name: registry key; a running server with this name is stopped first.
+        start_timeout_s: how long to wait for the server to come up.
+
+    Every option and its rule is in the README's option table (``_server/settings.py``).
+
+    Raises:
+        ServerStartError: the model failed to load, the port is taken, or the server did
+            not come up; the real cause is chained.
+        InvalidSetting: an option breaks its rule, a non-loopback ``host`` has no token nor
+            the opt-out, or ``task``/``device``/``dtype`` is given for a model pipeserve does not load.
+
+    Example:
+        >>> server = serve()                      # doctest: +SKIP
+        >>> server.query("hello world")[:3]       # doctest: +SKIP
+    """
+    spec = ModelSpec(model=model, task=task, device=device, dtype=dtype)
+    address = Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated)
+    policy = BatchPolicy() if policy is None else policy
+    config = ServerConfig() if config is None else config
+    check_exposure(address.host, config.auth_token, address.allow_unauthenticated)
+    stop_named(name)
+
+    sock = bind_socket(address.host, address.port)
+    engine = Engine(spec, policy, config, name)
+    try:
+        engine.load()
+    except Exception as exc:
+        sock.close()
+        engine.release(timeout_s=5.0)
+        raise ServerStartError(f"could not load model {spec.describe()!r}: {type(exc).__name__}: {exc}") from exc
+
+    runner = ServerThread(
+        create_app(engine),
+        sock,
+        name=name,
+        drain=engine.drain,
+        drain_timeout_s=config.drain_timeout_s,
+        max_head_bytes=config.max_head_bytes,
+    )
+    try:
+        runner.start(start_timeout_s)
+    except ServerStartError:
+        engine.release(timeout_s=1.0)
+        if engine.failure is None:
+            raise
+        cause = engine.failure
+        raise ServerStartError(f"the server thread ended during start-up: {type(cause).__name__}: {cause}") from cause
+    handle = ServerHandle(name, runner, engine)
+    health = handle._client.get(f"{handle.url}/health", timeout=10.0)
+    if health.status_code != 200:
+        handle.stop(timeout_s=1.0)
+        raise ServerStartError(f"the server started but /health answered {health.status_code}: {health.text}")
+    register(handle)
+    return handle
+
+
+def serve_app(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    name: str = "app",
+    start_timeout_s: float = 300.0,
+    drain_timeout_s: float = DEFAULT_DRAIN_S,
+) -> AppHandle:
+    """Serve any ASGI ``app`` from a daemon thread; return once it accepts connections.
+
+    A running server registered under ``name`` is stopped first.
+
+    Raises:
+        ServerStartError: the port is taken or the app failed to start; the cause is chained.
+    """
+    stop_named(name)
+    runner = ServerThread(app, bind_socket(host, port), name=name, drain_timeout_s=drain_timeout_s)
+    runner.start(start_timeout_s)
+    handle = AppHandle(name, runner, drain_timeout_s)
+    register(handle)
+    return handle

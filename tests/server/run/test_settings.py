@@ -1,0 +1,151 @@
+"""The one settings source: every declared option reaches ``serve()``, the command line, the
+environment and the README, with the same default and the same rule.
+
+The options are read from the declarations themselves, so an option added in one place
+only (a new field, a keyword, a flag) fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeserve_nb import InvalidSetting, serve
+from pipeserve_nb._options import NOT_SET, Custom, Flag, Int, Number, Option, Text, declared
+from pipeserve_nb._server.run import settings
+from pipeserve_nb._server.run.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[3]
+
+OPTIONS = [
+    (section, name, default, meta)
+    for section, cls in settings.SECTIONS.items()
+    for name, default, meta in declared(cls)
+]
+
+TEXT_SAMPLES = {
+    "model": "some-org/some-model",
+    "task": "fill-mask",
+    "device": "cpu",
+    "dtype": "float32",
+    "host": "127.0.0.2",
+}
+"""Values for options whose rule takes free text (any other rule gets a value derived from it)."""
+
+COMPANIONS = {"task": {"model": "some-org/some-model"}}
+"""Other options an option is only valid with (a task needs a model to load)."""
+
+
+def sample(name: str, default: Any, meta: Option) -> tuple[Any, str]:
+    """A valid value other than the default, and how it is spelled on the command line."""
+    rule = meta.rule
+    if isinstance(rule, Flag):
+        return not default, "false" if default else "true"
+    if isinstance(rule, Int):
+        value = (default if default is not None else rule.min) + 1
+        return value, str(value)
+    if isinstance(rule, Number):
+        value = float((default or 0) + 0.5)
+        return value, str(value)
+    if meta.secret:
+        return "a-secret-of-enough-characters", "a-secret-of-enough-characters"
+    if isinstance(rule, (Text, Custom)) and name in TEXT_SAMPLES:
+        return TEXT_SAMPLES[name], TEXT_SAMPLES[name]
+    raise AssertionError(f"option {name!r} has a rule this test cannot sample; add it to TEXT_SAMPLES")
+
+
+def value_of(built: settings.Settings, section: str, name: str) -> Any:
+    return getattr(getattr(built, section), name)
+
+
+def test_every_section_declares_its_options() -> None:
+    names = [name for _, name, _, _ in OPTIONS]
+    assert len(names) == len(set(names)), "an option name is used twice"
+    assert {"model", "task", "device", "host", "port", "max_batch_size", "timeout_s", "auth_token"} <= set(names)
+    for _, name, _, meta in OPTIONS:
+        assert meta.help and meta.rule.words, name
+
+
+@pytest.mark.parametrize(("section", "name", "default", "meta"), OPTIONS, ids=[o[1] for o in OPTIONS])
+def test_each_option_reaches_the_environment_and_the_command_line(
+    section: str, name: str, default: Any, meta: Option
+) -> None:
+    value, text = sample(name, default, meta)
+    companions = {settings.env_name(k): v for k, v in COMPANIONS.get(name, {}).items()}
+    env = {settings.env_name(name): text, **companions}
+    assert value_of(settings.from_environment(env), section, name) == value
+
+    parser = build_parser()
+    if meta.secret:  # never a flag: it would show in the process list
+        with pytest.raises(SystemExit):
+            parser.parse_args(["serve", settings.flag_name(name), text])
+        from_cli = settings.from_command_line(parser.parse_args(["serve"]), env)
+    else:
+        argv = [f"--no-{name.replace('_', '-')}" if value is False else settings.flag_name(name)]
+        argv += [] if isinstance(meta.rule, Flag) else [text]
+        from_cli = settings.from_command_line(parser.parse_args(["serve", *argv]), companions)
+    assert value_of(from_cli, section, name) == value
+
+    unset = settings.from_command_line(parser.parse_args(["serve"]), {})
+    cli_default = default if meta.cli_default is NOT_SET else meta.cli_default
+    assert value_of(unset, section, name) == cli_default
+    assert value_of(settings.from_environment({}), section, name) == default
+
+
+@pytest.mark.parametrize(("section", "name", "default", "meta"), OPTIONS, ids=[o[1] for o in OPTIONS])
+def test_each_option_reaches_serve_with_the_declared_default(
+    section: str, name: str, default: Any, meta: Option
+) -> None:
+    parameters = inspect.signature(serve).parameters
+    if section in ("model", "address"):
+        assert name in parameters, f"serve() has no {name}= keyword"
+        assert parameters[name].default == default
+    else:
+        assert section in parameters, f"serve() has no {section}= keyword"
+        assert parameters[section].default is None  # None: the section's class with its defaults
+
+
+def test_serve_takes_exactly_the_options_of_its_keyword_sections_besides_its_own() -> None:
+    keywords = set(inspect.signature(serve).parameters)
+    sectioned = {name for section, name, _, _ in OPTIONS if section in ("model", "address")}
+    assert keywords - sectioned == {"policy", "config", "name", "start_timeout_s"}
+
+
+def test_the_readme_option_table_is_the_generated_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert settings.markdown_table() in readme, "regenerate it: python -m pipeserve_nb options"
+    for _, name, _, _ in OPTIONS:
+        assert f"| `{name}` |" in settings.markdown_table()
+
+
+def test_a_flag_wins_over_its_variable_and_the_variable_over_the_default() -> None:
+    parser = build_parser()
+    env = {"PIPESERVE_MAX_BATCH_SIZE": "9", "PIPESERVE_TIMEOUT_S": "7"}
+    built = settings.from_command_line(parser.parse_args(["serve", "--max-batch-size", "4"]), env)
+    assert built.policy.max_batch_size == 4 and built.config.timeout_s == 7.0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PIPESERVE_MAX_QUEUE": "many"}, "PIPESERVE_MAX_QUEUE must be an int >= 1, got 'many'"),
+        ({"PIPESERVE_MAX_QUEUE": "0"}, "PIPESERVE_MAX_QUEUE must be an int >= 1, got 0"),
+        ({"PIPESERVE_DEBUG": "maybe"}, "PIPESERVE_DEBUG must be True or False, got 'maybe'"),
+        ({"PIPESERVE_AUTH_TOKEN": "short"}, "PIPESERVE_AUTH_TOKEN must be None or an ASCII string of 16\\+ characters"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_rule(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidSetting, match=message) as info:
+        settings.from_environment(env)
+    assert "short" not in str(info.value)  # a secret is never echoed
+
+
+def test_none_and_flags_are_spelled_the_usual_ways() -> None:
+    built = settings.from_environment(
+        {"PIPESERVE_MAX_BATCH_TOKENS": "none", "PIPESERVE_SORT_BY_LENGTH": "no", "PIPESERVE_DEVICE": "0"}
+    )
+    assert built.policy.max_batch_tokens is None and built.policy.sort_by_length is False
+    assert built.model.device == 0  # a device index, as transformers takes it
