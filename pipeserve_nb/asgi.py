@@ -36,12 +36,17 @@ __all__ = ["app", "app_from_env", "HttpProtocol"]
 
 def app_from_env(env: Mapping[str, str] | None = None) -> Starlette:
     """Build the app from ``PIPESERVE_*`` variables (``os.environ`` by default)."""
-    env = os.environ if env is None else env
+    return create_app(_engine(os.environ if env is None else env))
+
+
+def _engine(env: Mapping[str, str]) -> Engine:
     refuse_unused(env, "address", "under uvicorn: pass uvicorn's own --host and --port")
     settings = from_environment(env)
-    return create_app(Engine(settings.model, settings.policy, settings.config, "pipeserve"))
+    return Engine(settings.model, settings.policy, settings.config, "pipeserve")
 
 
-app = app_from_env()
-HttpProtocol = http_protocol(from_environment(os.environ).config.max_head_bytes)
-"""pipeserve's HTTP protocol: a bounded head, one write per response (``--http pipeserve_nb.asgi:HttpProtocol``)."""
+_served = _engine(os.environ)
+app = create_app(_served)
+HttpProtocol = http_protocol(_served.config.max_head_bytes, _served.stats.record_response)
+"""pipeserve's HTTP protocol for ``app``: a bounded head, one write per response, its refusals counted in
+``app``'s numbers (``--http pipeserve_nb.asgi:HttpProtocol``)."""

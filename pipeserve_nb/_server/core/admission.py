@@ -10,9 +10,8 @@ refused, and a refusal should cost little):
    (``BatchLoop.start_wait_s``: the rest of the running call, then the calls that will run
    what waits, priced by the call cost fitted online and calibrated by how far real waits
    ran past such forecasts) is within the bound, or what waits fits in the next model call.
-   Else ``Overloaded``, 503, with
-   ``Retry-After``: the forecast wait in whole seconds, rounded up (1 s with no forecast
-   yet; before the first calls only the count applies);
+   Else ``Overloaded``, 503, carrying the forecast wait (1 s with no forecast yet; before the
+   first calls only the count applies), which the edge sends as ``Retry-After``;
 3. its texts are tokenized once, with the model's own tokenizer where it has one, and no
    input has more tokens than the model accepts, unless the request asks for
    ``"parameters": {"truncation": true}`` (else ``TooLarge``, 413).
@@ -27,7 +26,6 @@ only the model can find out (a parameter value it rejects) is found by the worke
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +80,7 @@ class Admission:
             forecast = self._start_wait_s()
             raise Overloaded(
                 f"the queue is full ({self.max_queue} requests waiting); retry later",
-                retry_after_s=_retry_after(forecast.wait_s if forecast is not None else None),
+                retry_after_s=forecast.wait_s if forecast is not None else 1.0,
             )
         if self.max_queue_wait_s is None:
             return None
@@ -93,7 +91,7 @@ class Admission:
             raise Overloaded(
                 f"this request would wait about {forecast.wait_s:.2f} s to start, over max_queue_wait_s="
                 f"{self.max_queue_wait_s:g}; retry later",
-                retry_after_s=_retry_after(forecast.wait_s),
+                retry_after_s=forecast.wait_s,
             )
         return forecast
 
@@ -122,8 +120,3 @@ class Admission:
                     where = "the input" if len(inputs) == 1 else f"input {i}"
                     raise TooLarge(f"{where} has {n} tokens; this model takes at most {limit}: shorten it{hint}")
         return prepared, min(max(counts), limit)
-
-
-def _retry_after(wait_s: float | None) -> float:
-    """Retry-After in whole seconds: the predicted wait rounded up, at least 1."""
-    return 1.0 if wait_s is None else float(max(1, math.ceil(wait_s)))

@@ -1,20 +1,22 @@
-"""The health check, told truthfully: what ``GET /health`` answers, from the engine's state.
+"""The health check, told truthfully: whether the server should get traffic, from the engine's state.
 
-``/health`` answers 200 ``{"status": "ok", ...}`` only while the engine runs, its batch loop
-runs, its inference thread lives, and no model call has run longer than the *stuck bound*.
-Otherwise 503, with ``status`` (``starting``, ``stuck``, ``failed``, ``draining``,
-``stopped``) and a ``reason`` in words. A stuck call (a deadlocked tokenizer, a hung GPU)
-cannot be interrupted, so the check is all a load balancer or Ray Serve can go by: it
-reports the call and how long it has run, and recovers by itself if the call returns.
-Requests meanwhile still get their 504 at their deadline.
+``check`` says ok only while the engine runs, its batch loop runs, its inference thread lives, and
+no model call has run past its bound. Otherwise not ok, with ``status`` (``starting``, ``stuck``,
+``failed``, ``draining``, ``stopped``) and a ``reason`` in words; a dead worker also carries the
+``WorkerDied`` failure its requests get, so the edge answers in the same error shape (``GET /health``:
+200 or 503). A running call cannot be interrupted, so the check is all a load balancer or Ray Serve
+can go by: it reports the call and how long it has run, and recovers by itself when the call returns.
 
-The stuck bound is ``stuck_call_s`` when set; else ``STUCK_FACTOR`` times the call's
-predicted time (the call cost fitted from the calls the server ran), and at least
-``STUCK_FLOOR_S``: a first call, or one of unusual inputs, may be slow; a hung one is hung.
+A call is past its bound once it has run longer than the shorter of:
 
-Every answer also says the model, its device and dtype, the queue depth (every request
-accepted and not yet started), whether the inference thread lives, and how long the
-running call has run.
+- ``timeout_s``: by then every request it holds has been answered 504, so more traffic now only
+  queues behind a call that has already failed its callers;
+- the *stuck bound*: ``stuck_call_s`` when set; else ``STUCK_FACTOR`` times the call's predicted time
+  (the call cost fitted from the calls the server ran), and at least ``STUCK_FLOOR_S``: a first
+  call, or one of unusual inputs, may be slow; a hung one is hung.
+
+Every answer also says the model, its device and dtype, the queue depth (every request accepted
+and not yet started), whether the inference thread lives, and how long the running call has run.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..._wire import error_body
+from ..._exceptions import RequestFailed
 from .engine import Engine, EngineState
+from .request import worker_died
 
-__all__ = ["Health", "check", "stuck_bound_s", "STUCK_FACTOR", "STUCK_FLOOR_S"]
+__all__ = ["Health", "check", "stuck_bound_s", "call_bound_s", "STUCK_FACTOR", "STUCK_FLOOR_S"]
 
 STUCK_FACTOR = 10.0
 STUCK_FLOOR_S = 10.0
@@ -33,10 +36,11 @@ STUCK_FLOOR_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """One answer of the health check."""
+    """One answer of the health check: ``failure`` is the error a dead worker's requests get."""
 
     ok: bool
     body: dict[str, Any]
+    failure: RequestFailed | None = None
 
 
 def stuck_bound_s(configured_s: float | None, predicted_s: float | None) -> float:
@@ -44,6 +48,11 @@ def stuck_bound_s(configured_s: float | None, predicted_s: float | None) -> floa
     if configured_s is not None:
         return configured_s
     return max(STUCK_FLOOR_S, STUCK_FACTOR * predicted_s) if predicted_s is not None else STUCK_FLOOR_S
+
+
+def call_bound_s(timeout_s: float, configured_s: float | None, predicted_s: float | None) -> float:
+    """How long a call may run before the check fails: the request timeout or the stuck bound, the shorter."""
+    return min(timeout_s, stuck_bound_s(configured_s, predicted_s))
 
 
 def check(engine: Engine, debug: bool = False) -> Health:
@@ -59,13 +68,12 @@ def check(engine: Engine, debug: bool = False) -> Health:
         "worker_alive": engine.worker is not None and engine.worker.is_alive(),
         "model_call_running_s": round(running_s, 3) if running_s is not None else None,
     }
-    reason = _problem(engine, running_s, debug)
-    if reason is None:
+    problem = _problem(engine, running_s, debug)
+    if problem is None:
         return Health(True, body)
-    body["status"], body["reason"] = reason
-    if body["status"] == "failed":  # the error shape of the requests it fails, for clients that read it
-        body.update(error_body("WorkerDied", reason[1]))
-    return Health(False, body)
+    body["status"], body["reason"] = problem
+    failure = worker_died(engine.failure) if problem[0] == "failed" else None
+    return Health(False, body, failure)
 
 
 def _problem(engine: Engine, running_s: float | None, debug: bool) -> tuple[str, str] | None:
@@ -81,12 +89,18 @@ def _problem(engine: Engine, running_s: float | None, debug: bool) -> tuple[str,
     if state is not EngineState.RUNNING:
         return state.value, f"the server is {state.value} and takes no new requests"
     batches = engine.batches
-    if running_s is not None and batches is not None:
-        bound = stuck_bound_s(engine.config.stuck_call_s, batches.predicted_s)
-        if running_s > bound:
-            return "stuck", (
-                f"a model call has run for {running_s:.1f} s, over its bound of {bound:.1f} s "
-                f"({batches.running.size if batches.running else '?'} inputs); it cannot be interrupted: "
-                "requests will time out until it returns"
-            )
-    return None
+    if running_s is None or batches is None:
+        return None
+    config = engine.config
+    bound = call_bound_s(config.timeout_s, config.stuck_call_s, batches.predicted_s)
+    if running_s <= bound:
+        return None
+    inputs = batches.running.size if batches.running else "?"
+    if bound == config.timeout_s:
+        why = f"past timeout_s={config.timeout_s:g}: every request it holds was answered 504"
+    else:
+        why = f"over its bound of {bound:.1f} s"
+    return "stuck", (
+        f"a model call has run for {running_s:.1f} s, {why} ({inputs} inputs); it cannot be interrupted: "
+        "requests will time out until it returns"
+    )

@@ -14,15 +14,14 @@ headers ``X-Queue-Wait-Ms``, ``X-Batch-Size`` and ``X-Inference-Ms`` (``_wire``)
 A body over ``max_body_bytes`` is refused before it is read. While a request waits, the
 handler also listens for the client going away; if it does, or if the ASGI server cancels
 the handler (Ray Serve does when the client leaves), the request is cancelled (a queued one
-never runs), counted, and logged in ``/stats`` under status 499.
+never runs) and counted under status 499.
 
-On a replica of a Ray Serve deployment (``engine.replica`` set) every answer names the
-replica in ``X-Replica``, and ``/stats`` and ``/metrics`` say which replica they describe.
-
-With ``config.auth_token`` set, every route sits behind ``BearerTokenMiddleware``; in front
-of everything, ``RequestLimits`` refuses a request target or headers over their bounds. Just
-before the routes, ``Shedding`` refuses a ``POST /`` the engine has no room for (503, or the
-engine's reason it cannot serve), before its body is read.
+The middleware before the routes (``middleware``), outermost first: ``Counting`` (every answer
+and refusal counted by status in ``/stats`` and ``/metrics``), ``RequestLimits`` (414, 431),
+``ReplicaHeader`` (on a replica of a Ray Serve deployment: ``X-Replica`` on every answer, and
+``/stats`` and ``/metrics`` say which replica they describe), ``BearerTokenMiddleware`` (401,
+with ``config.auth_token`` set), ``Shedding`` (a ``POST /`` the engine has no room for gets its
+503 before its body is read).
 """
 
 from __future__ import annotations
@@ -46,10 +45,9 @@ from ..core.health import check
 from ..core.report import stats_report
 from ..core.request import Result
 from ..observe.metrics import CONTENT_TYPE
-from ..observe.stats import CLIENT_CLOSED, clock
 from .body import parse_body
-from .errors import error_response, internal_error_response, web_error_response
-from .middleware import BearerTokenMiddleware, ReplicaHeader, RequestLimits, Shedding
+from .errors import error_response, failure_body, internal_error_response, refusal, web_error_response
+from .middleware import REPORT, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
 from .openapi import openapi_document
 
 __all__ = ["create_app"]
@@ -69,7 +67,6 @@ def create_app(engine: Engine) -> Starlette:
             await engine.close()
 
     async def predict(request: Request) -> Response:
-        started = clock()
         response: Response
         try:
             body = await _read_body(request, config.max_body_bytes)
@@ -80,33 +77,35 @@ def create_app(engine: Engine) -> Starlette:
                 answered = await _answered_before_disconnect(future, request)
             except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
                 future.cancel()
-                engine.stats.record_response(CLIENT_CLOSED, clock() - started)
                 raise
-            if not answered:
-                engine.stats.record_response(CLIENT_CLOSED, clock() - started)
-                return Response(status_code=CLIENT_CLOSED)  # nobody is left to read it
+            if not answered:  # nobody is left to read it; ``Counting`` counts it
+                return refusal("ClientClosed", "the client went away before its answer")
             result = future.result()
         except RequestFailed as exc:
             response = error_response(exc, debug)
         else:
             response = _OutputsResponse(result.outputs[0] if parsed.single else result.outputs)
             response.headers.update(_timing_headers(result))
-        engine.stats.record_response(response.status_code, clock() - started)
         return response
 
     async def health(request: Request) -> Response:
+        request.scope[REPORT] = True
         report = check(engine, debug)
-        return JSONResponse(report.body, status_code=200 if report.ok else 503)
+        body = report.body if report.failure is None else report.body | failure_body(report.failure, debug)
+        return JSONResponse(body, status_code=200 if report.ok else 503)
 
     async def metrics(request: Request) -> Response:
+        request.scope[REPORT] = True
         return Response(engine.stats.metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
+        request.scope[REPORT] = True
         model = engine.model
         names = model.parameter_names if model is not None else None
         return JSONResponse(openapi_document(config, engine.model_name, names))
 
     async def stats(request: Request) -> Response:
+        request.scope[REPORT] = True
         return JSONResponse(stats_report(engine))
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -139,6 +138,7 @@ def create_app(engine: Engine) -> Starlette:
         max_headers=config.max_headers,
         max_header_bytes=config.max_header_bytes,
     )
+    app.add_middleware(Counting, record=engine.stats.record_response)  # added last: the outermost
     return app
 
 

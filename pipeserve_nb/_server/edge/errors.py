@@ -1,17 +1,26 @@
-"""The error table, once: each way a request can fail, its HTTP status, and when it happens.
+"""The error table, once: each way a request can fail, its HTTP status, and when it happens; and the
+one path from a failure to its response.
 
-The app's answers, the OpenAPI document's responses and the error table in
-``docs/http-api.md`` are all made from ``ERRORS``; this is the one place an exception
-becomes a status. Every error body is ``{"error": {"type": ..., "message": ...}}``; messages
-name exception types, never their text, file paths or tracebacks, unless ``debug`` is set.
+Every error answer the server sends is built here, from ``ERRORS``: a failure the engine raised
+(``error_response``), a refusal of the edge before any handler (``refusal``: 401, 404, 405, 414, 431,
+499), an exception no handler expected (``internal_error_response``), and the raw answer of the HTTP
+protocol to a request head that never ends (``raw_refusal``). The OpenAPI document's responses and the
+table in ``docs/http-api.md`` are made from the same ``ERRORS``.
+
+Every error body is ``{"error": {"type": ..., "message": ...}}``; messages name exception types,
+never their text, file paths or tracebacks, unless ``debug`` is set. ``Retry-After`` is computed here
+and only here, from ``Overloaded.retry_after_s``: the forecast wait in whole seconds, rounded up, at
+least 1.
 """
 
 from __future__ import annotations
 
 import math
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import orjson
 from starlette.responses import JSONResponse
 
 from ..._exceptions import (
@@ -27,19 +36,21 @@ from ..._exceptions import (
 )
 from ..._wire import error_body
 
-__all__ = ["ErrorKind", "ERRORS", "STATUS_OF", "error_response", "web_error_response", "internal_error_response"]
-__all__ += ["markdown_table"]
+__all__ = ["ErrorKind", "ERRORS", "STATUS_OF", "CLIENT_CLOSED", "error_response", "refusal", "web_error_response"]
+__all__ += ["internal_error_response", "raw_refusal", "retry_after", "failure_body", "markdown_table"]
 
 
 @dataclass(frozen=True)
 class ErrorKind:
     """One way a request fails: its ``name`` (the ``type`` in the error body), its status,
-    when it happens, and the exception behind it (None for the web layer's own refusals)."""
+    when it happens, and the exception behind it (None for the edge's own refusals)."""
 
     name: str
     status: int
     when: str
     exception: type[RequestFailed] | None = None
+    reason: str = ""
+    """The status line's reason phrase (for the answers the HTTP protocol writes itself)."""
 
 
 ERRORS: tuple[ErrorKind, ...] = (
@@ -68,6 +79,13 @@ ERRORS: tuple[ErrorKind, ...] = (
         431,
         "more than `max_headers` header fields or `max_header_bytes` of them; a head still unfinished past "
         "about that size is cut off (431, then the connection closes)",
+        reason="Request Header Fields Too Large",
+    ),
+    ErrorKind(
+        "ClientClosed",
+        499,
+        "the client went away before its answer (nothing is sent; counted in `/stats` and `/metrics`); "
+        "a request still waiting then never reaches the model",
     ),
     ErrorKind(
         "InferenceFailed",
@@ -102,31 +120,63 @@ ERRORS: tuple[ErrorKind, ...] = (
 STATUS_OF: dict[type[RequestFailed], int] = {k.exception: k.status for k in ERRORS if k.exception is not None}
 """HTTP status for each way a request can fail."""
 
+_BY_NAME = {k.name: k for k in ERRORS}
+CLIENT_CLOSED = _BY_NAME["ClientClosed"].status
+"""Status recorded for a request whose client went away before its answer (never sent)."""
 
-def error_response(exc: RequestFailed, debug: bool) -> JSONResponse:
-    """The answer to a request that failed with ``exc``."""
+
+def retry_after(exc: Overloaded) -> str:
+    """The ``Retry-After`` header of an ``Overloaded`` answer: the forecast wait in whole seconds, rounded up, >= 1."""
+    return str(max(1, math.ceil(exc.retry_after_s)))
+
+
+def failure_body(exc: RequestFailed, debug: bool = False) -> dict[str, dict[str, str]]:
+    """The error body of a request that failed with ``exc`` (with its cause when ``debug``)."""
     body = error_body(type(exc).__name__, str(exc))
     if debug and exc.__cause__ is not None:
         cause = exc.__cause__
         body["error"]["message"] += f" ({type(cause).__name__}: {cause})"
         body["error"]["traceback"] = "".join(traceback.format_exception(cause))
-    headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))} if isinstance(exc, Overloaded) else {}
-    return JSONResponse(body, status_code=STATUS_OF[type(exc)], headers=headers)
+    return body
+
+
+def error_response(exc: RequestFailed, debug: bool) -> JSONResponse:
+    """The answer to a request that failed with ``exc``."""
+    headers = {"retry-after": retry_after(exc)} if isinstance(exc, Overloaded) else {}
+    return JSONResponse(failure_body(exc, debug), status_code=STATUS_OF[type(exc)], headers=headers)
+
+
+def refusal(name: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The answer of the edge's own refusal ``name`` (a kind of ``ERRORS`` without an exception)."""
+    kind = _BY_NAME[name]
+    return JSONResponse(error_body(kind.name, message), status_code=kind.status, headers=headers)
 
 
 def web_error_response(status: int, message: str) -> JSONResponse:
-    """The answer to a request the web layer refused before any handler (404, 405)."""
+    """The answer to a request Starlette refused before any handler, by status (404, 405)."""
     name = next((k.name for k in ERRORS if k.exception is None and k.status == status), "HTTPError")
     return JSONResponse(error_body(name, message), status_code=status)
 
 
-def internal_error_response(exc: Exception, debug: bool) -> JSONResponse:
+def internal_error_response(exc: BaseException, debug: bool) -> JSONResponse:
     """The answer when the server itself failed (an exception no handler expected)."""
     message = "internal server error" + (f": {type(exc).__name__}: {exc}" if debug else "")
     body = error_body("InternalError", message)
     if debug:
         body["error"]["traceback"] = "".join(traceback.format_exception(exc))
     return JSONResponse(body, status_code=500)
+
+
+def raw_refusal(name: str, message: str) -> bytes:
+    """A whole HTTP/1.1 answer of refusal ``name``, closing the connection: for the HTTP protocol,
+    which answers before any ASGI request exists."""
+    kind = _BY_NAME[name]
+    body = orjson.dumps(error_body(kind.name, message))
+    head = (
+        f"HTTP/1.1 {kind.status} {kind.reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def markdown_table() -> str:

@@ -4,7 +4,8 @@ unfinished request head and one send per response.
 - **A bounded head.** uvicorn's httptools parser has no head-size limit of its own (only its h11
   parser does, ``h11_max_incomplete_event_size``), so a client could send headers forever.
   Once more than ``max_head_bytes`` arrived without the head ending, the connection gets 431
-  (in the JSON error shape) and is closed: the app never sees a request it could not answer.
+  (in the JSON error shape, from the error table) and is closed: the app never sees a request it
+  could not answer. The refusal is counted in the server's numbers (``on_refused``).
 - **One send per response.** uvicorn writes a response's head and its body separately, each
   straight to the socket: two system calls, two TCP segments, two wake-ups of the client. The
   connection's transport here gathers what is written in one turn of the event loop and sends
@@ -18,12 +19,12 @@ Under an external uvicorn, ``--http pipeserve_nb.asgi:HttpProtocol`` runs the sa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..._wire import error_body
+from .errors import raw_refusal
 
 __all__ = ["http_protocol"]
 
@@ -63,6 +64,7 @@ class _PipeserveHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol with a bound on an unfinished head, sending each response at once."""
 
     max_head_bytes = 65536
+    on_refused: Callable[[int, float], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._in_head, self._head_bytes = True, 0
@@ -87,15 +89,16 @@ class _PipeserveHttpTools(HttpToolsProtocol):
 
     def _refuse_head(self) -> None:
         message = f"the request head passed {self.max_head_bytes} bytes without ending"
-        body = orjson.dumps(error_body("HeadersTooLarge", message))
-        head = (
-            "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        )
-        self.transport.write(head.encode("ascii") + body)
+        self.transport.write(raw_refusal("HeadersTooLarge", message))
         self.transport.close()
+        if self.on_refused is not None:
+            self.on_refused(431, 0.0)
 
 
-def http_protocol(max_head_bytes: int) -> type[HttpToolsProtocol]:
-    """The protocol class for uvicorn's ``http=``: a head bounded at ``max_head_bytes``, one send per response."""
-    return type("PipeserveHttpTools", (_PipeserveHttpTools,), {"max_head_bytes": max_head_bytes})
+def http_protocol(
+    max_head_bytes: int, on_refused: Callable[[int, float], None] | None = None
+) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http=``: a head bounded at ``max_head_bytes``, one send per
+    response; ``on_refused(status, seconds)`` counts a refusal it writes itself (the server's numbers)."""
+    members = {"max_head_bytes": max_head_bytes, "on_refused": staticmethod(on_refused) if on_refused else None}
+    return type("PipeserveHttpTools", (_PipeserveHttpTools,), members)

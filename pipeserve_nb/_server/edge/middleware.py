@@ -1,5 +1,6 @@
 """The ASGI middleware in front of the routes, outermost first: what a request passes before a handler runs.
 
+0. ``Counting``: every answer, refusals included, is counted by status in the server's numbers.
 1. ``RequestLimits``: a request target (path and query) over ``max_url_bytes`` gets 414
    ``UriTooLong``; more than ``max_headers`` header fields, or more than ``max_header_bytes`` of
    them in all, 431 ``HeadersTooLarge``. It runs under any ASGI server (the HTTP protocol pipeserve
@@ -18,19 +19,63 @@ Each is a pure ASGI callable (no ``BaseHTTPMiddleware``): one function call per 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from collections.abc import Callable
 from typing import Any
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._exceptions import RequestFailed
-from ..._wire import REPLICA_HEADER, error_body
+from ..._wire import REPLICA_HEADER
 from ..core.engine import Engine
 from ..observe.stats import clock
-from .errors import error_response, web_error_response
+from .errors import CLIENT_CLOSED, error_response, refusal
 
-__all__ = ["RequestLimits", "ReplicaHeader", "BearerTokenMiddleware", "Shedding"]
+__all__ = ["Counting", "REPORT", "RequestLimits", "ReplicaHeader", "BearerTokenMiddleware", "Shedding"]
+
+REPORT = "pipeserve.report"
+"""The scope key a report route (``/health``, ``/stats``, ``/metrics``, ``/openapi.json``) sets on a
+request it serves: its answer describes the server and is not counted as a request."""
+
+
+class Counting:
+    """Counts each answer by status, with its latency, in the server's numbers (``record``).
+
+    Counted: every answer to a request for the model, and every refusal on any route (401, 404,
+    405, 413, 414, 431, 503, ...); not counted: the answers of the report routes to the requests
+    they served. A client that leaves before its answer counts as 499, whether the handler saw it
+    go or the ASGI server cancelled the handler (Ray Serve does); an exception no handler caught
+    counts as the 500 that Starlette then sends.
+    """
+
+    def __init__(self, app: ASGIApp, record: Callable[[int, float], None]) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = clock()
+        status = 0
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except asyncio.CancelledError:
+            self.record(CLIENT_CLOSED, clock() - started)
+            raise
+        except Exception:
+            self.record(status or 500, clock() - started)
+            raise
+        if not scope.get(REPORT):
+            self.record(status or 500, clock() - started)
 
 
 class RequestLimits:
@@ -53,18 +98,18 @@ class RequestLimits:
     def _refusal(self, scope: Scope) -> Any:
         target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
         if target > self.max_url_bytes:
-            return web_error_response(
-                414, f"the request target has {target} bytes, over max_url_bytes={self.max_url_bytes}"
+            return refusal(
+                "UriTooLong", f"the request target has {target} bytes, over max_url_bytes={self.max_url_bytes}"
             )
         headers = scope["headers"]
         if len(headers) > self.max_headers:
-            return web_error_response(
-                431, f"the request has {len(headers)} header fields, over max_headers={self.max_headers}"
+            return refusal(
+                "HeadersTooLarge", f"the request has {len(headers)} header fields, over max_headers={self.max_headers}"
             )
         size = sum(len(name) + len(value) for name, value in headers)
         if size > self.max_header_bytes:
-            return web_error_response(
-                431, f"the headers have {size} bytes, over max_header_bytes={self.max_header_bytes}"
+            return refusal(
+                "HeadersTooLarge", f"the headers have {size} bytes, over max_header_bytes={self.max_header_bytes}"
             )
         return None
 
@@ -98,10 +143,10 @@ class BearerTokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self._authorized(scope):
-            denied = JSONResponse(
-                error_body("Unauthorized", "send the server's token as 'Authorization: Bearer <token>'"),
-                status_code=401,
-                headers={"www-authenticate": 'Bearer realm="pipeserve_nb"'},
+            denied = refusal(
+                "Unauthorized",
+                "send the server's token as 'Authorization: Bearer <token>'",
+                {"www-authenticate": 'Bearer realm="pipeserve_nb"'},
             )
             await denied(scope, receive, send)
             return
@@ -126,12 +171,9 @@ class Shedding:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
-            started = clock()
             try:
                 self.engine.check_room()
             except RequestFailed as exc:
-                response = error_response(exc, self.engine.config.debug)
-                await response(scope, receive, send)
-                self.engine.stats.record_response(response.status_code, clock() - started)
+                await error_response(exc, self.engine.config.debug)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -47,7 +47,10 @@ class Metrics:
             return Gauge(name, text, names, registry=r).labels(**self._labels)
 
         self._requests = Counter(
-            "pipeserve_requests", "Requests to POST / answered, by status", [*names, "status"], registry=r
+            "pipeserve_requests",
+            "Answers of the model route and refusals on any route, by status",
+            [*names, "status"],
+            registry=r,
         )
         self._dropped = Counter(
             "pipeserve_dropped_before_inference",

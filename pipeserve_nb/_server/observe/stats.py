@@ -1,6 +1,6 @@
 """Serving metrics: every counter of one server, the batch-size histogram, latency percentiles.
 
-The one home of the server's numbers: the app records answers, the batch loop records
+The one home of the server's numbers: the edge records every answer and refusal, the batch loop records
 batches, the engine records requests dropped before inference (by reason). Written only
 from the event loop's thread; ``snapshot()`` returns plain JSON values for ``/stats``, and
 every record also feeds the server's Prometheus metrics (``metrics``, ``/metrics``) and
@@ -19,7 +19,7 @@ from ..._percentile import percentiles
 from .metrics import Metrics
 from .window import RecentWindow
 
-__all__ = ["Stats", "CLIENT_CLOSED", "DROP_REASONS", "clock"]
+__all__ = ["Stats", "DROP_REASONS", "clock"]
 
 clock = time.monotonic
 """The server's one clock for every wait, deadline and duration (the numbers are stamped with it too)."""
@@ -28,9 +28,6 @@ DROP_REASONS = ("expired", "client_gone", "stopping", "worker_died")
 """Why a request was answered before it reached the model, as ``/stats`` counts them."""
 
 PERCENTILES = (50, 90, 99)
-
-CLIENT_CLOSED = 499
-"""Status recorded for a request whose client went away before its answer (never sent)."""
 
 
 class Stats:
@@ -79,7 +76,8 @@ class Stats:
         self.metrics.dropped(reason)
 
     def record_response(self, status: int, latency_s: float) -> None:
-        """A request to ``POST /`` was answered with ``status`` after ``latency_s``."""
+        """A request was answered with ``status`` after ``latency_s``: an answer of the model's route,
+        or a refusal on any route (the edge's ``Counting`` decides which answers count)."""
         self.requests_by_status[status] += 1
         self.latency_s.append(latency_s)
         self.metrics.response(status, latency_s)

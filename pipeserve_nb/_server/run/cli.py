@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from ..._exceptions import InvalidSetting, ServerStartError
 from ..core.engine import Engine
 from ..edge.app import create_app
+from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
 from .settings import (
     RayPlacement,
@@ -95,7 +96,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         drain_timeout_s=config.drain_timeout_s,
         on_started=lambda: print(announcement, flush=True),
         log=True,
-        max_head_bytes=config.max_head_bytes,
+        http=http_protocol(config.max_head_bytes, engine.stats.record_response),
     )
     server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -16,6 +16,7 @@ from ..core.config import ServerConfig
 from ..core.engine import Engine
 from ..core.policy import BatchPolicy, Policy
 from ..edge.app import create_app
+from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
 from .handle import AppHandle, ServerHandle
 from .registry import register, stop_named
@@ -95,7 +96,7 @@ def serve(
         name=name,
         drain=engine.drain,
         drain_timeout_s=config.drain_timeout_s,
-        max_head_bytes=config.max_head_bytes,
+        http=http_protocol(config.max_head_bytes, engine.stats.record_response),
     )
     try:
         runner.start(start_timeout_s)

@@ -15,7 +15,8 @@ Shutdown, on the server's own loop, in this order (``Server.shutdown``):
 3. the app's lifespan shutdown (the engine ends its inference thread and drops the model).
 
 uvicorn runs with pipeserve's HTTP protocol (``http_protocol``): httptools, a request head that
-passes ``max_head_bytes`` without ending cut off with 431, and each response sent in one write.
+passes its bound without ending cut off with 431, and each response sent in one write; a model
+server passes the protocol built for its limits and its numbers (``http=``).
 
 ``bind_socket`` binds in the caller's thread, so "port in use" raises right there and the
 real port is known at once.
@@ -23,6 +24,7 @@ real port is known at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import socket
@@ -55,11 +57,11 @@ class Server(uvicorn.Server):
         drain_timeout_s: float = DEFAULT_DRAIN_S,
         on_started: Callable[[], None] | None = None,
         log: bool = False,
-        max_head_bytes: int = DEFAULT_HEAD_BYTES,
+        http: type[asyncio.Protocol] | None = None,
     ) -> None:
         quiet: dict[str, Any] = {} if log else {"log_config": None}
-        http = http_protocol(max_head_bytes)
-        super().__init__(uvicorn.Config(app, access_log=False, lifespan="on", http=http, **quiet))
+        protocol = http_protocol(DEFAULT_HEAD_BYTES) if http is None else http
+        super().__init__(uvicorn.Config(app, access_log=False, lifespan="on", http=protocol, **quiet))
         self.drain = drain
         self.on_started = on_started
         self.set_drain_timeout(drain_timeout_s)
@@ -92,7 +94,7 @@ class ServerThread:
         name: str,
         drain: Drain | None = None,
         drain_timeout_s: float,
-        max_head_bytes: int = DEFAULT_HEAD_BYTES,
+        http: type[asyncio.Protocol] | None = None,
     ) -> None:
         self.host, self.port = sock.getsockname()[:2]
         self._sock = sock
@@ -102,7 +104,7 @@ class ServerThread:
             drain=drain,
             drain_timeout_s=drain_timeout_s,
             on_started=self._settled.set,
-            max_head_bytes=max_head_bytes,
+            http=http,
         )
         self.crash: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"pipeserve-server-{name}", daemon=True)

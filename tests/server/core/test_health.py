@@ -63,3 +63,19 @@ def test_stop_returns_within_its_drain_bound_and_reports_the_call_that_never_ret
     finally:
         gated.gate.set()
     wait_for(lambda: server.stuck_call_s is None)  # the call returned: the thread ended
+
+
+def test_a_call_past_the_request_timeout_fails_health_before_the_stuck_bound(gated: GatedModel) -> None:
+    """Every request of a call past ``timeout_s`` already got its 504: more traffic would only queue."""
+    config = ServerConfig(timeout_s=0.3)  # the stuck bound is the default: at least 10 s
+    with serve(gated, policy=BatchPolicy(max_batch_size=1), config=config) as server, ThreadPoolExecutor(2) as pool:
+        hung = pool.submit(httpx.post, server.url, content=b"hangs", timeout=30)
+        assert gated.entered.wait(10)
+        assert hung.result(30).status_code == 504  # its deadline answered it; the call goes on
+        wait_for(lambda: _health(server.url).status_code == 503)  # no event announces it: polled
+        body = _health(server.url).json()
+        running_s = body["model_call_running_s"]
+        assert body["status"] == "stuck" and "past timeout_s=0.3" in body["reason"]
+        assert "was answered 504" in body["reason"] and 0.3 < running_s < 10  # before the stuck bound
+        gated.gate.set()
+        wait_for(lambda: _health(server.url).status_code == 200)
