@@ -34,10 +34,10 @@ clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache
 
 bench: setup
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python -m benchmarks bench
 
 reliability: setup
-	$(BIN)/python benchmarks/reliability.py
+	$(BIN)/python -m benchmarks reliability
 
 notebooks: setup
 	$(BIN)/python scripts/notebooks.py

@@ -5,8 +5,8 @@ default corpus; ratios are taken against references measured in the same run. Wr
 ``benchmarks/results/latest.md`` (+ ``latest.csv``, the Ray rows' measurements in
 ``latest_ray.json``, and PNG plots) and prints the tables.
 
-    python benchmarks/bench.py            # the full run (about fifteen minutes)
-    python benchmarks/bench.py --quick    # a smoke run with tiny workloads (tests use it)
+    python -m benchmarks bench            # the full run (about fifteen minutes)
+    python -m benchmarks bench --quick    # a smoke run with tiny workloads (tests use it)
 
 ``--part local`` leaves out the Ray Serve rows (no Ray cluster is started); ``--part ray``
 measures only the in-process limit (their reference) and the Ray Serve rows, and writes
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ import pandas as pd
 
 import pipeserve_nb as ps
 
-from inprocess import in_child
-from lineup import BEST, FLOAT32, FULL, OURS, QUICK, SEED, SERVER_CONFIG, THREADS_ONE, Sizes
-from live import measure_live_cost
-from on_ray import measure_on_ray
-from report import render, render_ray
-from targets import measure_targets
+from .inprocess import in_child
+from .lineup import BEST, FLOAT32, FULL, OURS, QUICK, SEED, SERVER_CONFIG, THREADS_ONE, Sizes
+from .live import measure_live_cost
+from .on_ray import measure_on_ray
+from .report import render, render_ray
+from .targets import measure_targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("all", "local", "ray")
@@ -106,7 +105,9 @@ def save_plots(frame: pd.DataFrame, kept: dict[tuple[str, str], ps.LoadResult], 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny workloads: check the benchmark runs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write latest.md, CSV and plots")
     parser.add_argument("--part", choices=PARTS, default="all", help="all (default), local (no Ray), ray (only Ray)")
@@ -139,7 +140,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "latest.md").write_text(report)
     print(report)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

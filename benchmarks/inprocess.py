@@ -4,13 +4,16 @@ Every measurement runs in a fresh process (``in_child``). In the benchmark's own
 would leave an OpenMP thread team behind; a second team (a server's inference thread) then
 competes with its spinning workers, and on 2 cores both run at about half speed.
 
-    python benchmarks/inprocess.py KIND INPUT.json [--quick]    # prints one line of JSON
+    python -m benchmarks model KIND INPUT.json [--quick]    # prints one line of JSON
 
 Kinds: ``limit`` (the full table), ``single`` (median single-item latency on given texts),
 ``sorted`` (items/s of length-sorted batches of one size), ``replay`` (items/s of given
-batches of token ids, run in order), ``precision`` (float32, bfloat16 autocast and bfloat16
-weights side by side: speed, accuracy, memory). Each loads the model with the payload's
-``dtype`` (``"auto"``, what a server gets, unless it says otherwise).
+batches of texts, run in order as the server ran them: each batch prepared first, then only
+the model call timed, as the server's inference thread runs it), ``precision`` (float32,
+bfloat16 autocast and bfloat16 weights side by side: speed, accuracy, memory). Each loads the
+model with the payload's ``dtype`` (``"auto"``, what a server gets, unless it says otherwise).
+The model alone is ``LoadedModel``'s call (prepare, run, encode: texts in, embeddings out) or
+its runner's ``run`` on prepared inputs.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeserve_nb import LoadedModel, load_model
-from pipeserve_nb._models.embedder import TokenIds  # replays the batches the server ran, as token ids
+from pipeserve_nb import LoadedModel, Runner, load_model
 
-from lineup import DEFAULT_POLICY, FULL, QUICK, Sizes
+from .lineup import DEFAULT_POLICY, FULL, QUICK, Sizes
+
+ROOT = Path(__file__).resolve().parent.parent
 
 _SMOKE_ANSWERS: dict[str, dict[str, Any]] = {}
 
@@ -48,8 +52,8 @@ def in_child(kind: str, payload: dict[str, Any], quick: bool) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(payload, f)
     try:
-        cmd = [sys.executable, __file__, kind, f.name, *(["--quick"] if quick else [])]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        cmd = [sys.executable, "-m", "benchmarks", "model", kind, f.name, *(["--quick"] if quick else [])]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     finally:
         os.unlink(f.name)
     answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -70,10 +74,14 @@ def single_ms(model: LoadedModel, texts: Sequence[str], sizes: Sizes) -> list[fl
     return [_timed(partial(model, [t])) * 1000 for _ in range(sizes.limit_repeats) for t in texts]
 
 
+def tokens_of(model: LoadedModel, texts: Sequence[str]) -> list[int]:
+    """Each text's tokens, as the server counts them (the runner's ``prepare``)."""
+    return model.runner.prepare(list(texts), {}).tokens
+
+
 def sorted_rps(model: LoadedModel, texts: Sequence[str], batch_size: int, sizes: Sizes) -> float:
     """Items/s of ``texts`` sorted by token count, in batches of ``batch_size`` (best of the repeats)."""
-    assert model.prepare is not None
-    _, counts = model.prepare(list(texts))
+    counts = tokens_of(model, texts)
     ordered = [t for _, t in sorted(zip(counts, texts, strict=True), key=lambda pair: pair[0])]
     return batched_rps(model, [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)], sizes)
 
@@ -91,7 +99,6 @@ def limit_table(model: LoadedModel, texts: Sequence[str], sizes: Sizes) -> dict[
     windows of 32 a server at concurrency 32 can choose from."""
     import torch
 
-    assert model.prepare is not None
     single = single_ms(model, texts, sizes)
     sorted_rates = {bs: sorted_rps(model, texts, bs, sizes) for bs in sizes.batch_sizes}
     best_bs = max(sorted_rates, key=lambda bs: sorted_rates[bs])
@@ -101,7 +108,7 @@ def limit_table(model: LoadedModel, texts: Sequence[str], sizes: Sizes) -> dict[
 
     # What a server can reach when it only ever sees 32 requests at once (closed loop, c=32):
     # windows of 32 in arrival order, each split as the default policy splits it.
-    _, counts = model.prepare(list(texts))
+    counts = tokens_of(model, texts)
     items = [_Text(t, n) for t, n in zip(texts, counts, strict=True)]
     windows = [[x.text for x in b] for start in range(0, len(items), 32) for b in _drain(items[start : start + 32])]
     return {
@@ -139,6 +146,35 @@ class _Text:
     size: int = 1
 
 
+def replay_rps(model: LoadedModel, batches: Sequence[Sequence[str]], sizes: Sizes) -> float:
+    """Items/s of the model calls alone on ``batches`` (each prepared first, untimed), run in order."""
+    runner = model.runner
+    prepared = [runner.prepare(list(b), {}).inputs for b in batches]
+    runner.run(prepared[0], {})  # warm up
+    best = min(_timed(lambda: [runner.run(p, {}) for p in prepared]) for _ in range(sizes.limit_repeats))
+    return sum(len(b) for b in batches) / best
+
+
+class Autocast(Runner):
+    """A runner whose model calls run under bfloat16 autocast (float32 weights, converted on each call)."""
+
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+        self.max_tokens, self.parameter_names = inner.max_tokens, inner.parameter_names
+
+    def prepare(self, texts: list[str], parameters: Any) -> Any:
+        return self.inner.prepare(texts, parameters)
+
+    def run(self, inputs: list[Any], parameters: Any) -> list[Any]:
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.inner.run(inputs, parameters)
+
+    def encode(self, output: Any) -> Any:
+        return self.inner.encode(output)
+
+
 def precision_table(texts: Sequence[str], batch_size: int, sizes: Sizes) -> dict[str, Any]:
     """The bundled model three ways, on ``texts``: float32; bfloat16 autocast (float32 weights,
     converted on each call); bfloat16 weights (``dtype="bfloat16"``, what ``"auto"`` picks on a CPU
@@ -149,16 +185,11 @@ def precision_table(texts: Sequence[str], batch_size: int, sizes: Sizes) -> dict
 
     exact = load_model(dtype="float32")
     reference = torch.tensor(exact(list(texts)))
-
-    def autocast(inputs: list[Any], parameters: Any) -> list[Any]:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return exact.run(inputs, parameters)
-
     cast = load_model(dtype="bfloat16")
-    ways = {  # each with the module holding its weights
-        "float32": (exact, exact.run.pipe.model),  # type: ignore[attr-defined]
-        "bfloat16 autocast": (replace(exact, run=autocast), exact.run.pipe.model),  # type: ignore[attr-defined]
-        "bfloat16 weights": (cast, cast.run.pipe.model),  # type: ignore[attr-defined]
+    ways = {  # each with the module holding its weights (the bundled runner's pipeline)
+        "float32": (exact, exact.runner.pipe.model),  # type: ignore[attr-defined]
+        "bfloat16 autocast": (replace(exact, runner=Autocast(exact.runner)), exact.runner.pipe.model),  # type: ignore[attr-defined]
+        "bfloat16 weights": (cast, cast.runner.pipe.model),  # type: ignore[attr-defined]
     }
     out: dict[str, Any] = {}
     for label, (model, weights) in ways.items():
@@ -172,7 +203,8 @@ def precision_table(texts: Sequence[str], batch_size: int, sizes: Sizes) -> dict
     return out
 
 
-def main(argv: Sequence[str]) -> dict[str, Any]:
+def measure(argv: Sequence[str]) -> dict[str, Any]:
+    """One measurement in this process: ``KIND INPUT.json [--quick]`` (see the module docstring)."""
     kind, payload = argv[0], json.loads(Path(argv[1]).read_text())
     sizes = QUICK if "--quick" in argv else FULL
     if kind == "precision":
@@ -185,9 +217,5 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     if kind == "sorted":
         return {"rps": sorted_rps(model, payload["texts"], payload["batch_size"], sizes)}
     if kind == "replay":
-        return {"rps": batched_rps(model, [[TokenIds(ids) for ids in b] for b in payload["batches"]], sizes)}
+        return {"rps": replay_rps(model, payload["batches"], sizes)}
     raise SystemExit(f"unknown measurement {kind!r}")
-
-
-if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1:])))

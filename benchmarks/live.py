@@ -19,7 +19,7 @@ import httpx
 
 import pipeserve_nb as ps
 
-from lineup import DEFAULT_POLICY, SERVER_CONFIG
+from .lineup import DEFAULT_POLICY, SERVER_CONFIG
 
 ROUNDS = 4
 """An even number: as many rounds start with the panel as without it."""

@@ -33,9 +33,8 @@ from typing import Any
 import psutil
 
 import pipeserve_nb as ps
-from pipeserve_nb._wire import BATCH_SIZE_HEADER
 
-from lineup import Sizes
+from .lineup import Sizes
 
 ALONE = "pipeserve alone (a process of its own)"
 ONE = "pipeserve on Ray, 1 replica"
@@ -54,6 +53,9 @@ _BUSY = ("user", "nice", "system", "irq", "softirq", "steal")
 """The fields of ``psutil.cpu_times()`` that are busy time (guest time is already in user time)."""
 
 PLAIN_BATCH, PLAIN_WAIT_S = 32, 0.005
+BATCH_SIZE_HEADER = "x-batch-size"
+"""The header that says how many inputs shared a request's model call (``docs/http-api.md``): the plain
+deployment sends it too, so the load generator's summary reads both the same way."""
 
 
 def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
@@ -64,10 +66,7 @@ def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from pipeserve_nb._ray.cluster import quiet_serve_logs, start_local
-
-    start_local(dashboard=False)  # on this machine, whatever $RAY_ADDRESS says: its processes' CPU is read
-    quiet_serve_logs()  # as serve_on_ray does
+    _start_ray()  # on this machine, whatever $RAY_ADDRESS says: its processes' CPU is read
     try:
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
@@ -86,6 +85,24 @@ def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
     finally:
         ray.shutdown()
     return out
+
+
+def _start_ray() -> None:
+    """A local Ray cluster for this machine, started here as a user of ``serve_on_ray`` would start their
+    own (``docs/ray.md``): ``serve_on_ray`` then deploys on the cluster this process is connected to."""
+    import logging
+
+    import ray
+
+    os.environ.setdefault("RAY_enable_output_error_log_if_still_retry", "0")  # no retry notices at shutdown
+    ray.init(
+        address="local",
+        num_cpus=os.cpu_count() or 1,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
 def _measure(url: str, texts: list[str], sizes: Sizes, roles: Callable[[], dict[int, str]]) -> dict[str, Any]:

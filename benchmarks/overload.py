@@ -1,6 +1,8 @@
 """The overload half of ``make reliability``: soaks against admission by time and by count and the
 choice of the default ``max_queue_wait_s``, each measured on a live server and reported as Markdown
-sections (``reliability.py`` writes the report; ``hung.py`` has the model call that never returns)."""
+sections (``reliability`` writes the report; ``hung`` has the model call that never returns). The
+measurement procedures are the toolkit's own (``pipeserve_nb.capacity``, ``warm_up``,
+``wait_drained``); this module adds the health probes, the memory readings and the report."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
-from split import Split, measured, sending_goodput
 
 import pipeserve_nb as ps
+
+from .split import Split, measured
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Soak:
     by_status: dict[int, int]
     server_counted: int
     goodput_rps: float
-    """Successful answers per second while the load was sent (not the drain after it: ``split.sending_goodput``)."""
+    """Successful answers per second while the load was sent (``Summary.sending_goodput_rps``)."""
     accepted_p50_ms: float | None
     accepted_p99_ms: float | None
     accepted_server_p99_ms: float | None
@@ -124,26 +127,11 @@ def _open_loop(
 
 def capacity(config: ps.ServerConfig, texts: list[str], seconds: float = 3.0) -> tuple[float, Split]:
     """Goodput of a closed loop of 32 clients for ``seconds`` against a fresh, warmed-up server
-    with ``config``: what it serves when never overloaded (nothing waits long enough to be refused);
-    with where that loop's time went."""
+    with ``config`` (``pipeserve_nb.capacity``); with where that loop's time went."""
     with ps.serve(name="reliability-capacity", config=config) as server:
-        warm_up(server, texts)
-        load = ps.ClosedLoop(concurrency=32, duration_s=seconds)
-        closed, split = measured(server, lambda: ps.run_load(server, load, texts=texts, progress=False))
+        ps.warm_up(server, texts=texts)
+        closed, split = measured(server, lambda: ps.capacity(server, duration_s=seconds, texts=texts))
     return closed.summary.goodput_rps, split
-
-
-def warm_up(server: ps.ServerHandle, texts: list[str]) -> None:
-    """A server's first calls (fitting its call cost, warming the model) before anything is measured."""
-    ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)
-
-
-def drain(server: ps.ServerHandle) -> tuple[int, float]:
-    """Wait (up to 60 s) until nothing waits in ``server``; the queue depth then, and the seconds it took."""
-    started = time.monotonic()
-    while (depth := server.stats()["queue_depth"]) and time.monotonic() - started < 60:
-        time.sleep(0.05)  # the queue depth is read from /stats: no event announces it
-    return depth, time.monotonic() - started
 
 
 def soak(
@@ -168,7 +156,8 @@ def soak(
 def _soak(server: ps.ServerHandle, label: str, rate: float, duration_s: float, texts: list[str], before: float) -> Soak:
     """The soak itself; its ``capacity_after_rps`` is left for ``soak`` to measure."""
     result, split, health_ms, health_bad, rss = _open_loop(server, rate, duration_s, texts)
-    depth, drained_s = drain(server)
+    drained_s = ps.wait_drained(server)
+    depth = server.stats()["queue_depth"]
     summary, frame, stats = result.summary, result.frame(), server.stats()
     cpu_s = result.generator_cpu_s
     served = frame[frame.status == 200]
@@ -188,7 +177,7 @@ def _soak(server: ps.ServerHandle, label: str, rate: float, duration_s: float, t
         lost=summary.requests - summary.answered,
         by_status=dict(sorted(summary.by_status.items())),
         server_counted=stats["requests"],
-        goodput_rps=round(sending_goodput(result), 1),
+        goodput_rps=round(summary.sending_goodput_rps, 1),
         accepted_p50_ms=_q(ok, 0.5),
         accepted_p99_ms=_q(ok, 0.99),
         accepted_server_p99_ms=_q(served.queue_wait_ms + served.inference_ms, 0.99),

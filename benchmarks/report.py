@@ -13,10 +13,10 @@ import pandas as pd
 
 import pipeserve_nb as ps
 
-from lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE, Sizes
-from live import live_section
-from report_precision import precision_section, precision_targets
-from report_ray import RAY_HEADING, ray_section
+from .lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE, Sizes
+from .live import live_section
+from .report_precision import precision_section, precision_targets
+from .report_ray import RAY_HEADING, ray_section
 
 
 def _ms(x: float | None) -> str:

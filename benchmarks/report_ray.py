@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from on_ray import (
+from .on_ray import (
     ALONE,
     ECHO,
     ONE,

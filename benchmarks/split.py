@@ -2,7 +2,8 @@
 busy, and which threads took the machine's cores (from the server's counters and CPU clocks).
 
 Goodput is the product of the first two: ``model_busy_share * items_per_busy_s``, so two runs'
-goodput ratio splits into a ratio of busy time and a ratio of speed while busy.
+goodput ratio splits into a ratio of busy time and a ratio of speed while busy. The server's event
+loop is the thread named ``pipeserve-server-<name>``, as ``serve()`` names it.
 """
 
 from __future__ import annotations
@@ -61,14 +62,3 @@ def measured(server: ps.ServerHandle, run: Callable[[], ps.LoadResult]) -> tuple
 
 def _delta(first: dict[str, Any], last: dict[str, Any], key: str) -> int:
     return int(last[key]) - int(first[key])
-
-
-def sending_goodput(result: ps.LoadResult) -> float:
-    """Successful answers per second while the load was being sent: those that arrived between the
-    first and the last intended send, over that time. ``summary.goodput_rps`` also counts the drain
-    after the last send, when a queue of work runs with nothing left to refuse (faster): over a
-    short soak with a 2 s queue that would flatter an overloaded server by tens of percent."""
-    frame = result.frame()
-    first, last = frame.intended_s.min(), frame.intended_s.max()
-    in_window = (frame.status == 200) & (frame.done_s <= last)
-    return float(in_window.sum() / (last - first)) if last > first else 0.0

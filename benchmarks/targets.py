@@ -16,6 +16,7 @@ in-process reference, measured just before and just after (their mean is the ref
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import statistics
@@ -28,34 +29,41 @@ from typing import Any
 import pandas as pd
 
 import pipeserve_nb as ps
-from pipeserve_nb import LoadedModel, load_model
-from pipeserve_nb._percentile import percentile
+from pipeserve_nb import Prepared, Runner, load_model
 
-from inprocess import in_child
-from lineup import BEFORE, BEST, DEFAULT_POLICY, OURS, SERVER_CONFIG, Sizes
+from .inprocess import in_child
+from .lineup import BEFORE, BEST, DEFAULT_POLICY, OURS, SERVER_CONFIG, Sizes
 
 FLOAT32 = {"dtype": "float32"}
 
 WATCHED = "watched"  # the server's name, so its event-loop thread is "pipeserve-server-watched"
 
 
-class _Recorder:
-    """The model, recording each batch it runs (the token ids the server tokenized on its event
-    loop) and the seconds it takes (on the inference thread)."""
+class _Recorder(Runner):
+    """The model's runner, recording each batch it runs (as the texts the server prepared) and the
+    seconds its calls take (on the inference thread)."""
 
-    def __init__(self, model: LoadedModel) -> None:
-        self.model = model
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+        self.max_tokens, self.parameter_names = inner.max_tokens, inner.parameter_names
         self.on = False
-        self.batches: list[list[list[int]]] = []
+        self.batches: list[list[str]] = []
         self.seconds = 0.0
+
+    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
+        prepared = self.inner.prepare(texts, parameters)
+        return Prepared(list(zip(texts, prepared.inputs, strict=True)), prepared.tokens)
 
     def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
         started = time.perf_counter()
-        outputs = self.model.run(inputs, parameters)
+        outputs = self.inner.run([inner for _, inner in inputs], parameters)
         if self.on:
             self.seconds += time.perf_counter() - started
-            self.batches.append([x.ids for x in inputs])
+            self.batches.append([text for text, _ in inputs])
         return outputs
+
+    def encode(self, output: Any) -> Any:
+        return self.inner.encode(output)
 
 
 def measure_targets(
@@ -111,8 +119,8 @@ def _saturated(
     before32 = in_child("sorted", limit32, quick)["rps"]
     before = in_child("sorted", limit, quick)["rps"]
     model = load_model()
-    recorder = _Recorder(model)
-    served = replace(model, run=recorder.run)  # served as it is: its tokenizer too
+    recorder = _Recorder(model.runner)
+    served = replace(model, runner=recorder)  # served as it is: its tokenizer too
     with ps.serve(served, policy=DEFAULT_POLICY, config=SERVER_CONFIG, name=WATCHED) as server:
         ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # warm up
         loop0, rest0 = by_thread()
@@ -164,11 +172,17 @@ def _tails(texts: list[str], sizes: Sizes) -> dict[str, Any]:
     for label, frames in runs.items():
         latency = pd.concat(frames).latency_ms
         out[label] = {
-            "p50_ms": percentile(latency, 50),
-            "p99_ms": percentile(latency, 99),  # nearest rank, as in every summary
+            "p50_ms": _nearest_rank(latency.tolist(), 50),
+            "p99_ms": _nearest_rank(latency.tolist(), 99),  # nearest rank, as in every summary
             "mean_ms": float(latency.mean()),
             "requests": len(latency),
             "goodput_rps": statistics.mean(s.goodput_rps for s in summaries[label]),
             "mean_batch": statistics.mean(s.mean_batch_size or 0.0 for s in summaries[label]),
         }
     return {"c32_tails": out}
+
+
+def _nearest_rank(values: list[float], q: float) -> float:
+    """The nearest-rank percentile, the definition of every summary (``docs/measuring.md``)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] if ordered else float("nan")

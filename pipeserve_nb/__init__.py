@@ -39,10 +39,12 @@ from ._measure.corpus import sample_texts
 from ._measure.loads import ClosedLoop, OpenLoop
 from ._measure.memory import rss_mb
 from ._measure.plots import plot_batch_sizes, plot_latency_cdf, plot_latency_over_time, plot_throughput_latency
+from ._measure.procedures import PairedRounds, capacity, paired_rounds, soak, wait_drained, warm_up
 from ._measure.results import LoadResult, Summary
 from ._measure.runner import arun_load, run_load
 from ._measure.sweep import sweep
 from ._models.loading import load_model
+from ._models.runner import Prepared, Runner
 from ._models.spec import LoadedModel
 from ._nested import allow_nested_event_loops
 from ._ray.serve import serve_on_ray
@@ -72,6 +74,8 @@ __all__ = [
     "sample_texts",
     "load_model",
     "LoadedModel",
+    "Runner",
+    "Prepared",
     "rss_mb",
     "ClosedLoop",
     "OpenLoop",
@@ -80,6 +84,12 @@ __all__ = [
     "LoadResult",
     "Summary",
     "sweep",
+    "warm_up",
+    "wait_drained",
+    "capacity",
+    "soak",
+    "paired_rounds",
+    "PairedRounds",
     "Dashboard",
     "plot_latency_cdf",
     "plot_latency_over_time",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -14,7 +15,6 @@ from typing import Any
 from pipeserve_nb import LoadedModel
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ROOT / "benchmarks"
 
 
 def pipeserve_threads() -> list[threading.Thread]:
@@ -49,11 +49,11 @@ SCRIPT_TIMEOUT_S = 900
 2-core machine and more than twice that beside another benchmark."""
 
 
-def run_quick(script: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``benchmarks/<script> --quick --out <out> [args]`` in a fresh process; fail on a non-zero exit."""
+def run_quick(command: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m benchmarks <command> --quick --out <out> [args]`` in a fresh process; fail on a non-zero exit."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S - 30)
+    cmd = [sys.executable, "-m", "benchmarks", command, "--quick", "--out", str(out), *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S - 30, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -62,7 +62,9 @@ class GatedModel:
     """A batch callable that runs the real embedder, but only once the gate is open.
 
     It records every input it is given, so a test can tell which requests reached the
-    model, and sets ``entered`` when a batch is waiting at the gate.
+    model, sets ``entered`` when a batch is waiting at the gate, and records in ``on_event_loop``
+    whether each call ran on a thread that runs an event loop (where nothing else can run until
+    the call returns).
     """
 
     def __init__(self, embedder: LoadedModel, *, poison: str | None = None) -> None:
@@ -72,9 +74,15 @@ class GatedModel:
         self.entered = threading.Event()
         self.seen: list[str] = []
         self.calls: list[list[str]] = []
+        self.on_event_loop: list[bool] = []
         self.__name__ = "gated-minilm"
 
     def __call__(self, inputs: list[str], **parameters: Any) -> list[Any]:
+        try:
+            asyncio.get_running_loop()
+            self.on_event_loop.append(True)
+        except RuntimeError:
+            self.on_event_loop.append(False)
         self.calls.append(list(inputs))
         self.seen.extend(inputs)
         self.entered.set()

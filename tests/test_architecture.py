@@ -177,3 +177,17 @@ def test_each_module_lists_exactly_what_it_defines_for_others(path: Path) -> Non
 def _targets(node: ast.Assign | ast.AnnAssign) -> list[ast.Name]:
     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
     return [t for t in targets if isinstance(t, ast.Name)]
+
+
+BENCHMARKS = sorted((PACKAGE.parent / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.name)
+def test_the_benchmarks_use_only_the_public_api(path: Path) -> None:
+    """A benchmark measures what a user can run: it imports ``pipeserve_nb`` and its public names only."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeserve_nb"):
+            assert node.module == "pipeserve_nb", f"{path.name} imports {node.module}"
+            assert {a.name for a in node.names} <= set(pipeserve_nb.__all__), f"{path.name}: private names"
+        elif isinstance(node, ast.Import):
+            assert all(not a.name.startswith("pipeserve_nb.") for a in node.names), path.name

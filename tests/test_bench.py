@@ -7,35 +7,26 @@ the Ray Serve rows (``--part ray``), which start a Ray cluster and so run in the
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 import pytest
 
-from .helpers import BENCHMARKS, SCRIPT_TIMEOUT_S, run_quick
+from .helpers import SCRIPT_TIMEOUT_S, run_quick
 
 
 def _benchmark_module(name: str) -> ModuleType:
-    """A module of ``benchmarks/`` (the scripts import their siblings by name, so their folder goes on the path)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    """A module of the ``benchmarks`` package (the repository root is on the tests' path)."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 @pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path) -> None:
-    done = run_quick("bench.py", tmp_path, "--part", "local")
+    done = run_quick("bench", tmp_path, "--part", "local")
     report = (tmp_path / "latest.md").read_text()
     headings = ("## The limit: the model in-process, no server", "## Servers", "## Before and after", "## Targets")
     for heading in (*headings, "## Plots"):
@@ -68,7 +59,7 @@ def test_quick_bench_writes_the_tables_plots_and_target_verdicts(tmp_path: Path)
 @pytest.mark.ray  # it starts a local Ray cluster
 @pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_quick_bench_ray_part_measures_the_ray_serve_rows(tmp_path: Path) -> None:
-    done = run_quick("bench.py", tmp_path, "--part", "ray")
+    done = run_quick("bench", tmp_path, "--part", "ray")
     report = (tmp_path / "latest_ray.md").read_text()
     assert report in done.stdout and "quick smoke run, not a measurement" in report
     assert not (tmp_path / "latest.md").exists()  # the full report is not overwritten by a part of it

@@ -5,6 +5,9 @@ Definitions used everywhere (notebooks, benchmark, tests):
 - ``wall_s``: from the first intended send to the last answer;
 - ``throughput_rps``: answered requests (any HTTP status) per second of ``wall_s``;
 - ``goodput_rps``: successful (2xx) answers per second of ``wall_s``;
+- ``sending_goodput_rps``: successful answers that arrived while the load was sent (between the
+  first and the last intended send) per second of that time: under an overload, the drain after
+  the last send runs with nothing left to refuse, faster, and would flatter ``goodput_rps``;
 - latency percentiles (nearest rank) are over *successful* requests, from intended send;
 - ``lag``: how late a request left after its intended time (open loop only; closed-loop
   requests leave when intended). A run whose generator fell behind says so in ``warnings``.
@@ -41,6 +44,7 @@ class Summary:
     wall_s: float
     throughput_rps: float
     goodput_rps: float
+    sending_goodput_rps: float
     p50_ms: float | None
     p90_ms: float | None
     p99_ms: float | None
@@ -66,6 +70,9 @@ def summarize(rows: Sequence[Row]) -> Summary:
     latencies_ms = [r.latency_s * 1000 for r in ok]
     sizes = [r.batch_size for r in ok if r.batch_size is not None]
     lags = [r.sent_s - r.intended_s for r in rows]
+    first_send, last_send = min(r.intended_s for r in rows), max(r.intended_s for r in rows)
+    sending_s = last_send - first_send
+    ok_while_sending = sum(r.done_s <= last_send for r in ok)
 
     def pct(q: float) -> float | None:
         return percentile(latencies_ms, q) if latencies_ms else None
@@ -78,6 +85,7 @@ def summarize(rows: Sequence[Row]) -> Summary:
         wall_s=wall_s,
         throughput_rps=len(answered) / wall_s if wall_s > 0 else 0.0,
         goodput_rps=len(ok) / wall_s if wall_s > 0 else 0.0,
+        sending_goodput_rps=ok_while_sending / sending_s if sending_s > 0 else 0.0,
         p50_ms=pct(50),
         p90_ms=pct(90),
         p99_ms=pct(99),

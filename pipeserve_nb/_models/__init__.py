@@ -1,6 +1,7 @@
-"""The models: what the user asks to serve, loading it once, and the batch function the worker calls.
+"""The models: what the user asks to serve, loading it once, and the runner the server calls.
 
-``spec`` (``ModelSpec``, ``LoadedModel``) -> ``loading`` (``load``) -> ``runners`` (pipelines,
-callables), ``embedder`` (the bundled model), ``tokens`` (counts and limits before the queue).
-Nothing here knows about HTTP, queues or threads.
+``runner`` (the protocol: prepare, run, encode) <- ``runners`` (pipelines, callables), ``embedder``
+(the bundled model); ``spec`` (``ModelSpec``, ``LoadedModel``) -> ``loading`` (``load``);
+``precision`` (the type a device runs natively), ``tokens`` (counts and limits before the queue),
+``quiet`` (loading without progress bars). Nothing here knows about HTTP, queues or threads.
 """

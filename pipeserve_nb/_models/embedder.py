@@ -1,19 +1,17 @@
 """The bundled model: all-MiniLM-L6-v2 sentence embeddings, tokenized once per request.
 
-The server tokenizes each request on the event loop before it is queued (it needs the
-token counts to refuse over-long inputs and to group requests by length), so the worker
-takes those token ids as they are (``TokenIds``) instead of tokenizing the same texts a
-second time: the profile of a request put the transformers tokenizer call on the
-inference thread at about 0.3 ms per batch on 2 cores, more than any other step outside
-the model. Plain texts are accepted too (``load_model()(["a text"])``).
+``prepare`` tokenizes a request's texts on the server's preparation thread (the server needs the
+token counts anyway, to refuse over-long inputs and to group requests by length) and hands the
+token ids to ``run`` (``TokenIds``), so the inference thread never tokenizes the same texts again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .runner import Prepared, Runner
 from .tokens import private_backend
 
 __all__ = ["SentenceEmbedder", "TokenIds"]
@@ -26,7 +24,7 @@ class TokenIds:
     ids: list[int]
 
 
-class SentenceEmbedder:
+class SentenceEmbedder(Runner):
     """Mean pooling over real (unpadded) tokens, then L2 normalisation, as the model card
     prescribes: 384 floats per text.
 
@@ -34,28 +32,25 @@ class SentenceEmbedder:
     embedding that depends on its batch-mates; pooling here uses the attention mask.
     """
 
+    parameter_names = frozenset({"truncation"})
+
     def __init__(self, pipe: Any, max_tokens: int | None) -> None:
         """``pipe``: the model's feature-extraction pipeline; ``max_tokens``: where inputs are cut."""
         self.pipe = pipe
         self.max_tokens = max_tokens
         self._pad_id: int = pipe.tokenizer.pad_token_id
-        # one tokenizer for each thread that tokenizes: the event loop (prepare) and the worker (plain texts)
-        self._loop_encoder = private_backend(pipe.tokenizer)
-        self._worker_encoder = private_backend(pipe.tokenizer)
+        self._encoder = private_backend(pipe.tokenizer)  # the preparation thread's own tokenizer
 
-    def prepare(self, texts: list[str]) -> tuple[list[TokenIds], list[int]]:
-        """Tokenize ``texts`` (on the event loop): their ids for the worker, and their lengths."""
-        ids = [TokenIds(e.ids) for e in self._loop_encoder.encode_batch(texts, add_special_tokens=True)]
-        return ids, [len(t.ids) for t in ids]
+    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
+        """Tokenize ``texts``: their ids for ``run``, and their lengths."""
+        ids = [TokenIds(e.ids) for e in self._encoder.encode_batch(texts, add_special_tokens=True)]
+        return Prepared(list(ids), [len(t.ids) for t in ids])
 
-    def __call__(self, inputs: Sequence[str | TokenIds], parameters: Mapping[str, Any]) -> list[Any]:
-        """Embed ``inputs`` (texts, or ids from ``prepare``); inputs over ``max_tokens`` are cut there."""
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        """Embed ``inputs`` (``TokenIds`` from ``prepare``); inputs over ``max_tokens`` are cut there."""
         import torch
 
-        unknown = set(parameters) - {"truncation"}
-        if unknown:
-            raise TypeError(f"the bundled embedding model takes only 'truncation', got {sorted(unknown)}")
-        rows = self._ids(inputs)
+        rows = [self._cut(x.ids) for x in inputs]
         if not rows:
             return []
         longest = max(len(r) for r in rows)
@@ -71,14 +66,12 @@ class SentenceEmbedder:
         result: list[Any] = vectors.cpu().tolist()
         return result
 
-    def _ids(self, inputs: Sequence[str | TokenIds]) -> list[list[int]]:
-        """Token ids per input, cut at ``max_tokens`` the way the tokenizer cuts: the text's
-        tokens are shortened and the closing special token kept."""
-        texts = [x for x in inputs if isinstance(x, str)]
-        encoded = iter(self._worker_encoder.encode_batch(texts, add_special_tokens=True) if texts else [])
+    def encode(self, output: Any) -> Any:
+        """An embedding is already a list of finite floats (``run`` made it one in a single pass)."""
+        return output
+
+    def _cut(self, ids: list[int]) -> list[int]:
+        """Token ids cut at ``max_tokens`` the way the tokenizer cuts: the text's tokens are shortened
+        and the closing special token kept."""
         limit = self.max_tokens
-        rows = []
-        for x in inputs:
-            ids = next(encoded).ids if isinstance(x, str) else x.ids
-            rows.append(ids if limit is None or len(ids) <= limit else [*ids[: limit - 1], ids[-1]])
-        return rows
+        return ids if limit is None or len(ids) <= limit else [*ids[: limit - 1], ids[-1]]

@@ -14,15 +14,20 @@ from typing import Any
 
 from .precision import cast, resolve
 from .quiet import quiet_loading
+from .runner import Runner
 from .runners import CallableRunner, PipelineRunner
 from .spec import BUNDLED_MODEL_NAME, LoadedModel, ModelSpec
-from .tokens import card_seq_length, keyword_names, max_tokens, token_counter
+from .tokens import card_seq_length, max_tokens
 
 __all__ = ["load", "load_model"]
 
 
 def load_model(
-    model: Any = None, *, task: str | None = None, device: str | int | None = None, dtype: str = "auto"
+    model: Any = ModelSpec.model,
+    *,
+    task: str | None = ModelSpec.task,
+    device: str | int | None = ModelSpec.device,
+    dtype: str = ModelSpec.dtype,
 ) -> LoadedModel:
     """Load a model exactly as ``serve()`` would, without a server (slow; do it once).
 
@@ -55,7 +60,9 @@ def load(spec: ModelSpec) -> LoadedModel:
             return _pipeline_model(spec.describe(), _in_precision(pipeline(**options), spec.dtype))
     if _is_pipeline(m):
         return _pipeline_model(f"{type(m).__name__}({m.model.name_or_path})", m)
-    return LoadedModel(spec.describe(), CallableRunner(m), parameter_names=keyword_names(m, skip_first=True))
+    if isinstance(m, Runner):
+        return LoadedModel(spec.describe(), m)
+    return LoadedModel(spec.describe(), CallableRunner(m))
 
 
 def _in_precision(pipe: Any, dtype: str) -> Any:
@@ -73,26 +80,11 @@ def _bundled_model(device: str | int | None, dtype: str) -> LoadedModel:
     directory = _bundled_dir()
     pipe = _in_precision(pipeline("feature-extraction", model=directory, device=device), dtype)
     embedder = SentenceEmbedder(pipe, max_tokens(pipe.tokenizer, pipe.model, card_seq_length(directory)))
-    return LoadedModel(
-        BUNDLED_MODEL_NAME,
-        embedder,
-        prepare=embedder.prepare,
-        max_tokens=embedder.max_tokens,
-        parameter_names=frozenset({"truncation"}),
-        **_placement(pipe),
-    )
+    return LoadedModel(BUNDLED_MODEL_NAME, embedder, **_placement(pipe))
 
 
 def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
-    tokenizer = getattr(pipe, "tokenizer", None)
-    return LoadedModel(
-        name,
-        PipelineRunner(pipe),
-        prepare=token_counter(tokenizer) if tokenizer is not None else None,
-        max_tokens=max_tokens(tokenizer, pipe.model) if tokenizer is not None else None,
-        parameter_names=keyword_names(pipe._sanitize_parameters),
-        **_placement(pipe),
-    )
+    return LoadedModel(name, PipelineRunner(pipe), **_placement(pipe))
 
 
 def _placement(pipe: Any) -> dict[str, Any]:

@@ -1,61 +1,62 @@
-"""The batch functions the worker calls: a pipeline, or a user's callable, made JSON-ready."""
+"""The runners pipeserve builds: a transformers pipeline, and a user's batch function."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["PipelineRunner", "CallableRunner", "to_jsonable"]
+from .._exceptions import InvalidInput
+from .runner import Prepared, Runner
+from .tokens import keyword_names, max_tokens, token_counter
+
+__all__ = ["PipelineRunner", "CallableRunner", "PIPELINE_ARGUMENT_ERRORS"]
+
+PIPELINE_ARGUMENT_ERRORS = (TypeError, ValueError, KeyError)
+"""What a transformers pipeline raises for an argument it cannot use (``PipelineException`` is a
+``KeyError``): with parameters given, the caller's values are the likely cause."""
 
 
-class PipelineRunner:
-    """Calls a transformers pipeline on a list, in one go, with ``batch_size``.
+class PipelineRunner(Runner):
+    """A transformers pipeline, called on a list in one go, with ``batch_size``.
 
-    A single input is passed on its own: some pipelines (fill-mask among them) unwrap a
-    one-item list, so its answer could not be told apart from a list of answers.
+    ``prepare`` counts tokens with the pipeline's own tokenizer (the pipeline takes texts, so it
+    tokenizes them again inside its call). A single input is passed on its own: some pipelines
+    (fill-mask among them) unwrap a one-item list, so its answer could not be told apart from a list
+    of answers. A call with parameters that raises one of ``PIPELINE_ARGUMENT_ERRORS`` is refused as
+    ``InvalidInput`` (400), naming the parameters: the pipeline rejected their values.
     """
 
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
+        tokenizer = getattr(pipe, "tokenizer", None)
+        self._count = token_counter(tokenizer) if tokenizer is not None else None
+        self.max_tokens = max_tokens(tokenizer, pipe.model) if tokenizer is not None else None
+        self.parameter_names = keyword_names(pipe._sanitize_parameters)
 
-    def __call__(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
-        if len(inputs) == 1:
-            return [to_jsonable(self.pipe(inputs[0], **parameters))]
-        outputs = self.pipe(inputs, batch_size=len(inputs), **parameters)
-        return _checked(inputs, to_jsonable(list(outputs)))
+    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
+        if self._count is None:
+            return super().prepare(texts, parameters)
+        return Prepared(list(texts), self._count(texts))
+
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        try:
+            if len(inputs) == 1:
+                return [self.pipe(inputs[0], **parameters)]
+            return list(self.pipe(inputs, batch_size=len(inputs), **parameters))
+        except PIPELINE_ARGUMENT_ERRORS as exc:
+            if not parameters:
+                raise
+            names = sorted(parameters)
+            raise InvalidInput(f"the model rejected the parameter value(s) of {names} ({type(exc).__name__})") from exc
 
 
-class CallableRunner:
-    """Calls a user function ``fn(inputs, **parameters)``."""
+class CallableRunner(Runner):
+    """A user function ``fn(inputs, **parameters) -> outputs``; it raises ``InvalidInput`` for a
+    request it cannot take (400), anything else for a failure (500)."""
 
     def __init__(self, fn: Callable[..., Sequence[Any]]) -> None:
         self.fn = fn
+        self.parameter_names = keyword_names(fn, skip_first=True)
 
-    def __call__(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
-        return _checked(inputs, to_jsonable(list(self.fn(inputs, **parameters))))
-
-
-def _checked(inputs: list[Any], outputs: list[Any]) -> list[Any]:
-    if len(outputs) != len(inputs):
-        raise RuntimeError(f"the model returned {len(outputs)} outputs for {len(inputs)} inputs")
-    return outputs
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert model outputs (tensors, numpy values, tuples) into plain JSON values.
-
-    Non-finite floats become None, since JSON has no NaN or infinity.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    tolist = getattr(value, "tolist", None)  # torch tensors, numpy arrays and scalars
-    if callable(tolist):
-        return to_jsonable(tolist())
-    raise TypeError(f"model output of type {type(value).__name__} cannot be sent as JSON")
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        return list(self.fn(inputs, **parameters))

@@ -9,73 +9,71 @@
 - a ready ``transformers.Pipeline``.
 - a ``LoadedModel`` from ``load_model()``: served as it is, the same copy, with its
   tokenizer and limits (load it once, measure it in the notebook, then serve it).
+- a ``Runner`` of your own (``runner``: prepare, run, encode), served as it is.
 - any callable ``fn(inputs: list, **parameters) -> list`` returning one output per input.
 
-Besides its batch function, a loaded model says what the server can check before an
-input is queued: how many tokens each input has (with the model's own tokenizer, where
-there is one; the bundled model then takes those tokens as they are), the most tokens it
+Whatever it is, the server runs it through a ``Runner``, which also says what the server can
+check before an input is queued: how many tokens each input has (with the model's own tokenizer,
+where there is one; the bundled model then takes those tokens as they are), the most tokens it
 accepts, and the parameter names it takes. Loading is ``loading.load`` (slow; never at import).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import InvalidSetting
 from .._options import Custom, Text, check_fields, option
 from .precision import DTYPES
+from .runner import Runner
 
-__all__ = ["ModelSpec", "LoadedModel", "BatchFn", "Preparer", "BUNDLED_MODEL_NAME"]
-
-BatchFn = Callable[[list[Any], Mapping[str, Any]], list[Any]]
-"""``fn(inputs, parameters) -> outputs``: one JSON-ready output per input, in order."""
-
-Preparer = Callable[[list[str]], tuple[list[Any], list[int]]]
-"""``prepare(texts) -> (inputs, tokens)``: what the server does with a request's texts before
-it is queued: ``tokens`` per text with the model's own tokenizer (special tokens included,
-nothing truncated) and the ``inputs`` the worker passes to ``run`` (the texts, or their
-token ids where the model takes those, so that nothing is tokenized twice)."""
+__all__ = ["ModelSpec", "LoadedModel", "BUNDLED_MODEL_NAME"]
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A model ready to run: its batch function, a name for humans, and what can be checked
-    before an input is queued.
+    """A model ready to serve: its runner (``Runner``: prepare, run, encode), a name for humans, and
+    where and in what type it runs.
 
-    Call it like the server does: ``model(["a", "b"], top_k=2)`` returns one output per input.
+    Call it to run texts the way the server does, without its queue: ``model(["a", "b"], top_k=2)``
+    prepares them, runs them in one call and returns one encoded output per text.
 
     Parameters:
         name: a short human name.
-        run: the batch function.
-        prepare: tokenizes a request's texts before it is queued (see ``Preparer``); None
-            when the model has no tokenizer.
-        max_tokens: the most tokens one input may have; None for no limit.
-        parameter_names: the parameter names the model takes; None when any may be passed on.
+        runner: what the server calls (``_models/runner.py``).
         device: where it runs (``"cpu"``, ``"cuda:0"``); None when pipeserve cannot tell (a callable).
         dtype: the weights' type (``"float32"``); None when pipeserve cannot tell.
         weights_mb: the weights' size in MiB (their parameters' bytes); None when pipeserve cannot tell.
     """
 
     name: str
-    run: BatchFn
-    prepare: Preparer | None = None
-    max_tokens: int | None = None
-    parameter_names: frozenset[str] | None = None
+    runner: Runner
     device: str | None = None
     dtype: str | None = None
     weights_mb: float | None = None
 
-    def __call__(self, inputs: list[Any], **parameters: Any) -> list[Any]:
-        return self.run(inputs, parameters)
+    @property
+    def max_tokens(self) -> int | None:
+        """The most tokens one input may have; None for no limit."""
+        return self.runner.max_tokens
+
+    @property
+    def parameter_names(self) -> frozenset[str] | None:
+        """The parameter names the model takes; None when any may be passed on."""
+        return self.runner.parameter_names
+
+    def __call__(self, inputs: list[str], **parameters: Any) -> list[Any]:
+        runner = self.runner
+        prepared = runner.prepare(list(inputs), parameters)
+        return [runner.encode(output) for output in runner.run(prepared.inputs, parameters)]
 
 
 def _is_model(value: Any) -> bool:
-    return value is None or isinstance(value, (str, os.PathLike)) or callable(value)
+    return value is None or isinstance(value, (str, os.PathLike, Runner)) or callable(value)
 
 
 def _parse_device(text: str) -> str | int | None:
@@ -87,7 +85,7 @@ def _parse_device(text: str) -> str | int | None:
 
 
 _MODEL = Custom(
-    "None, a Hub id or local path, a transformers pipeline, a load_model() model, or a callable",
+    "None, a Hub id or local path, a transformers pipeline, a load_model() model, a Runner, or a callable",
     _is_model,
     lambda text: text or None,
 )
@@ -108,8 +106,8 @@ class ModelSpec:
     """What to load. See the module docstring for the accepted ``model`` values.
 
     Parameters:
-        model: None, a Hub id or path, a ``transformers.Pipeline``, a ``LoadedModel`` or a
-            batch callable.
+        model: None, a Hub id or path, a ``transformers.Pipeline``, a ``LoadedModel``, a ``Runner``
+            or a batch callable.
         task: the pipeline task for a Hub id or path (inferred by transformers if None).
         device: e.g. ``"cuda:0"`` for the bundled model or a Hub id or path; None keeps
             transformers' default (CPU here). A model passed ready-made stays where it is.

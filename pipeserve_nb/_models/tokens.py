@@ -9,27 +9,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .spec import Preparer
-
 __all__ = ["token_counter", "max_tokens", "keyword_names", "private_backend", "card_seq_length"]
 
 
-def token_counter(tokenizer: Any) -> Preparer:
-    """Count tokens on the event loop; the pipeline tokenizes the texts again on the worker
-    (a pipeline takes only texts)."""
+def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
+    """A function that counts each text's tokens (special tokens included, nothing truncated) with
+    ``tokenizer``, safely beside the pipeline's own use of it on another thread."""
     encoder = private_backend(tokenizer)
     if encoder is not None:
 
-        def prepare(texts: list[str]) -> tuple[list[Any], list[int]]:
-            return texts, [len(e.ids) for e in encoder.encode_batch(texts, add_special_tokens=True)]
+        def count(texts: list[str]) -> list[int]:
+            return [len(e.ids) for e in encoder.encode_batch(texts, add_special_tokens=True)]
 
-        return prepare
+        return count
 
-    def prepare_slow(texts: list[str]) -> tuple[list[Any], list[int]]:  # a slow tokenizer keeps no call state
+    def count_slow(texts: list[str]) -> list[int]:  # a slow tokenizer keeps no call state
         encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
-        return texts, [len(ids) for ids in encoded["input_ids"]]
+        return [len(ids) for ids in encoded["input_ids"]]
 
-    return prepare_slow
+    return count_slow
 
 
 def max_tokens(tokenizer: Any, model: Any, seq_length: int | None = None) -> int | None:

@@ -32,15 +32,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .._models.loading import load
-from .._models.spec import ModelSpec
+from .._models.spec import LoadedModel, ModelSpec
 
 __all__ = ["seed_page_app"]
 
 
 def seed_page_app(
-    model: Any = None,
+    model: Any = ModelSpec.model,
     *,
-    task: str | None = None,
+    task: str | None = ModelSpec.task,
     batching: bool = False,
     timeout_s: float = 0.001,
     drop_first_request: bool = False,
@@ -64,10 +64,9 @@ def seed_page_app(
         output = await response_q.get()
         return JSONResponse(output)
 
-    async def server_loop(q: asyncio.Queue[tuple[str, asyncio.Queue[Any]]], run: Any) -> None:
+    async def server_loop(q: asyncio.Queue[tuple[str, asyncio.Queue[Any]]], model: LoadedModel) -> None:
         def pipe(strings: list[str]) -> list[Any]:
-            result: list[Any] = run(strings, {})  # on the event loop, as the page does
-            return result
+            return model(strings)  # on the event loop, as the page does
 
         while True:
             (string, response_q) = await q.get()
@@ -95,7 +94,7 @@ def seed_page_app(
         q: asyncio.Queue[tuple[str, asyncio.Queue[Any]]] = asyncio.Queue()
         app.state.model_queue = q
         loaded = load(spec)  # blocks the loop while loading, as the page's server_loop does
-        task = asyncio.create_task(server_loop(q, loaded.run))
+        task = asyncio.create_task(server_loop(q, loaded))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -119,7 +119,7 @@ def test_the_bundled_model_in_bfloat16_keeps_every_embedding_within_cosine_0_999
     assert all(isinstance(v, float) for row in reduced for v in row) and {len(r) for r in reduced} == {384}
     assert float(_cosines(reduced, exact).min()) >= 0.999
     assert reduced != exact  # it did run in another precision
-    weights = embedder.run.pipe.model  # type: ignore[attr-defined]
+    weights = embedder.runner.pipe.model  # type: ignore[attr-defined]
     assert {p.dtype for p in weights.parameters()} == {torch.bfloat16}  # cast: the one copy is half the size
     assert embedder.weights_mb is not None and full.weights_mb is not None
     assert abs(embedder.weights_mb - full.weights_mb / 2) < 0.01 and full.weights_mb > 80

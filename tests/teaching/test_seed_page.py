@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -35,13 +35,15 @@ def test_the_printed_sketch_never_answers_a_lone_request() -> None:
 
 
 def test_health_probe_waits_for_the_model_when_it_runs_on_the_event_loop(embedder: LoadedModel) -> None:
-    """The page runs the model on the event loop: a probe sent during inference is answered after it."""
+    """The page runs the model on the event loop: while a call runs, the loop that would answer a probe
+    is inside it, so the probe is answered only once the call returns."""
     model = GatedModel(embedder)
-    with serve_app(seed_page_app(model), name="seed") as handle, ThreadPoolExecutor(2) as pool:
+    with serve_app(seed_page_app(model), name="seed") as handle, ThreadPoolExecutor(1) as pool:
         running = pool.submit(httpx.post, handle.url, content=b"held in the model", timeout=30)
         assert model.entered.wait(10)
-        probe = pool.submit(httpx.get, f"{handle.url}/health", timeout=30)
-        time.sleep(0.5)
-        assert not probe.done()  # the loop is inside the model: nobody answers
-        model.gate.set()
-        assert probe.result(30).status_code == 200 and running.result(30).status_code == 200
+        assert model.on_event_loop == [True]  # the call holds the server's one event loop
+        with socket.create_connection((handle.host, handle.port), timeout=30) as probe:
+            probe.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            model.gate.set()  # only now can the loop read the probe
+            answer = probe.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ") and running.result(30).status_code == 200

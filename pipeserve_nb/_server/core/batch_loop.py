@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 
-from ..._models.spec import BatchFn
+from ..._models.runner import Runner
 from ..observe.stats import Stats, clock
 from .batch_queue import BatchQueue
 from .cost import CallCost, Forecast, WaitCalibration, backlog_s
@@ -41,10 +41,10 @@ class BatchLoop:
     """Runs the batches of one ``BatchQueue`` with one model on one ``InferenceThread``."""
 
     def __init__(
-        self, queue: BatchQueue, model: BatchFn, worker: InferenceThread, stats: Stats, bound_s: float | None = None
+        self, queue: BatchQueue, runner: Runner, worker: InferenceThread, stats: Stats, bound_s: float | None = None
     ) -> None:
         self.queue = queue
-        self.model = model
+        self.runner = runner
         self.worker = worker
         self.stats = stats
         self.cost = CallCost()
@@ -57,7 +57,7 @@ class BatchLoop:
 
     def start_wait_s(self) -> Forecast | None:
         """When a request arriving now would start: the rest of the running call, then the calls
-        that will run what waits (``Policy.plan``), priced by the call cost (``raw_s``), times how
+        that will run what waits (``BatchQueue.plan``), priced by the call cost (``raw_s``), times how
         far real waits ran past such forecasts (``wait_s``); None before the cost is fitted."""
         if not self.cost.fitted:
             return None
@@ -66,7 +66,7 @@ class BatchLoop:
             rest = max(self.predicted_s - (self.worker.busy_for_s() or 0.0), 0.0)
         key = (self.queue.version, self.cost.calls)
         if self._backlog[0] != key:  # under overload many refusals ask while nothing changed
-            calls = self.queue.policy.plan(self.queue.waiting())
+            calls = self.queue.plan()
             self._backlog = (key, backlog_s(self.cost, calls) or 0.0, len(calls))
         raw = rest + self._backlog[1]
         return Forecast(raw, raw * self.calibration.factor, self._backlog[2])
@@ -101,7 +101,7 @@ class BatchLoop:
                 waits.append(started - request.arrived_s)
                 if request.forecast is not None:
                     self.calibration.observe(request.forecast, waits[-1])
-        job = partial(run_batch, self.model, [s.inputs for s in batch.slices], batch.parameters)
+        job = partial(run_batch, self.runner, [s.inputs for s in batch.slices], batch.parameters)
         outcomes = await asyncio.wrap_future(self.worker.submit(job))
         inference_s = clock() - started
         self.cost.observe(batch.padded_tokens, inference_s)

@@ -1,6 +1,10 @@
 """The batch queue: where a request waits, and where the next batch is formed.
 
-Waiting requests are kept in arrival order. ``next_batch()`` is the only consumer (the
+A request is *expected* from the moment it is accepted (``expect``) until it has been prepared
+(``put``; its inputs and token counts are then known), then *waiting*. Both count in ``depth()``
+and in the forecast of what waits (``plan()``; an expected request is priced at the mean tokens of
+the requests put lately), but only waiting requests can be batched. Waiting requests are kept in
+arrival order. ``next_batch()`` is the only consumer (the
 batch loop); its semantics, exactly:
 
 - It blocks while nothing waits.
@@ -40,37 +44,56 @@ class BatchQueue:
         self.policy = policy
         self._now = now
         self._waiting: list[Request] = []
+        self._expected: list[Request] = []
+        self._mean_tokens: float | None = None  # of the requests put lately: the price of an expected one
         self._arrived = asyncio.Event()
         self.worker_free_since = now()
         """When the batch loop last asked for a batch (the worker became free)."""
         self.version = 0
         """Counts changes to what waits (so a forecast of it can be kept until it changes)."""
 
+    def expect(self, request: Request) -> None:
+        """Count an accepted request that is being prepared (the engine has checked there is room)."""
+        request.tokens = max(1, round(self._mean_tokens or 1))
+        self._expected.append(request)
+        self.version += 1
+
     def put(self, request: Request) -> None:
-        """Add an admitted request (the engine has checked there is room)."""
+        """Add a prepared request: it waits for a batch from now on."""
+        if request in self._expected:
+            self._expected.remove(request)
+        mean = self._mean_tokens
+        self._mean_tokens = request.tokens if mean is None else 0.9 * mean + 0.1 * request.tokens
         self._waiting.append(request)
         self.version += 1
         self._arrived.set()
 
     def depth(self) -> int:
-        """Requests waiting for the model (a request whose inputs run in slices counts until its last)."""
-        return len(self._waiting)
+        """Requests accepted and not yet started, prepared or not (a request whose inputs run in slices
+        counts until its last)."""
+        return len(self._waiting) + len(self._expected)
 
     def waiting(self) -> list[Request]:
         """The waiting requests, oldest first (do not change the list)."""
         return self._waiting
 
+    def plan(self) -> list[tuple[int, int]]:
+        """A forecast of the model calls that will run what waits and what is expected, each as
+        ``(inputs, padded tokens)`` (the policy's ``plan``; admission by time prices them with the call cost)."""
+        return self.policy.plan(self._waiting + self._expected if self._expected else self._waiting)
+
     def discard(self, request: Request) -> None:
-        """Forget a request that was answered while it waited."""
-        if request in self._waiting:
-            self._waiting.remove(request)
-            self.version += 1
+        """Forget a request that was answered while it waited or was being prepared."""
+        for kept in (self._waiting, self._expected):
+            if request in kept:
+                kept.remove(request)
+                self.version += 1
 
     def drain_nowait(self) -> list[Request]:
-        """Remove and return every waiting request (the server stops)."""
-        waiting, self._waiting = self._waiting, []
+        """Remove and return every expected and waiting request (the server stops)."""
+        found, self._waiting, self._expected = self._expected + self._waiting, [], []
         self.version += 1
-        return waiting
+        return found
 
     async def next_batch(self) -> Batch:
         """The next batch to run; blocks until one can be formed (see the module docstring)."""

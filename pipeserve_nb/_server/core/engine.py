@@ -1,9 +1,12 @@
-"""The engine: one model copy, its queue, its batch loop and its inference thread, and their lifecycle.
+"""The engine: one model copy, its queue, its batch loop, its inference and preparation threads, and
+their lifecycle.
 
-Data flows one way: ``submit()`` (called by the web handler) admits a request
-(``admission``), puts it on the ``BatchQueue`` and returns its future; the ``BatchLoop``
-runs batches on the ``InferenceThread`` and answers each future. The engine only wires
-these together and owns their lifecycle; it knows nothing of HTTP. Lifecycle: CREATED ->
+Data flows one way: ``reserve()`` (the edge, before it reads a body) takes room for a request
+(``admission``); ``submit()`` checks its parameter names, hands it to the ``Preparation`` thread
+(its texts become the model's inputs, off the event loop) and returns its future; once prepared
+it is put on the ``BatchQueue``; the ``BatchLoop`` runs batches on the ``InferenceThread`` and
+answers each future. The engine only wires these together and owns their lifecycle; it knows
+nothing of HTTP. Lifecycle: CREATED ->
 (load) -> RUNNING -> DRAINING -> STOPPED, or RUNNING -> FAILED when the batch loop or the
 inference thread dies (then every queued and new request gets ``WorkerDied``, ``failure``
 holds the cause, and nothing restarts by itself: the owner stops and serves again).
@@ -31,11 +34,13 @@ from .admission import Admission
 from .batch_loop import BatchLoop
 from .batch_queue import BatchQueue
 from .config import ServerConfig
+from .cost import Forecast
 from .inference import InferenceThread, set_torch_threads
 from .policy import Policy
+from .preparation import Preparation, Prepared
 from .request import Request, Result, stopping, worker_died
 
-__all__ = ["Engine", "EngineState"]
+__all__ = ["Engine", "EngineState", "Reservation"]
 
 
 class EngineState(enum.Enum):
@@ -46,12 +51,36 @@ class EngineState(enum.Enum):
     FAILED = "failed"
 
 
+class Reservation:
+    """Room for one request, taken before its body is read (``Engine.reserve``): it counts as accepted
+    until ``submit`` takes it over or ``release`` gives it back (idempotent)."""
+
+    __slots__ = ("_engine", "_held", "forecast")
+
+    def __init__(self, engine: Engine, forecast: Forecast | None) -> None:
+        self._engine = engine
+        self._held = True
+        self.forecast = forecast
+        """Its start wait as forecast when the room was taken (admission by time)."""
+
+    def release(self) -> None:
+        """Give the room back (the request was refused, or never submitted); nothing once used."""
+        if self._held:
+            self._held = False
+            self._engine._reserved -= 1
+
+    @property
+    def held(self) -> bool:
+        """Whether it still holds room that nobody used."""
+        return self._held
+
+
 class Engine:
-    """One model copy, one queue, one inference thread.
+    """One model copy, one queue, one inference thread, one preparation thread.
 
     ``load()`` may be called from any thread but the server's loop, to load the model
     before the server starts (so a load error raises in the caller); ``start()``,
-    ``submit()``, ``drain()`` and ``close()`` run on the server's event loop.
+    ``reserve()``, ``submit()``, ``drain()`` and ``close()`` run on the server's event loop.
     """
 
     def __init__(
@@ -70,6 +99,8 @@ class Engine:
         self._queue: BatchQueue | None = None
         self._admission: Admission | None = None
         self._batches: BatchLoop | None = None
+        self._preparation: Preparation | None = None
+        self._reserved = 0
         self._task: asyncio.Task[None] | None = None
         self._unanswered = 0
         self._all_answered: asyncio.Event | None = None
@@ -96,8 +127,9 @@ class Engine:
         if model is None or worker is None:  # pragma: no cover - set just above
             raise RuntimeError("the model is not loaded")
         self._queue = BatchQueue(self.policy)
-        self._batches = BatchLoop(self._queue, model.run, worker, self.stats, self.config.max_queue_wait_s)
-        self._admission = Admission(model, self.config, self._queue.depth, self._batches.start_wait_s)
+        self._batches = BatchLoop(self._queue, model.runner, worker, self.stats, self.config.max_queue_wait_s)
+        self._admission = Admission(model.runner, self.config, self.queue_depth, self._batches.start_wait_s)
+        self._preparation = Preparation(self._admission.prepare, self._prepared, asyncio.get_running_loop())
         self._all_answered = asyncio.Event()
         self._all_answered.set()
         self._task = asyncio.create_task(self._batches.run(), name="pipeserve-batch-loop")
@@ -123,6 +155,8 @@ class Engine:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._preparation is not None:  # it skips what is answered: it ends at once
+            await asyncio.to_thread(self._preparation.close, 1.0)
         self.release()
         if self._worker is not None:  # a model call that never returns keeps its daemon thread: wait 1 s at most
             await asyncio.wait([asyncio.wrap_future(self._worker.ended)], timeout=1.0)
@@ -160,43 +194,68 @@ class Engine:
         return self._worker
 
     def queue_depth(self) -> int:
-        """Requests accepted and not yet started (queued or pooled for the next batch)."""
-        return self._queue.depth() if self._queue is not None else 0
+        """Requests accepted and not yet started: room reserved for a body being read, requests being
+        prepared, and requests queued or pooled for the next batch."""
+        return self._reserved + (self._queue.depth() if self._queue is not None else 0)
 
-    def check_room(self) -> None:
-        """Raise what ``submit()`` would for one more request when the engine has no room (cheap:
-        the app asks before it reads a body, so a refusal under overload costs little)."""
+    def reserve(self) -> Reservation:
+        """Room for one more request (the one room check it gets), or what ``submit()`` would raise for
+        it: ``Overloaded``, ``ServerStopping``, ``WorkerDied``. Cheap: the edge asks before it reads
+        a body, so a refusal under overload costs little; the room is held while the body is read."""
         if self.state is not EngineState.RUNNING or self._admission is None:
             raise self._unavailable()
-        self._admission.room()
+        reservation = Reservation(self, self._admission.room())
+        self._reserved += 1
+        return reservation
 
-    def submit(self, inputs: list[Any], parameters: Mapping[str, Any]) -> asyncio.Future[Result]:
-        """Admit one request and queue it; return the future of its ``Result`` (on the server's loop).
+    def submit(
+        self, inputs: list[str], parameters: Mapping[str, Any], reservation: Reservation | None = None
+    ) -> asyncio.Future[Result]:
+        """Admit one request in the room ``reservation`` holds (taken now if None) and prepare it off
+        the event loop; return the future of its ``Result`` (on the server's loop).
 
-        Raises what ``Admission.admit`` raises (``InvalidInput``, ``TooLarge``, ``Overloaded``),
-        and ``ServerStopping`` or ``WorkerDied`` when the engine cannot serve. The future
-        fails with ``RequestTimeout`` at the request's deadline, with the worker's error if
-        the model failed on these inputs, with ``ServerStopping`` or ``WorkerDied`` if the
-        engine stops first. Cancel it when the caller goes away: a request still waiting
-        then never runs, and is counted as dropped.
+        Raises what ``reserve()`` raises, and ``InvalidInput`` for a parameter the model does not
+        take. The future fails with ``TooLarge`` or ``InvalidInput`` if preparing the inputs finds
+        them over the model's limits or refused by it, with ``RequestTimeout`` at the request's
+        deadline, with the model's error if it failed on these inputs, with ``ServerStopping`` or
+        ``WorkerDied`` if the engine stops first. Cancel it when the caller goes away: a request
+        still waiting then never runs, and is counted as dropped.
         """
-        queue, admission = self._queue, self._admission
-        if self.state is not EngineState.RUNNING or queue is None or admission is None:
+        queue, admission, preparation = self._queue, self._admission, self._preparation
+        if self.state is not EngineState.RUNNING or queue is None or admission is None or preparation is None:
             raise self._unavailable()
-        admitted = admission.admit(inputs, parameters)
+        if reservation is None or not reservation.held:
+            reservation = self.reserve()
+        try:
+            admission.check_names(parameters)
+        except BaseException:
+            reservation.release()
+            raise
         loop = asyncio.get_running_loop()
         now, timeout_s = clock(), self.config.timeout_s
-        request = Request(
-            admitted.inputs, parameters, admitted.key, admitted.tokens, loop.create_future(), now, now + timeout_s
-        )
-        request.forecast = admitted.forecast
+        request = Request(inputs, parameters, loop.create_future(), now, now + timeout_s)
+        request.forecast = reservation.forecast
         request.timer = loop.call_later(timeout_s, request.expire)
-        queue.put(request)
+        reservation.release()  # its room passes to the request being prepared
+        queue.expect(request)
+        preparation.submit(request)
         self._unanswered += 1
         if self._all_answered is not None:
             self._all_answered.clear()
         request.future.add_done_callback(partial(self._answered, request))
         return request.future
+
+    def _prepared(self, done: list[tuple[Request, Prepared]]) -> None:
+        """The preparation thread's delivery (on the event loop): queue each request, or answer its error."""
+        queue = self._queue
+        for request, outcome in done:
+            if request.future.done():  # answered meanwhile: the queue forgot it then
+                continue
+            if isinstance(outcome, BaseException):
+                request.fail(outcome)
+            elif queue is not None:
+                request.prepared(*outcome)
+                queue.put(request)
 
     def _answered(self, request: Request, future: asyncio.Future[Result]) -> None:
         if request.timer is not None:
@@ -206,8 +265,8 @@ class Engine:
         reason = request.drop_reason()
         if reason is not None:
             self.stats.record_drop(reason)
-            if self._queue is not None:
-                self._queue.discard(request)
+        if self._queue is not None and request.started_s is None:
+            self._queue.discard(request)
         self._unanswered -= 1
         if not self._unanswered and self._all_answered is not None:
             self._all_answered.set()

@@ -4,12 +4,14 @@ The event loop never runs the model. It hands a whole batch to this thread
 (``InferenceThread.submit``) and awaits the returned future, so health checks and new
 requests are served while a batch runs (PyTorch releases the GIL inside its ops).
 
-``run_batch`` is what the thread executes for a batch (one model call, its inputs sharing
-one set of parameters): if the call raises, each request's inputs are run alone, so only
-the requests that fail alone get an error and their batch-mates still get results. This is
-where the model finds out what no check before the queue could: a request with parameters
-that fails alone but runs without them gets ``InvalidInput`` (the caller's parameter
-values were the problem), any other failure ``InferenceFailed``.
+``run_batch`` is what the thread executes for a batch (one model call through the runner, its
+inputs sharing one set of parameters, then each output encoded): if the call raises, each
+request's inputs are run alone, so only the requests that fail alone get an error and their
+batch-mates still get results. A request's error is what the runner raised when it is a
+``RequestFailed`` (``InvalidInput``: the runner refused the request, e.g. a parameter value),
+else ``InferenceFailed``, with the exception as its cause. The model is never called again to
+find out why: that would be hidden work on the one inference thread. An output that cannot be
+encoded fails its own request only.
 
 An ``Exception`` from the model fails its job only. Anything else (``SystemExit``,
 ``KeyboardInterrupt``, other ``BaseException``) ends the thread: that job and every job
@@ -27,8 +29,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..._exceptions import InferenceFailed, InvalidInput, RequestFailed
-from ..._models.spec import BatchFn
+from ..._exceptions import InferenceFailed, RequestFailed
+from ..._models.runner import Runner
 
 __all__ = ["InferenceThread", "Outcome", "WorkerCrashed", "run_batch", "set_torch_threads"]
 
@@ -134,51 +136,55 @@ class InferenceThread:
                 job[1].set_exception(crash)
 
 
-def run_batch(run: BatchFn, inputs: Sequence[list[Any]], parameters: Mapping[str, Any]) -> list[Outcome]:
+def run_batch(runner: Runner, inputs: Sequence[list[Any]], parameters: Mapping[str, Any]) -> list[Outcome]:
     """Run one batch: ``inputs`` holds each request's inputs, all with ``parameters``; one
     model call for all of them, then, only if it raises, one call per request."""
     flat = [x for part in inputs for x in part]
     try:
-        outputs = run(flat, parameters)
+        outputs = _called(runner, flat, parameters)
     except Exception as exc:
         if len(inputs) == 1:
-            return [_failed(run, inputs[0], parameters, exc)]
-        return [_run_alone(run, part, parameters) for part in inputs]
+            return [_failed(exc)]
+        return [_run_alone(runner, part, parameters) for part in inputs]
     outcomes, start = [], 0
     for part in inputs:
-        outcomes.append(Outcome(outputs=outputs[start : start + len(part)]))
+        outcomes.append(_encoded(runner, outputs[start : start + len(part)]))
         start += len(part)
     return outcomes
 
 
-def _run_alone(run: BatchFn, inputs: list[Any], parameters: Mapping[str, Any]) -> Outcome:
+def _called(runner: Runner, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+    outputs = runner.run(inputs, parameters)
+    if len(outputs) != len(inputs):
+        raise RuntimeError(f"the model returned {len(outputs)} outputs for {len(inputs)} inputs")
+    return outputs
+
+
+def _run_alone(runner: Runner, inputs: list[Any], parameters: Mapping[str, Any]) -> Outcome:
     try:
-        return Outcome(outputs=run(inputs, parameters))
+        outputs = _called(runner, inputs, parameters)
     except Exception as exc:
-        return _failed(run, inputs, parameters, exc)
+        return _failed(exc)
+    return _encoded(runner, outputs)
 
 
-def _failed(run: BatchFn, inputs: list[Any], parameters: Mapping[str, Any], cause: Exception) -> Outcome:
-    """The answer for inputs that failed on their own with ``cause``: ``InvalidInput`` if they
-    run without the parameters (the parameter values were the problem), else ``InferenceFailed``."""
-    kind = type(cause).__name__
-    error: RequestFailed
-    if parameters and _runs(run, inputs):
-        names = sorted(parameters)
-        error = InvalidInput(f"the model rejected the parameter value(s) of {names} ({kind}); they run without")
-    else:
-        error = InferenceFailed(f"the model raised {kind} for this request's inputs")
+def _encoded(runner: Runner, outputs: list[Any]) -> Outcome:
+    try:
+        return Outcome(outputs=[runner.encode(output) for output in outputs])
+    except Exception as exc:
+        error = InferenceFailed(f"the model's output could not be encoded ({type(exc).__name__})")
+        error.__cause__ = exc
+        return Outcome(error=error)
+
+
+def _failed(cause: Exception) -> Outcome:
+    """The answer for inputs that failed on their own with ``cause``: the runner's own refusal
+    (a ``RequestFailed``), else ``InferenceFailed``."""
+    if isinstance(cause, RequestFailed):
+        return Outcome(error=cause)
+    error = InferenceFailed(f"the model raised {type(cause).__name__} for this request's inputs")
     error.__cause__ = cause
     return Outcome(error=error)
-
-
-def _runs(run: BatchFn, inputs: list[Any]) -> bool:
-    """Whether ``inputs`` run without parameters (to tell bad parameters from bad inputs)."""
-    try:
-        run(inputs, {})
-    except Exception:
-        return False
-    return True
 
 
 def set_torch_threads(threads: int) -> int:

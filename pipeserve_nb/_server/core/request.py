@@ -1,6 +1,7 @@
 """One request's record, from admission to its one answer, and the one place a request expires.
 
-A ``Request`` is created when the engine admits it, waits in the batch queue, runs in one
+A ``Request`` is created when the engine admits it, is prepared off the event loop (its texts
+become the model's inputs, counted in tokens: ``prepared()``), waits in the batch queue, runs in one
 or more batches (a request with more inputs than the batch cap runs in slices of it), and
 is answered exactly once through its ``future``: a ``Result`` when its last slice ran, or a
 ``RequestFailed`` subclass. ``expire()`` is the only code that answers a request for its
@@ -38,21 +39,23 @@ class Request:
     """One admitted request.
 
     Parameters:
-        inputs: what the model is called with, one per text (token ids where it takes them).
+        inputs: its texts, until prepared; then what the model is called with, one per text
+            (token ids where it takes them).
         parameters: keyword arguments for the model call.
-        key: ``parameters`` in a canonical form: requests batch only with the same key.
-        tokens: tokens of its longest input (characters where the model has no tokenizer).
         future: resolved with a ``Result``, or failed with a ``RequestFailed``.
         arrived_s: ``clock()`` when it was admitted; ``deadline_s``: when it expires.
+        key: ``parameters`` in a canonical form (set when prepared): requests batch only with the same key.
+        tokens: tokens of its longest input, at most the model's limit (set when prepared;
+            characters where the model has no tokenizer).
     """
 
     inputs: list[Any]
     parameters: Mapping[str, Any]
-    key: str
-    tokens: int
     future: asyncio.Future[Result]
     arrived_s: float
     deadline_s: float
+    key: str = ""
+    tokens: int = 0
     taken: int = 0  # inputs handed to a batch so far
     started_s: float | None = None  # when its first slice reached the model
     outputs: list[Any] = field(default_factory=list)
@@ -65,6 +68,10 @@ class Request:
     def size(self) -> int:
         """Inputs it still has to run (what it adds to the next batch)."""
         return len(self.inputs) - self.taken
+
+    def prepared(self, inputs: list[Any], tokens: int, key: str) -> None:
+        """Its texts were prepared: the model's ``inputs``, the longest one's ``tokens``, the batching ``key``."""
+        self.inputs, self.tokens, self.key = inputs, tokens, key
 
     def expire(self) -> None:
         """Answer the request with ``RequestTimeout``, unless it was answered already."""
@@ -92,15 +99,18 @@ class Request:
             self.future.set_result(Result(self.outputs, wait, self.batch_size, self.inference_s))
 
     def drop_reason(self) -> str | None:
-        """Why it was answered before reaching the model (one of ``DROP_REASONS``), or None."""
+        """Why it was answered before reaching the model (one of ``DROP_REASONS``), or None when it
+        reached the model, is not answered yet, or was refused for what it is (too large, invalid:
+        a refusal, counted by its status, not a drop)."""
         if self.started_s is not None or not self.future.done():
             return None
         if self.future.cancelled():
             return "client_gone"
         error = self.future.exception()
-        if isinstance(error, RequestTimeout):
-            return "expired"
-        return "worker_died" if isinstance(error, WorkerDied) else "stopping"
+        for kind, reason in ((RequestTimeout, "expired"), (WorkerDied, "worker_died"), (ServerStopping, "stopping")):
+            if isinstance(error, kind):
+                return reason
+        return None
 
 
 @dataclass(frozen=True, slots=True)

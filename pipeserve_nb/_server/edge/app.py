@@ -47,7 +47,7 @@ from ..core.request import Result
 from ..observe.metrics import CONTENT_TYPE
 from .body import parse_body
 from .errors import error_response, failure_body, internal_error_response, refusal, web_error_response
-from .middleware import REPORT, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
+from .middleware import REPORT, RESERVATION, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
 from .openapi import openapi_document
 
 __all__ = ["create_app"]
@@ -68,11 +68,16 @@ def create_app(engine: Engine) -> Starlette:
 
     async def predict(request: Request) -> Response:
         response: Response
+        reservation = request.scope.pop(RESERVATION, None)  # its room, taken by ``Shedding``
         try:
-            body = await _read_body(request, config.max_body_bytes)
-            content_type = request.headers.get("content-type")
-            parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)
-            future = engine.submit(parsed.inputs, parsed.parameters)
+            try:
+                body = await _read_body(request, config.max_body_bytes)
+                content_type = request.headers.get("content-type")
+                parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)
+                future = engine.submit(parsed.inputs, parsed.parameters, reservation)
+            finally:
+                if reservation is not None:
+                    reservation.release()  # a refused body gives the room back (nothing once submitted)
             try:
                 answered = await _answered_before_disconnect(future, request)
             except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)

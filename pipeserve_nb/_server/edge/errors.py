@@ -59,7 +59,7 @@ ERRORS: tuple[ErrorKind, ...] = (
         400,
         "empty or whitespace body, invalid UTF-8 or lone surrogates, malformed JSON, JSON nested deeper than "
         "`max_json_depth`, wrong shape; a parameter "
-        "the model does not take, or a parameter value it rejects (the inputs run without it)",
+        "the model does not take, or a parameter value the model refuses (its runner raises `InvalidInput`)",
         InvalidInput,
     ),
     ErrorKind("Unauthorized", 401, "the server has a token and the request lacks `Authorization: Bearer <token>`"),

@@ -10,9 +10,10 @@
 3. ``BearerTokenMiddleware`` (with ``ServerConfig.auth_token`` set): a request without
    ``Authorization: Bearer <token>`` gets 401. The token is compared with ``hmac.compare_digest``,
    so the time taken does not reveal how much matched.
-4. ``Shedding``: a ``POST /`` that finds the engine without room is refused (503) before the
-   router, the request object, the handler and the body read: under overload most requests are
-   refused, and a refusal must cost the model's cores as little as it can.
+4. ``Shedding``: a ``POST /`` takes its room in the engine here (``Engine.reserve``: the one room
+   check it gets), or is refused (503) before the router, the request object, the handler and the
+   body read: under overload most requests are refused, and a refusal must cost the model's cores
+   as little as it can. The room is held while the body is read; the handler uses or releases it.
 
 Each is a pure ASGI callable (no ``BaseHTTPMiddleware``): one function call per request.
 """
@@ -32,11 +33,15 @@ from ..core.engine import Engine
 from ..observe.stats import clock
 from .errors import CLIENT_CLOSED, error_response, refusal
 
-__all__ = ["Counting", "REPORT", "RequestLimits", "ReplicaHeader", "BearerTokenMiddleware", "Shedding"]
+__all__ = ["Counting", "REPORT", "RESERVATION", "RequestLimits", "ReplicaHeader", "BearerTokenMiddleware", "Shedding"]
 
 REPORT = "pipeserve.report"
 """The scope key a report route (``/health``, ``/stats``, ``/metrics``, ``/openapi.json``) sets on a
 request it serves: its answer describes the server and is not counted as a request."""
+
+
+RESERVATION = "pipeserve.reservation"
+"""The scope key under which ``Shedding`` hands the handler of ``POST /`` its request's room."""
 
 
 class Counting:
@@ -163,7 +168,8 @@ class BearerTokenMiddleware:
 
 
 class Shedding:
-    """Answers ``POST /`` from ``engine.check_room()`` when it raises; passes everything else on."""
+    """Takes room for a ``POST /`` (``scope[RESERVATION]``), or answers the refusal ``engine.reserve()``
+    raises; passes everything else on."""
 
     def __init__(self, app: ASGIApp, engine: Engine) -> None:
         self.app = app
@@ -172,7 +178,7 @@ class Shedding:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
             try:
-                self.engine.check_room()
+                scope[RESERVATION] = self.engine.reserve()
             except RequestFailed as exc:
                 await error_response(exc, self.engine.config.debug)(scope, receive, send)
                 return

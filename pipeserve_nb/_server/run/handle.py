@@ -19,7 +19,7 @@ from ..core.config import ServerConfig
 from ..core.engine import Engine
 from ..core.policy import Policy
 from . import registry
-from .uvicorn_runner import DEFAULT_DRAIN_S, ServerThread
+from .uvicorn_runner import ServerThread
 
 if TYPE_CHECKING:
     from ..._live.dashboard import Dashboard
@@ -79,7 +79,7 @@ class AppHandle(Handle):
     Use it as a context manager to stop the server on leaving the block.
     """
 
-    def __init__(self, name: str, runner: ServerThread, drain_timeout_s: float = DEFAULT_DRAIN_S) -> None:
+    def __init__(self, name: str, runner: ServerThread, drain_timeout_s: float = ServerConfig.drain_timeout_s) -> None:
         super().__init__(name, runner.host, runner.port)
         self._runner = runner
         self._drain_timeout_s = drain_timeout_s

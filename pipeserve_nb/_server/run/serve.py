@@ -21,22 +21,22 @@ from .exposure import check_exposure
 from .handle import AppHandle, ServerHandle
 from .registry import register, stop_named
 from .settings import Address
-from .uvicorn_runner import DEFAULT_DRAIN_S, ServerThread, bind_socket
+from .uvicorn_runner import ServerThread, bind_socket
 
 __all__ = ["serve", "serve_app"]
 
 
 def serve(
-    model: Any = None,
+    model: Any = ModelSpec.model,
     *,
-    task: str | None = None,
-    device: str | int | None = None,
-    dtype: str = "auto",
+    task: str | None = ModelSpec.task,
+    device: str | int | None = ModelSpec.device,
+    dtype: str = ModelSpec.dtype,
     policy: Policy | None = None,
     config: ServerConfig | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    allow_unauthenticated: bool = False,
+    host: str = Address.host,
+    port: int = Address.port,
+    allow_unauthenticated: bool = Address.allow_unauthenticated,
     name: str = "default",
     start_timeout_s: float = 300.0,
 ) -> ServerHandle:
@@ -62,7 +62,8 @@ def serve(
         name: registry key; a running server with this name is stopped first.
         start_timeout_s: how long to wait for the server to come up.
 
-    Every option and its rule is in the README's option table (``_server/settings.py``).
+    Every option and its rule is in the README's option table; the defaults are the declared ones
+    (``run/settings.py``), never written again here.
 
     Raises:
         ServerStartError: the model failed to load, the port is taken, or the server did
@@ -118,11 +119,11 @@ def serve(
 def serve_app(
     app: Any,
     *,
-    host: str = "127.0.0.1",
-    port: int = 0,
+    host: str = Address.host,
+    port: int = Address.port,
     name: str = "app",
     start_timeout_s: float = 300.0,
-    drain_timeout_s: float = DEFAULT_DRAIN_S,
+    drain_timeout_s: float = ServerConfig.drain_timeout_s,
 ) -> AppHandle:
     """Serve any ASGI ``app`` from a daemon thread; return once it accepts connections.
 

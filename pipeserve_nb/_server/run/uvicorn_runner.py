@@ -35,12 +35,12 @@ from typing import Any
 import uvicorn
 
 from ..._exceptions import ServerStartError
+from ..core.config import ServerConfig
 from ..edge.http_protocol import http_protocol
 from .registry import holder_of
 
-__all__ = ["Server", "ServerThread", "bind_socket", "DEFAULT_DRAIN_S"]
+__all__ = ["Server", "ServerThread", "bind_socket"]
 
-DEFAULT_DRAIN_S = 10.0
 DEFAULT_HEAD_BYTES = 65536
 """Most bytes of an unfinished request head before the connection is cut off (``http_protocol``)."""
 Drain = Callable[[float], Awaitable[None]]
@@ -54,7 +54,7 @@ class Server(uvicorn.Server):
         app: Any,
         *,
         drain: Drain | None = None,
-        drain_timeout_s: float = DEFAULT_DRAIN_S,
+        drain_timeout_s: float = ServerConfig.drain_timeout_s,
         on_started: Callable[[], None] | None = None,
         log: bool = False,
         http: type[asyncio.Protocol] | None = None,

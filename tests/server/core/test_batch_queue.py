@@ -49,9 +49,8 @@ class Scene:
     ) -> Request:
         now = self.clock.now
         parameters = params or {}
-        request = Request(
-            [tag] * inputs, parameters, json.dumps(parameters), tokens, self.loop.create_future(), now, now + timeout_s
-        )
+        request = Request([tag] * inputs, parameters, self.loop.create_future(), now, now + timeout_s)
+        request.prepared([tag] * inputs, tokens, json.dumps(parameters))
         self.queue.put(request)
         return request
 
@@ -278,7 +277,7 @@ def test_next_batch_blocks_until_a_request_arrives() -> None:
         for _ in range(10):
             await asyncio.sleep(0)  # let the task run as far as it can
         assert not task.done()
-        queue.put(Request(["x"], {}, "{}", 1, loop.create_future(), queue.worker_free_since, float("inf")))
+        queue.put(Request(["x"], {}, loop.create_future(), queue.worker_free_since, float("inf"), "{}", 1))
         return tags(await asyncio.wait_for(task, 5))
 
     assert asyncio.run(scenario()) == ["x"]
@@ -289,10 +288,10 @@ def test_next_batch_waits_for_company_until_the_deadline() -> None:
         loop = asyncio.get_running_loop()
         queue = BatchQueue(BatchPolicy(max_batch_size=8, max_wait_s=0.05))
         arrived = queue.worker_free_since
-        queue.put(Request(["first"], {}, "{}", 1, loop.create_future(), arrived, float("inf")))
+        queue.put(Request(["first"], {}, loop.create_future(), arrived, float("inf"), "{}", 1))
         task = asyncio.create_task(queue.next_batch())
         await asyncio.sleep(0)
-        queue.put(Request(["second"], {}, "{}", 1, loop.create_future(), queue.worker_free_since, float("inf")))
+        queue.put(Request(["second"], {}, loop.create_future(), queue.worker_free_since, float("inf"), "{}", 1))
         batch = await asyncio.wait_for(task, 5)
         return tags(batch), loop.time() - arrived
 

@@ -33,6 +33,7 @@ def test_a_hung_model_call_turns_health_503_until_it_returns(gated: GatedModel) 
         assert _health(server.url).status_code == 200
         hung = pool.submit(httpx.post, server.url, content=b"hangs", timeout=30)
         assert gated.entered.wait(10)
+        assert gated.on_event_loop == [False]  # the call runs on the inference thread: the loop answers probes
         wait_for(lambda: _health(server.url).status_code == 503)
         body = _health(server.url).json()
         assert body["status"] == "stuck" and "a model call has run for" in body["reason"]

@@ -1,4 +1,4 @@
-"""The inference thread and batch execution: one call, failure isolation, what the model rejects."""
+"""The inference thread and batch execution: one call, failure isolation, encoding, the runner's refusals."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 
 from pipeserve_nb import InferenceFailed, InvalidInput
+from pipeserve_nb._models.runner import Runner
 from pipeserve_nb._server.core.inference import InferenceThread, WorkerCrashed, run_batch
 
 
-class Recorder:
-    """A batch function that upper-cases texts, fails on 'bad', and records each call."""
+class Recorder(Runner):
+    """A runner that upper-cases texts, fails on 'bad', and records each call."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], dict[str, Any]]] = []
         self.threads: set[str] = set()
 
-    def __call__(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
         self.calls.append((list(inputs), dict(parameters)))
         self.threads.add(threading.current_thread().name)
         if any(x == "bad" for x in inputs):
@@ -53,12 +54,39 @@ def test_a_lone_failing_request_is_not_run_twice() -> None:
     assert isinstance(outcomes[0].error, InferenceFailed) and fn.calls == [(["bad"], {})]
 
 
-def test_a_model_that_always_fails_fails_every_request() -> None:
-    def broken(inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+class Broken(Runner):
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
         raise RuntimeError("out of memory")
 
-    outcomes = run_batch(broken, [["a"], ["b"]], {})
+
+def test_a_model_that_always_fails_fails_every_request() -> None:
+    outcomes = run_batch(Broken(), [["a"], ["b"]], {})
     assert all(isinstance(o.error, InferenceFailed) for o in outcomes)
+
+
+class Miscounted(Runner):
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        return list(inputs)[:-1]
+
+
+def test_a_model_that_returns_the_wrong_number_of_outputs_fails_its_requests() -> None:
+    outcomes = run_batch(Miscounted(), [["a", "b"]], {})
+    assert isinstance(outcomes[0].error, InferenceFailed) and isinstance(outcomes[0].error.__cause__, RuntimeError)
+    assert "returned 1 outputs for 2 inputs" in str(outcomes[0].error.__cause__)
+
+
+class Unencodable(Runner):
+    """Its output for 'set' is a Python set, which has no JSON form."""
+
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        return [{1, 2} if x == "set" else x for x in inputs]
+
+
+def test_an_output_that_cannot_be_encoded_fails_its_own_request_only() -> None:
+    outcomes = run_batch(Unencodable(), [["a"], ["set"], ["b"]], {})
+    assert outcomes[0].outputs == ["a"] and outcomes[2].outputs == ["b"]
+    error = outcomes[1].error
+    assert isinstance(error, InferenceFailed) and "could not be encoded (TypeError)" in str(error)
 
 
 def test_the_inference_thread_runs_jobs_in_order_on_one_thread_and_survives_errors() -> None:
@@ -82,22 +110,35 @@ def test_the_inference_thread_runs_jobs_in_order_on_one_thread_and_survives_erro
         worker.submit(lambda: None)
 
 
+class Picky(Runner):
+    """Refuses k < 1 itself (the caller's mistake); fails on 'bad' (its own); records its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        self.calls += 1
+        if parameters.get("k", 1) < 1:
+            raise InvalidInput("k must be at least 1")
+        if "bad" in inputs:
+            raise ValueError("no")
+        return list(inputs)
+
+
 @pytest.mark.parametrize(
     ("inputs", "parameters", "expected"),
     [(["a"], {"k": 0}, InvalidInput), (["bad"], {"k": 2}, InferenceFailed), (["bad"], {}, InferenceFailed)],
 )
-def test_parameter_values_the_model_rejects_are_the_callers_mistake(
+def test_what_the_runner_refuses_is_the_callers_mistake_and_the_model_is_not_called_again(
     inputs: list[str], parameters: dict[str, Any], expected: type[Exception]
 ) -> None:
-    def picky(inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
-        if parameters.get("k", 1) < 1 or "bad" in inputs:
-            raise ValueError("no")
-        return list(inputs)
-
+    picky = Picky()
     [outcome] = run_batch(picky, [inputs], parameters)
-    assert type(outcome.error) is expected and isinstance(outcome.error.__cause__, ValueError)
+    assert type(outcome.error) is expected and picky.calls == 1  # no second call to find out why
     if expected is InvalidInput:
-        assert "rejected the parameter value(s) of ['k'] (ValueError)" in str(outcome.error)
+        assert str(outcome.error) == "k must be at least 1"
+    else:
+        assert isinstance(outcome.error.__cause__, ValueError)
 
 
 def test_a_non_exception_from_the_model_ends_the_thread_and_fails_what_is_queued() -> None:

@@ -49,7 +49,7 @@ def test_bundled_model_serves_normalised_embeddings_for_raw_and_json_bodies() ->
 
 def test_concurrent_clients_are_batched_and_get_the_same_answer_as_alone(embedder_float32: LoadedModel) -> None:
     texts = [f"Request number {i} " + "with more words " * (i % 7) for i in range(48)]
-    alone = [embedder_float32.run([t], {})[0] for t in texts]
+    alone = [embedder_float32([t])[0] for t in texts]
 
     async def fire(url: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(trust_env=False, timeout=60) as client:

@@ -8,6 +8,7 @@ only (a new field, a keyword, a flag) fails here.
 from __future__ import annotations
 
 import inspect
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,75 @@ def test_none_and_flags_are_spelled_the_usual_ways() -> None:
     )
     assert built.policy.max_batch_tokens is None and built.policy.sort_by_length is False
     assert built.model.device == 0  # a device index, as transformers takes it
+
+
+ENTRY_POINTS: dict[str, dict[str, str]] = {
+    "pipeserve_nb._server.run.serve.serve": {},
+    "pipeserve_nb._server.run.serve.serve_app": {},
+    "pipeserve_nb._ray.serve.serve_on_ray": {"address": "ray_address", "dashboard": "ray_dashboard"},
+    "pipeserve_nb._models.loading.load_model": {},
+    "pipeserve_nb._teaching.seed_page.seed_page_app": {"timeout_s": ""},  # the page's own per-get timeout
+}
+"""The public entry points that take options as keywords, with the keywords named apart from their option
+(an empty name: a keyword that is not the option of that name)."""
+
+DECLARING = {
+    name: cls.__name__ for cls in [*settings.SECTIONS.values(), settings.RayPlacement] for name, _, _ in declared(cls)
+}
+"""Each option's name and the class that declares it."""
+
+
+def restated_defaults(source: str, aliases: dict[str, str]) -> list[str]:
+    """The keywords of the function in ``source`` whose default is not the declaration itself
+    (``ModelSpec.dtype``, ``Address.port``): a value written again by hand."""
+    import ast
+
+    function = ast.parse(textwrap.dedent(source)).body[0]
+    assert isinstance(function, ast.FunctionDef)
+    arguments = function.args
+    with_default = arguments.args[len(arguments.args) - len(arguments.defaults) :]
+    positional = list(zip(with_default, arguments.defaults, strict=True))
+    keyword = [(a, d) for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True) if d is not None]
+    found = []
+    for argument, default in positional + keyword:
+        option = aliases.get(argument.arg, argument.arg)
+        if option not in DECLARING:
+            continue
+        declared_there = (
+            isinstance(default, ast.Attribute)
+            and isinstance(default.value, ast.Name)
+            and (default.value.id, default.attr) == (DECLARING[option], option)
+        )
+        if not declared_there:
+            found.append(argument.arg)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(ENTRY_POINTS))
+def test_no_entry_point_restates_a_declared_default(path: str) -> None:
+    import importlib
+
+    module, name = path.rsplit(".", 1)
+    function = getattr(importlib.import_module(module), name)
+    assert restated_defaults(inspect.getsource(function), ENTRY_POINTS[path]) == []
+    for keyword, parameter in inspect.signature(function).parameters.items():  # and the values agree
+        option = ENTRY_POINTS[path].get(keyword, keyword)
+        if option in DECLARING and parameter.default is not inspect.Parameter.empty:
+            cls = next(
+                c for c in [*settings.SECTIONS.values(), settings.RayPlacement] if c.__name__ == DECLARING[option]
+            )
+            assert parameter.default == next(d for n, d, _ in declared(cls) if n == option)
+
+
+def test_a_default_written_again_by_hand_is_caught() -> None:
+    by_hand = "def serve(model=None, *, dtype='auto', port=ModelSpec.port, name='default'):\n    pass\n"
+    assert restated_defaults(by_hand, {}) == ["model", "dtype", "port"]
+    aliased = "def serve_on_ray(*, address=None, dashboard=RayPlacement.ray_dashboard):\n    pass\n"
+    assert restated_defaults(aliased, {"address": "ray_address", "dashboard": "ray_dashboard"}) == ["address"]
+
+
+def test_the_command_line_restates_no_default() -> None:
+    """Each option flag defaults to "not given": the value then comes from the variable, else the declaration."""
+    flags = {a.dest: a.default for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}
+    assert all(flags[name] is None for name in DECLARING if name in flags)
+    assert set(DECLARING) - {"auth_token"} <= set(flags)  # every option but the secret has its flag

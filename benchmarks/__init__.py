@@ -1,0 +1,17 @@
+"""pipeserve_nb's benchmarks: every figure measured in one run on this machine, as ratios against
+references measured in the same run (the model alone, and what a user would pick instead).
+
+One entry point, ``python -m benchmarks COMMAND`` (``make bench`` and ``make reliability`` call it):
+
+- ``bench``: our server against the model alone, the seed page's designs, float32, one thread, the live
+  panel's cost and Ray Serve (``bench``, ``targets``, ``on_ray``, ``live``, ``report*``); writes
+  ``benchmarks/results/latest.md``;
+- ``reliability``: bad input, overload soaks, paired rounds, a hung model (``reliability``, ``overload``,
+  ``rounds``, ``hung``, ``split``); writes ``benchmarks/results/reliability.md``;
+- ``ab``: two checkouts of pipeserve, interleaved: overhead at c=1 and throughput at c=32 (``ab``);
+- ``model``: one measurement of the model alone in this process (``inprocess``; ``bench`` runs it in a
+  child process of its own).
+
+They use only pipeserve_nb's public API, as a user's notebook would; ``docs/performance.md`` says how
+each figure is made and what the current results are.
+"""

@@ -1,0 +1,34 @@
+"""``python -m benchmarks bench|reliability|ab|model ...`` (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    commands = ("bench", "reliability", "ab", "model")
+    if not argv or argv[0] not in commands:
+        print(f"usage: python -m benchmarks {{{'|'.join(commands)}}} [options]  (--help after one)", file=sys.stderr)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "bench":
+        from .bench import main as bench
+
+        return bench(rest)
+    if command == "reliability":
+        from .reliability import main as reliability
+
+        return reliability(rest)
+    if command == "ab":
+        from .ab import main as ab
+
+        return ab(rest)
+    from .inprocess import measure
+
+    print(json.dumps(measure(rest)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
