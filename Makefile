@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench reliability notebooks lint typecheck clean
+.PHONY: setup demo check test bench reliability notebooks lint typecheck clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The fast tier, for everyday work: everything but the tests marked gate (kernels, browser, Ray, benchmarks).
+check: lint typecheck
+	$(BIN)/python -m pytest -n 2 -m "not gate" -p no:cacheprovider --durations=5
+
+# The full gate CI runs (.ci/run): every test.
 test: lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist=loadgroup
 

@@ -75,7 +75,8 @@ def targets_check(
     lines.append(
         f"- Per-request overhead (server time not in the model), c=1: median latency {goals['c1_p50_ms']:.2f} ms - "
         f"median model time {goals['c1_model_p50_ms']:.2f} ms = **{overhead:.2f} ms** (HTTP on loopback, parsing, "
-        "tokenizing on the event loop, the hand-off to the inference thread and back, JSON of 384 floats; the "
+        "tokenizing on the preparation thread, the hand-offs to it and to the inference thread and back, JSON of 384 "
+        "floats; the "
         "client's own time included)."
     )
     verdict = "met" if best["p99_ms"] <= before["p99_ms"] else "missed"
@@ -132,14 +133,16 @@ def gap_to_the_limit(goals: dict[str, Any], limit: dict[str, Any], limit_rps: fl
         f"{goals['batches']} batches ({goals['items']} items), replayed in order in a process with the machine to "
         f"itself right after, ran {replay:.0f} items/s — a factor **{in_server / replay:.2f}**. During the run, in "
         f"cores busy on average out of {goals['cores']:.0f}: the model's threads {goals['model_cores']:.2f}, the "
-        f"server's event loop (HTTP, JSON, tokenizing) {goals['event_loop_cores']:.2f}, the load generator's "
+        f"server's event loop (HTTP, JSON) {goals['event_loop_cores']:.2f}, its preparation thread (tokenizing) "
+        f"{goals.get('prepare_cores', 0.0):.2f}, the load generator's "
         f"process {goals['loadgen_cores']:.2f}. Everything but the model competes with PyTorch's OpenMP threads for "
         "the same cores, and an OpenMP thread that loses its core stalls the others at the next barrier; one torch "
         "thread avoids that but halves the compute (below). With the clients on another machine, the load "
         "generator's share would go to the model.",
         f"  3. *The batches a window of 32 allows*: those batches, with the cores to themselves, reach "
-        f"{replay:.0f} / {limit_rps:.0f} — a factor **{replay / limit_rps:.2f}** (the replay runs the token ids "
-        "the server's event loop made; the limit tokenizes its texts too). At c=32 no more than 32 requests ever "
+        f"{replay:.0f} / {limit_rps:.0f} — a factor **{replay / limit_rps:.2f}** (the replay prepares each batch "
+        "first and times the model calls alone, as the server's inference thread runs them; the limit tokenizes its "
+        "texts too). At c=32 no more than 32 requests ever "
         f"wait, so a server can only sort within 32, while the limit sorts all {limit['corpus']} texts at once; in "
         f"the limit's table, fixed windows of 32 in arrival order, each split as the default policy does, reach "
         f"{window:.2f} of it.",

@@ -108,11 +108,13 @@ def _saturated(
 ) -> dict[str, Any]:
     import psutil
 
-    def by_thread() -> tuple[float, float]:
-        loop_ids = {t.native_id for t in threading.enumerate() if t.name == f"pipeserve-server-{WATCHED}"}
+    def by_thread() -> tuple[float, float, float]:
+        """CPU seconds so far of the server's event loop, its preparation thread, and the rest (the model's)."""
+        named = {t.native_id: t.name for t in threading.enumerate()}
         times = {t.id: t.user_time + t.system_time for t in psutil.Process().threads()}
-        loop = sum(v for k, v in times.items() if k in loop_ids)
-        return loop, sum(times.values()) - loop
+        loop = sum(v for k, v in times.items() if named.get(k) == f"pipeserve-server-{WATCHED}")
+        prepare = sum(v for k, v in times.items() if named.get(k) == "pipeserve-prepare")
+        return loop, prepare, sum(times.values()) - loop - prepare
 
     limit = {"texts": texts, "batch_size": best_batch_size}
     limit32 = {"texts": texts, "batch_size": best_batch_size_32, **FLOAT32}
@@ -123,7 +125,7 @@ def _saturated(
     served = replace(model, runner=recorder)  # served as it is: its tokenizer too
     with ps.serve(served, policy=DEFAULT_POLICY, config=SERVER_CONFIG, name=WATCHED) as server:
         ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # warm up
-        loop0, rest0 = by_thread()
+        loop0, prepare0, rest0 = by_thread()
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         recorder.on = True
         started = time.perf_counter()
@@ -131,7 +133,7 @@ def _saturated(
         result = ps.run_load(server, saturating, texts=texts, progress=False)  # its process is waited for
         wall_s = time.perf_counter() - started
         recorder.on = False
-        loop1, rest1 = by_thread()
+        loop1, prepare1, rest1 = by_thread()
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     replay = in_child("replay", {"batches": recorder.batches}, quick)["rps"]
     after = in_child("sorted", limit, quick)["rps"]
@@ -145,6 +147,7 @@ def _saturated(
         "cores": float(os.cpu_count() or 1),
         "wall_s": wall_s,
         "event_loop_cores": (loop1 - loop0) / wall_s,
+        "prepare_cores": (prepare1 - prepare0) / wall_s,
         "model_cores": (rest1 - rest0) / wall_s,
         "loadgen_cores": loadgen / wall_s,
         "model_busy_share": recorder.seconds / result.summary.wall_s,  # the model ran within the load's wall

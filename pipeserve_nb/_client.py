@@ -35,8 +35,8 @@ def query(
     as ``Authorization: Bearer <token>`` (for a server started with an ``auth_token``).
 
     Example:
-        >>> query("http://127.0.0.1:8000", "hello world")  # doctest: +SKIP
-        [0.0123, ...]
+        >>> len(query(server.url, "hello world"))  # doctest: +SKIP
+        384
     """
     import httpx
 

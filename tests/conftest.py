@@ -31,6 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+            item.add_marker(pytest.mark.gate)  # a cluster is never part of the fast tier
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -18,6 +18,8 @@ import pytest
 
 from .helpers import SCRIPT_TIMEOUT_S, run_quick
 
+pytestmark = pytest.mark.gate  # the full gate: subprocesses and long runs
+
 
 def _benchmark_module(name: str) -> ModuleType:
     """A module of the ``benchmarks`` package (the repository root is on the tests' path)."""

@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 
 from .helpers import SCRIPT_TIMEOUT_S, port_is_free
 
-pytestmark = pytest.mark.timeout(SCRIPT_TIMEOUT_S)  # a whole notebook per test: a bound against a hang
+pytestmark = [pytest.mark.gate, pytest.mark.timeout(SCRIPT_TIMEOUT_S)]  # a whole notebook per test: a hang bound
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -146,14 +146,17 @@ def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_p
     assert f["all_answered"]
     assert 0 < f["peak_waiting"]["breaker by count (max_queue=32)"] <= 32  # what the live panels read
     assert f["breaker_503"] > 0 and f["waits_504"] > 0 and f["time_503"] > 0
-    # a 504 comes only at the deadline; a 503 is refused before any wait
-    assert f["waits_504_ms"] >= f["timeout_s"] * 1000 > f["breaker_503_ms"]
-    assert f["timeout_s"] * 1000 > f["time_503_ms"]
+    # every 503 and 504 the client saw is one the server counted as its own answer (not a client timeout); the
+    # server's 200s also count the warm-up before the overload
+    for label, by_status in f["client_by_status"].items():
+        refused = {s: n for s, n in by_status.items() if s != "200"}
+        assert refused == {s: n for s, n in f["server_by_status"][label].items() if s != "200"}, label
+    assert f["waits_504_ms"] >= f["timeout_s"] * 1000  # a 504 comes only at the request's deadline
     assert f["retry_after"] is not None and int(f["retry_after"]) >= 1  # the forecast wait, rounded up
     assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_batch"] > 1
     assert f["poison_error"]["type"] == "InferenceFailed"
-    # the model on the event loop blocks a probe for most of the job; on the worker thread no probe waits for it
-    assert f["seed_probe_max_ms"] >= 0.5 * f["long_s"] * 1000 > f["ours_probe_max_ms"]
+    # with the model on the event loop no probe is answered before the job ends; on the worker thread they are
+    assert f["seed_answered_during_job"] == 0 and f["ours_answered_during_job"] >= 1
 
 
 def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp_path: Path) -> None:
@@ -180,7 +183,15 @@ def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) ->
     # never waits on purpose is checked on a fake clock (the event loop's lateness here depends on the machine)
     assert f["alone_wait10_n"] > 0 and f["alone_wait10_min_queue_ms"] >= 10
     verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
-    assert re.search(r"closed c=8: batching (helps|hurts|makes|trades)", verdicts)
+    assert len(f["my_verdicts"]) == 2 and "closed c=8" in f["my_verdicts"]  # the two loads of section 4
+    for load, v in f["my_verdicts"].items():  # each printed verdict is the one its own numbers give
+        better = v["ratio"] > 1.05 or v["delta_ms"] < -v["tol_ms"]
+        worse = v["ratio"] < 0.95 or v["delta_ms"] > v["tol_ms"]
+        rule = (
+            "trades latency for throughput" if better and worse else "helps" if better else "hurts" if worse else None
+        )
+        assert v["verdict"] == (rule or "makes no real difference"), (load, v)
+        assert f"{load}: batching {v['verdict']} here ({v['ratio']:.2f}x" in verdicts
 
 
 @pytest.mark.ray

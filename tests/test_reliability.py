@@ -12,6 +12,8 @@ from pipeserve_nb import ServerConfig
 
 from .helpers import SCRIPT_TIMEOUT_S, run_quick
 
+pytestmark = pytest.mark.gate  # the full gate: subprocesses and long runs
+
 
 @pytest.mark.timeout(SCRIPT_TIMEOUT_S)
 def test_bad_input_table_and_overload_soak(tmp_path: Path) -> None:

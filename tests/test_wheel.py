@@ -9,11 +9,16 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from .helpers import ROOT
+
+pytestmark = pytest.mark.gate  # the full gate: builds and installs a wheel
 
 PROBE = """
 import pathlib, sys
 import pipeserve_nb
+
 here = pathlib.Path(pipeserve_nb.__file__).resolve()
 assert here.is_relative_to(pathlib.Path(sys.argv[1]).resolve()), f"imported from {here}"
 with pipeserve_nb.serve() as server:

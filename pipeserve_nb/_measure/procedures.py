@@ -130,8 +130,9 @@ def paired_rounds(
     before and just after each soak (see the module docstring). Warm the server up first.
 
     Example:
-        >>> paired_rounds(server, rounds=3).share  # doctest: +SKIP
-        0.95
+        >>> rounds = paired_rounds(server, rounds=2, capacity_s=1.0, soak_s=1.0)  # doctest: +SKIP
+        >>> len(rounds.rounds), rounds.share > 0  # doctest: +SKIP
+        (2, True)
     """
     found: list[PairedRound] = []
     before = capacity(target, duration_s=capacity_s, texts=texts).summary.goodput_rps

@@ -33,8 +33,7 @@ T = TypeVar("T")
 def _run_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on a fresh event loop: uvloop's where it is installed (it comes with
     ``uvicorn[standard]`` and ``ray[serve]``), else asyncio's. The generator shares the CPU with
-    the server it measures; on uvloop it spends about a third less CPU per request
-    (``docs/performance.md``)."""
+    the server it measures, and on uvloop it spends less CPU per request (``docs/performance.md``)."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(main)
 

@@ -10,10 +10,10 @@ environment all take it) is one of:
   and still less exact, so there is nothing to gain.
 
 A model pipeserve loads is loaded in float32 and its weights are then cast (``cast``): that
-halves the one copy's memory, and measured on this machine's CPU it ran the bundled model
-faster than autocast, which keeps the weights in float32 and converts them on every call
-(``docs/precision.md``). What leaves the model is float32 again: the bundled embedder pools
-and normalises in float32, pipelines' own post-processing turns logits into Python floats.
+halves the one copy's memory and spares the conversion that autocast, which keeps the weights
+in float32, makes on every call (``docs/precision.md`` compares the two). What leaves the model
+is float32 again: the bundled embedder pools and normalises in float32, pipelines' own
+post-processing turns logits into Python floats.
 
 Detection asks torch itself (``torch.cpu._is_avx512_bf16_supported``, ``_is_amx_tile_supported``,
 ``_is_amx_fp16_supported``; ``torch.cuda.get_device_capability`` of the model's device): it reads
@@ -21,10 +21,10 @@ the CPU's feature flags, the same ones the kernels that would run the model disp
 probe for AVX512-FP16, which its float16 kernels also use; on Linux that flag is read from
 ``/proc/cpuinfo``.
 
-Native is not always faster on a CPU: an Intel Xeon with AVX512-BF16 but no AMX ran the bundled
-model's bfloat16 layers at about 0.7x float32, where an AMD Zen 4 with the same flag ran them at 1.6x.
-So on a CPU ``"auto"`` also times a layer of the model's width in both types (``speedup``, about
-0.1 s, once per process and width) and keeps float32 unless bfloat16 is clearly faster. On CUDA a
+Native is not always faster on a CPU: the same flag runs bfloat16 layers slower than float32 on
+some CPUs and faster on others (``docs/precision.md`` has the ones measured). So on a CPU ``"auto"``
+also times a layer of the model's width in both types (``speedup``, a fraction of a second, once per
+process and width) and keeps float32 unless bfloat16 is clearly faster. On CUDA a
 native bfloat16 is always faster and is taken without timing.
 """
 

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 __all__ = ["quiet_loading", "NOTICE_AFTER_S"]
 
 NOTICE_AFTER_S = 2.0
-"""How long a load runs before it says so (the bundled model loads in well under a second)."""
+"""How long a load runs before it says so (a quick load, such as the bundled model's, says nothing)."""
 
 _lock = threading.Lock()
 _depth = 0

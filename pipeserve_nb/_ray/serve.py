@@ -79,7 +79,9 @@ def serve_on_ray(
 
     Example:
         >>> server = serve_on_ray(replicas=2)   # doctest: +SKIP
-        >>> server.query("hello")[:3]           # doctest: +SKIP
+        >>> len(server.query("hello"))          # doctest: +SKIP
+        384
+        >>> server.stop()                       # doctest: +SKIP
     """
     check_shippable(model)
     spec = ModelSpec(model=model, task=task, device=device, dtype=dtype)

@@ -30,7 +30,8 @@ def worker_processes(n: int, *flags: str, start_timeout_s: float = 300.0) -> Ite
 
     Example:
         >>> with worker_processes(2) as workers:  # doctest: +SKIP
-        ...     [rss_mb(w.pid) for w in workers]
+        ...     [rss_mb(w.pid) > 100 for w in workers]
+        [True, True]
     """
     procs: list[subprocess.Popen[str]] = []
     try:

@@ -28,6 +28,7 @@ from ..helpers import ROOT
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
+    pytest.mark.gate,
     pytest.mark.timeout(300),
     pytest.mark.skipif(
         (CHROMIUM is None or DRIVER is None) and not os.environ.get("CI"),

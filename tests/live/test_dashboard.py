@@ -15,7 +15,7 @@ from pipeserve_nb._live.dashboard import Dashboard
 
 from ..kernel import Kernel, Message, started_kernel
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.gate, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

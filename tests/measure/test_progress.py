@@ -10,7 +10,7 @@ import pytest
 
 from ..kernel import Kernel, Message, started_kernel
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.gate, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

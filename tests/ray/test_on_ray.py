@@ -31,7 +31,7 @@ from pipeserve_nb._server.run import registry
 
 from ..helpers import port_is_free, wait_for
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.gate, pytest.mark.ray]
 
 RAY = str(Path(sys.executable).parent / "ray")
 TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}

@@ -6,6 +6,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from pipeserve_nb import ClosedLoop, LoadedModel, OpenLoop, run_load, seed_page_app, serve_app
 
@@ -26,6 +27,7 @@ def test_batching_design_batches_and_answers_everyone() -> None:
     assert result.summary.ok == 32
 
 
+@pytest.mark.gate  # waits out the client's timeouts
 def test_the_printed_sketch_never_answers_a_lone_request() -> None:
     with serve_app(seed_page_app(batching=True, drop_first_request=True), name="seed") as handle:
         result = run_load(handle, OpenLoop(rate_rps=2, requests=2, arrivals="constant"), timeout_s=3, progress=False)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import httpx
 import psutil
+import pytest
 
 from pipeserve_nb import query, worker_processes
+
+pytestmark = pytest.mark.gate  # the full gate: subprocesses and long runs
 
 
 def test_workers_serve_with_their_flags_and_end_with_the_block() -> None:

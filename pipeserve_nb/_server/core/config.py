@@ -18,24 +18,18 @@ class ServerConfig:
     Parameters:
         max_queue: requests that may wait for the model (every request accepted and not yet
             started); one more gets a fast 503 with ``Retry-After`` (the circuit breaker).
-            The default is 1.5-2.5 s of work for the bundled model on 2 cores; behind the
-            bound in time below, it caps what waits while there is no forecast yet (a cold
-            server's first calls) and the memory a burst of requests can take.
+            Behind the bound in time below, it caps what waits while there is no forecast yet
+            (a cold server's first calls) and the memory a burst of requests can take; the
+            default is a few seconds of work for the bundled model on a small CPU.
         max_queue_wait_s: admission by time: a request the server forecasts would wait longer
             than this to *start* (the model calls that will run what waits before it, priced
             by the call cost fitted from the calls it ran, and scaled by how far real waits ran
             past such forecasts) gets a fast 503 whose ``Retry-After`` is that forecast,
-            rounded up. None: only ``max_queue`` bounds the queue. The default, 2 s, is from
-            ``make reliability``'s comparison of 0.25, 0.5, 1 and 2 s under 3x overload on this
-            2-core machine: in three full runs before 2026-12-04, 2 s kept goodput at 0.88-1.15
-            of the measured capacity, 1 s at 0.80-0.97 and smaller bounds at 0.58-0.82 (the
-            queue ran short between batches). Those shares were flattered by about 15% (the
-            capacity after each soak was measured with the soak server still up); in the two
-            runs of 2026-12-04, without that bias, the four values spread over 0.73-1.04 with no
-            consistent order, within this machine's noise. 2 s stays the default as the
-            largest queue of work within a few seconds' wait; lower it where a caller would
-            rather be refused than wait (``docs/reliability.md``, which also judges the
-            default's goodput on paired rounds: medians of 0.93-1.07 of capacity at 3x in three runs).
+            rounded up. None: only ``max_queue`` bounds the queue. The default, 2 s, keeps a
+            queue of work deep enough for length-aware batches to pad little, within a wait a
+            caller will bear; lower it where a caller would rather be refused than wait.
+            ``make reliability`` compares it with 0.25, 0.5 and 1 s under a 3x overload
+            (``docs/performance.md``).
         stuck_call_s: a model call running longer than this makes ``/health`` answer 503
             (it recovers when the call returns). None: ten times the call's predicted time,
             and at least 10 s (first calls and odd inputs are slow; a hung call is hung).

@@ -9,7 +9,7 @@ machine whose speed drifts, as a shared CPU's does within minutes. Its uses:
 - the health check calls a model call "stuck" when it runs far longer than predicted.
 
 Guards, each against a way one call could mislead it: the first call is not observed (it
-pays one-time set-up: lazy initialisation, allocator warm-up; measured 3-50x a later call);
+pays one-time set-up: lazy initialisation, allocator warm-up; it can take many times a later call);
 nothing is predicted before ``min_calls`` calls; once it predicts, one observation counts
 at most ``OUTLIER_FACTOR`` times its prediction (a pause of the whole process is not the
 model's cost; a lasting slow-down still moves the fit, call by call). Both coefficients are
@@ -131,21 +131,17 @@ class WaitCalibration:
     The forecast (``backlog_s`` of the waiting calls) assumes the requests waiting now are
     the ones that run first. A length-aware policy also batches *later* arrivals ahead of a
     waiting request (the oldest is always in the next batch, but its batch-mates are its
-    neighbours in length, old or new), so real waits run longer than forecast: measured at
-    3x overload with the bundled model, the median wait was 0.75x its forecast and the p99
-    2.2x. A request admitted near the bound (its calibrated forecast at least half of
+    neighbours in length, old or new), so under an overload real waits spread around their
+    forecast, the slowest well past it. A request admitted near the bound (its calibrated forecast at least half of
     ``bound_s``: where the bound binds, and where one batch more or less is a small part of
     the wait) contributes its real wait over its raw forecast; ``factor`` is the
     ``quantile`` of the last ``window`` of those ratios, kept within [``low``, ``high``];
-    until ``min_samples`` were seen it is ``prior``, near the p99 measured here, so that the
-    first seconds of an overload (before any request admitted in it has started) do not
+    until ``min_samples`` were seen it is ``prior``, a ratio of the size seen under overload, so
+    that the first seconds of an overload (before any request admitted in it has started) do not
     admit a queue twice as long as the bound. Admission multiplies its forecast by it, so that the
     chosen quantile of real waits, not only the median, stays within the bound. The quantile is
-    the p99 because the bound is promised at the p99: with the p95, about one request in twenty
-    of those admitted near the bound waited past it, and the p99 of accepted requests ran past
-    ``max_queue_wait_s`` plus one batch in most full runs of ``make reliability``; with the
-    p99 it stayed within it, at no measurable cost in goodput (the queue stays deep enough
-    to sort by length).
+    the p99 because the bound is promised at the p99 (``make reliability`` checks it); a lower
+    quantile lets the slowest of those admitted near the bound wait past it.
     """
 
     def __init__(

@@ -78,11 +78,10 @@ class BatchPolicy:
             splitting a batch in two must save in padding to be worth it. Small values
             split at smaller differences of length; large values pack batches full (on a
             GPU, where a call's fixed cost dwarfs its per-token cost, raise it). The
-            default, 40, is near what a call's fixed cost is worth in tokens on a 2-core
-            CPU with the bundled model (a call takes 4-10 ms plus 0.08-0.15 ms per padded
-            token, the machine's speed varying by day: 50-65 tokens), and the middle of the
-            range, 20 to 80, that served fastest there; ``make bench`` measures 10 and 160
-            beside it. It is in the units of ``tokens`` (characters for a plain callable).
+            default, 40, is near what a call's fixed cost is worth in tokens on a small CPU
+            with the bundled model (its fitted cost, ``/stats``' ``call_cost``, says so for
+            yours); ``make bench`` measures 10 and 160 beside it (``docs/performance.md``).
+            It is in the units of ``tokens`` (characters for a plain callable).
         window_size: most inputs of waiting requests to choose from; None for
             ``4 * max_batch_size`` (requests beyond it wait their turn, in order).
 

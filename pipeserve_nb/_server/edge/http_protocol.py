@@ -10,8 +10,8 @@ unfinished request head and one send per response.
   straight to the socket: two system calls, two TCP segments, two wake-ups of the client. The
   connection's transport here gathers what is written in one turn of the event loop and sends
   it at the end of that turn, in one write. A small answer (every refusal under overload) then
-  costs the server about a fifth less CPU and the client about a third less
-  (``docs/performance.md``); an answer leaves at most one loop turn later.
+  costs the server and the client one system call and one wake-up less (``docs/performance.md``
+  has the CPU per refusal); an answer leaves at most one loop turn later.
 
 Under an external uvicorn, ``--http pipeserve_nb.asgi:HttpProtocol`` runs the same protocol.
 """

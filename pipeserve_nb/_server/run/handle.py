@@ -168,8 +168,12 @@ class ServerHandle(AppHandle, Queries):
 
         Example:
             >>> server.dashboard()  # doctest: +SKIP
+            <Dashboard 'default' of http://127.0.0.1:...: not shown>
         """
-        from ..._live.dashboard import DEFAULT_INTERVAL_S, Dashboard  # the live view, loaded on first use
+        from ..._live.dashboard import (  # here, not at module level: see docs/architecture.md
+            DEFAULT_INTERVAL_S,
+            Dashboard,
+        )
 
         self._dashboards = [d for d in self._dashboards if d.final is None]
         every = DEFAULT_INTERVAL_S if interval_s is None else interval_s

@@ -158,7 +158,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
     # proto says TCP; with proto 0, Nagle's algorithm meets the client's delayed ACK and
-    # every response waits ~40 ms.
+    # every response waits for the delayed-ACK timer.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not SO_REUSEPORT: no silent sharing
     try:

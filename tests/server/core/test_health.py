@@ -3,7 +3,6 @@ recovers when the call returns, and ``stop()`` returns on time even though the c
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -53,12 +52,10 @@ def test_stop_returns_within_its_drain_bound_and_reports_the_call_that_never_ret
         with ThreadPoolExecutor(2) as pool:
             hung = pool.submit(httpx.post, server.url, content=b"hangs", timeout=30)
             assert gated.entered.wait(10)
-            started = time.monotonic()
             with pytest.warns(RuntimeWarning, match="still inside a model call"):
-                server.stop(timeout_s=0.5)
-            stopped_in = time.monotonic() - started
-            assert hung.result(10).status_code == 503  # answered ServerStopping, not left hanging
-        assert stopped_in < 0.5 + 10  # the drain bound plus uvicorn's close; a bound against a hang
+                server.stop(timeout_s=0.5)  # returns though the call goes on (the test's timeout bounds a hang)
+            answer = hung.result(10)
+            assert answer.status_code == 503 and answer.json()["error"]["type"] == "ServerStopping"
         stuck = server.stuck_call_s
         assert stuck is not None and stuck > 0.5 and not server.running
     finally:

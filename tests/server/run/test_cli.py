@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pipeserve_nb import BatchPolicy
 
 from ...models.test_fill_mask import assert_candidates
+
+pytestmark = pytest.mark.gate  # the full gate: subprocesses and long runs
 
 
 def _start(

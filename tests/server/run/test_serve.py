@@ -242,14 +242,6 @@ def test_a_failing_lifespan_surfaces_its_real_cause(monkeypatch: pytest.MonkeyPa
     assert pipeserve_threads() == []
 
 
-def test_the_handle_reads_well() -> None:
-    with serve(lambda xs: xs, name="shown") as server:
-        assert repr(server).startswith(f"<ServerHandle 'shown' running at {server.url}")
-        assert server.url in server._repr_html_() and "<table" in server._repr_html_()
-    assert "stopped" in repr(server)
-    server.stop()  # a second stop is harmless
-
-
 def test_http_is_parsed_by_httptools() -> None:
     """uvicorn's C parser (about 0.1 ms less per request than h11 on 2 cores, see README), with
     pipeserve's bound on an unfinished head (``limits``)."""
