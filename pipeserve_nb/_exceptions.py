@@ -18,7 +18,7 @@ The tree::
         └── InferenceFailed       the model raised for this request's inputs  -> 500
 
 Only the web layer turns ``RequestFailed`` subclasses into HTTP statuses, from the one
-table in ``_server/errors.py``; the engine and worker raise them without knowing about HTTP.
+table in ``_server/edge/errors.py``; the engine and worker raise them without knowing about HTTP.
 """
 
 from __future__ import annotations

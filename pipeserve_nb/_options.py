@@ -6,7 +6,7 @@ A settings class calls ``check_fields(self)`` in its ``__post_init__``: every de
 is checked against its rule, and a value that breaks it raises ``InvalidSetting`` with a
 message that states the rule (``max_queue must be an int >= 1, got 0``). The command line,
 the ``PIPESERVE_*`` environment variables and the README's option table are derived from
-these declarations (``_server/settings.py``); nothing else lists the options.
+these declarations (``_server/run/settings.py``); nothing else lists the options.
 
 The rules (``Int``, ``Number``, ``Flag``, ``Text``, ``Custom``) are shared by every check of
 a value a user passes, the load shapes of the measurement side included.

@@ -48,6 +48,15 @@ def test_summary_figures_follow_their_definitions() -> None:
     assert s.behind_schedule == 1 and s.max_lag_ms == pytest.approx(50.0)
     flat = s.as_dict()
     assert flat["n_200"] == 3 and flat["n_0"] == 1 and "by_status" not in flat
+    # sent from 0.0 to 0.4 s; the 200s that arrived by 0.4 s (at 0.010, 0.130, 0.300): 3 over 0.4 s
+    assert s.sending_goodput_rps == pytest.approx(3 / 0.4)
+
+
+def test_goodput_while_sending_leaves_out_what_the_drain_answered() -> None:
+    drained = [row(0, 0.0, 0.0, 0.05), row(1, 0.5, 0.5, 0.9), row(2, 1.0, 1.0, 3.0), row(3, 1.0, 1.0, 3.5)]
+    s = summarize(drained)
+    assert s.goodput_rps == pytest.approx(4 / 3.5)  # the drain after the last send counts here...
+    assert s.sending_goodput_rps == pytest.approx(2 / 1.0)  # ...not here: two answers arrived while sending
 
 
 def test_the_frame_has_one_row_per_request_with_derived_columns() -> None:
