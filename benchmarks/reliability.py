@@ -7,7 +7,7 @@ measured in the same run and counts every answer (the overload half, with the ch
 default ``max_queue_wait_s`` and the hung-model case, is ``overload``). Writes
 ``benchmarks/results/reliability.md`` and ``benchmarks/results/reliability.json``.
 
-    python -m benchmarks reliability            # the full run (about fifteen minutes)
+    python -m benchmarks reliability            # the full run (a few minutes)
     python -m benchmarks reliability --quick    # a smoke run with a short soak (tests use it)
 """
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._live.dashboard import Dashboard
 from .._options import Int, check
@@ -11,7 +11,6 @@ from .._server.core.config import ServerConfig
 from .._server.core.policy import BatchPolicy
 from .._server.run.handle import AppHandle, ServerHandle
 from .._server.run.serve import serve
-from .._teaching.seed_policy import SeedPagePolicy
 from .loads import ClosedLoop, Load
 from .results import LoadResult
 from .runner import run_load
@@ -19,9 +18,11 @@ from .runner import run_load
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .._teaching.seed_policy import SeedPagePolicy  # a type only: the teaching designs sit above the toolkit
+
 __all__ = ["sweep", "Target"]
 
-Target = BatchPolicy | SeedPagePolicy | Callable[[], AppHandle]
+Target: TypeAlias = "BatchPolicy | SeedPagePolicy | Callable[[], AppHandle]"
 """A policy (served with ``serve(model, policy=...)``) or a callable that starts any server."""
 
 

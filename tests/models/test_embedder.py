@@ -56,7 +56,7 @@ def test_ids_embed_exactly_as_the_model_card_says(embedder_float32: LoadedModel)
     assert exact([]) == []
 
 
-def test_texts_are_tokenized_once_on_the_preparation_thread_never_on_the_loop_or_the_model_thread(
+def test_texts_are_tokenized_once_per_request_and_never_on_the_event_loop(
     embedder_float32: LoadedModel,
 ) -> None:
     exact = embedder_float32
@@ -78,7 +78,8 @@ def test_texts_are_tokenized_once_on_the_preparation_thread_never_on_the_loop_or
             cut = httpx.post(server.url, json={"inputs": LONG, "parameters": {"truncation": True}}, trust_env=False)
     finally:
         runner._encoder = encoder
-    assert threads == ["pipeserve-prepare", "pipeserve-prepare"]  # once per request, on its own thread
+    # two texts: on the preparation thread; one text at an idle server: the fast lane, at the start of its own call
+    assert threads == ["pipeserve-prepare", "pipeserve-inference"]
     assert torch.allclose(torch.tensor(answers), reference(exact, texts), atol=1e-6)
     assert cut.status_code == 200
     assert torch.allclose(torch.tensor(cut.json()), reference(exact, [LONG])[0], atol=1e-6)

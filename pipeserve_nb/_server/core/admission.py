@@ -36,7 +36,12 @@ from ..._models.runner import Runner
 from .config import ServerConfig
 from .cost import Forecast
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "batching_key"]
+
+
+def batching_key(parameters: Mapping[str, Any]) -> str:
+    """``parameters`` in a canonical form: requests batch only with requests of the same key."""
+    return json.dumps(parameters, sort_keys=True, default=repr)
 
 
 class Admission:
@@ -91,7 +96,7 @@ class Admission:
         runner = self.runner
         prepared = runner.prepare(texts, parameters)
         counts, limit = prepared.tokens, runner.max_tokens
-        key = json.dumps(parameters, sort_keys=True, default=repr)
+        key = batching_key(parameters)
         if limit is None:
             return prepared.inputs, max(counts), key
         if not parameters.get("truncation"):

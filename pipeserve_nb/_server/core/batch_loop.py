@@ -5,7 +5,9 @@
 1. ``await queue.next_batch()`` (where requests wait; see ``batch_queue``);
 2. mark each request started the first time any of its inputs runs, and record its wait;
 3. hand the batch to the inference thread (``worker.run_batch`` there) and await the
-   outcomes: the event loop stays free while the model runs;
+   outcomes: the event loop stays free while the model runs. A request that was queued
+   unprepared (the engine's fast lane: one input, arriving at an idle server) is prepared
+   there first, at the start of its own call (``prepare_and_run``);
 4. resolve every slice: its outputs go to its request, which is answered with its
    ``Result`` once its last slice ran; a slice that failed answers its request with the
    error the worker chose (``InferenceFailed``, or ``InvalidInput`` for parameter values
@@ -27,24 +29,33 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 
+from ..._exceptions import RequestFailed
 from ..._models.runner import Runner
 from ..observe.stats import Stats, clock
 from .batch_queue import BatchQueue
 from .cost import CallCost, Forecast, WaitCalibration, backlog_s
-from .inference import InferenceThread, WorkerCrashed, run_batch
+from .inference import InferenceThread, Outcome, WorkerCrashed, run_batch
+from .preparation import Prepare, prepare_one
 from .request import Batch, stopping, worker_died
 
-__all__ = ["BatchLoop"]
+__all__ = ["BatchLoop", "prepare_and_run"]
 
 
 class BatchLoop:
     """Runs the batches of one ``BatchQueue`` with one model on one ``InferenceThread``."""
 
     def __init__(
-        self, queue: BatchQueue, runner: Runner, worker: InferenceThread, stats: Stats, bound_s: float | None = None
+        self,
+        queue: BatchQueue,
+        runner: Runner,
+        worker: InferenceThread,
+        stats: Stats,
+        bound_s: float | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.queue = queue
         self.runner = runner
+        self.prepare = prepare
         self.worker = worker
         self.stats = stats
         self.cost = CallCost()
@@ -101,11 +112,15 @@ class BatchLoop:
                 waits.append(started - request.arrived_s)
                 if request.forecast is not None:
                     self.calibration.observe(request.forecast, waits[-1])
-        job = partial(run_batch, self.runner, [s.inputs for s in batch.slices], batch.parameters)
+        if all(s.request.ready for s in batch.slices) or self.prepare is None:
+            job = partial(run_batch, self.runner, [s.inputs for s in batch.slices], batch.parameters)
+        else:
+            job = partial(prepare_and_run, self.prepare, self.runner, batch)
         outcomes = await asyncio.wrap_future(self.worker.submit(job))
         inference_s = clock() - started
-        self.cost.observe(batch.padded_tokens, inference_s)
-        self.stats.record_batch(batch.size, inference_s, waits, batch.real_tokens, batch.padded_tokens)
+        if any(s.request.ready for s in batch.slices):  # a call ran (not only refusals found in preparing)
+            self.cost.observe(batch.padded_tokens, inference_s)
+            self.stats.record_batch(batch.size, inference_s, waits, batch.real_tokens, batch.padded_tokens)
         for piece, outcome in zip(batch.slices, outcomes, strict=True):
             if outcome.outputs is not None:
                 piece.request.ran(outcome.outputs, batch.size, inference_s)
@@ -117,3 +132,20 @@ class BatchLoop:
             for piece in self.running.slices:
                 piece.request.fail(error())
             self.running = None
+
+
+def prepare_and_run(prepare: Prepare, runner: Runner, batch: Batch) -> list[Outcome]:
+    """On the inference thread: prepare the batch's requests that were queued unprepared, then run the
+    batch (``run_batch``); a request its preparation refuses gets that error and is left out of the call."""
+    refused: dict[int, RequestFailed] = {}
+    for index, piece in enumerate(batch.slices):
+        request = piece.request
+        if not request.ready:
+            prepared = prepare_one(prepare, request)
+            if isinstance(prepared, RequestFailed):
+                refused[index] = prepared
+            else:
+                request.prepared(*prepared)
+    kept = [s for i, s in enumerate(batch.slices) if i not in refused]
+    ran = iter(run_batch(runner, [s.inputs for s in kept], batch.parameters) if kept else [])
+    return [Outcome(error=refused[i]) if i in refused else next(ran) for i in range(len(batch.slices))]

@@ -5,10 +5,13 @@ Data flows one way: ``reserve()`` (the edge, before it reads a body) takes room 
 (``admission``); ``submit()`` checks its parameter names, hands it to the ``Preparation`` thread
 (its texts become the model's inputs, off the event loop) and returns its future; once prepared
 it is put on the ``BatchQueue``; the ``BatchLoop`` runs batches on the ``InferenceThread`` and
-answers each future. The engine only wires these together and owns their lifecycle; it knows
-nothing of HTTP. Lifecycle: CREATED ->
-(load) -> RUNNING -> DRAINING -> STOPPED, or RUNNING -> FAILED when the batch loop or the
-inference thread dies (then every queued and new request gets ``WorkerDied``, ``failure``
+answers each future. A request that would run alone at once (the fast lane: one input, nothing
+waiting or being prepared, no model call running, a policy that does not wait for company) skips
+the preparation thread: it is queued unprepared and prepared on the inference thread at the start
+of its own call, which spares a lone request a thread hand-off; it is never prepared on the loop.
+The engine only wires these together and owns their lifecycle; it knows nothing of HTTP.
+Lifecycle: CREATED -> (load) -> RUNNING -> DRAINING -> STOPPED, or RUNNING -> FAILED when the batch
+loop or the inference thread dies (then every queued and new request gets ``WorkerDied``, ``failure``
 holds the cause, and nothing restarts by itself: the owner stops and serves again).
 
 Stopping has one order, whoever asks for it: ``drain()`` (no new requests; those waiting
@@ -30,7 +33,7 @@ from ..._exceptions import RequestFailed, ServerStopping
 from ..._models.loading import load
 from ..._models.spec import LoadedModel, ModelSpec
 from ..observe.stats import Stats, clock
-from .admission import Admission
+from .admission import Admission, batching_key
 from .batch_loop import BatchLoop
 from .batch_queue import BatchQueue
 from .config import ServerConfig
@@ -129,6 +132,7 @@ class Engine:
         self._queue = BatchQueue(self.policy)
         self._batches = BatchLoop(self._queue, model.runner, worker, self.stats, self.config.max_queue_wait_s)
         self._admission = Admission(model.runner, self.config, self.queue_depth, self._batches.start_wait_s)
+        self._batches.prepare = self._admission.prepare
         self._preparation = Preparation(self._admission.prepare, self._prepared, asyncio.get_running_loop())
         self._all_answered = asyncio.Event()
         self._all_answered.set()
@@ -236,14 +240,31 @@ class Engine:
         request = Request(inputs, parameters, loop.create_future(), now, now + timeout_s)
         request.forecast = reservation.forecast
         request.timer = loop.call_later(timeout_s, request.expire)
-        reservation.release()  # its room passes to the request being prepared
+        reservation.release()  # its room passes to the request
         queue.expect(request)
-        preparation.submit(request)
+        if self._runs_alone_at_once(request, now):
+            request.key = batching_key(parameters)
+            queue.put(request)  # unprepared: the inference thread prepares it at the start of its call
+        else:
+            preparation.submit(request)
         self._unanswered += 1
         if self._all_answered is not None:
             self._all_answered.clear()
         request.future.add_done_callback(partial(self._answered, request))
         return request.future
+
+    def _runs_alone_at_once(self, request: Request, now: float) -> bool:
+        """Whether ``request`` takes the fast lane: one input, nothing else accepted and not started, no
+        model call running, and a policy that closes a lone request's batch at once."""
+        queue, batches = self._queue, self._batches
+        return (
+            len(request.inputs) == 1
+            and queue is not None
+            and queue.depth() == 1  # this request, just expected
+            and batches is not None
+            and batches.running is None
+            and self.policy.collect_deadline(now, now) <= now
+        )
 
     def _prepared(self, done: list[tuple[Request, Prepared]]) -> None:
         """The preparation thread's delivery (on the event loop): queue each request, or answer its error."""

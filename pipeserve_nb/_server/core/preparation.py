@@ -25,7 +25,7 @@ from typing import Any
 from ..._exceptions import InferenceFailed, RequestFailed
 from .request import Request
 
-__all__ = ["Preparation", "Prepared", "Prepare", "Deliver"]
+__all__ = ["Preparation", "Prepared", "Prepare", "Deliver", "prepare_one"]
 
 Prepared = tuple[list[Any], int, str] | RequestFailed
 """What preparing one request gave: ``(inputs, tokens, key)`` (``Request.prepared``), or its error."""
@@ -69,7 +69,7 @@ class Preparation:
                     stop = True
                 else:
                     group.append(job)
-            done = [(r, self._one(r)) for r in group if not r.future.done()]  # answered meanwhile: skipped
+            done = [(r, prepare_one(self._prepare, r)) for r in group if not r.future.done()]  # answered: skipped
             if done:
                 try:
                     self._loop.call_soon_threadsafe(self._deliver, done)
@@ -78,12 +78,15 @@ class Preparation:
             if stop:
                 return
 
-    def _one(self, request: Request) -> Prepared:
-        try:
-            return self._prepare(request.inputs, request.parameters)
-        except RequestFailed as exc:
-            return exc
-        except Exception as exc:
-            failed = InferenceFailed(f"preparing this request's inputs raised {type(exc).__name__}")
-            failed.__cause__ = exc
-            return failed
+
+def prepare_one(prepare: Prepare, request: Request) -> Prepared:
+    """``request``'s inputs prepared, or the error to answer it with (an exception the runner did not mean
+    becomes ``InferenceFailed``, its cause kept)."""
+    try:
+        return prepare(request.inputs, request.parameters)
+    except RequestFailed as exc:
+        return exc
+    except Exception as exc:
+        failed = InferenceFailed(f"preparing this request's inputs raised {type(exc).__name__}")
+        failed.__cause__ = exc
+        return failed

@@ -56,6 +56,7 @@ class Request:
     deadline_s: float
     key: str = ""
     tokens: int = 0
+    ready: bool = False  # prepared: ``inputs`` are the model's, ``tokens`` counted
     taken: int = 0  # inputs handed to a batch so far
     started_s: float | None = None  # when its first slice reached the model
     outputs: list[Any] = field(default_factory=list)
@@ -71,7 +72,7 @@ class Request:
 
     def prepared(self, inputs: list[Any], tokens: int, key: str) -> None:
         """Its texts were prepared: the model's ``inputs``, the longest one's ``tokens``, the batching ``key``."""
-        self.inputs, self.tokens, self.key = inputs, tokens, key
+        self.inputs, self.tokens, self.key, self.ready = inputs, tokens, key, True
 
     def expire(self) -> None:
         """Answer the request with ``RequestTimeout``, unless it was answered already."""

@@ -44,9 +44,15 @@ class SlowPrepare(Runner):
         return list(inputs)
 
 
-def run(runner: Runner, scenario: Callable[[Engine], Awaitable[Any]], **config: Any) -> Any:
+WAITS = BatchPolicy(max_wait_s=0.001)
+"""A policy that waits for company: every request goes through the preparation thread (no fast lane)."""
+
+
+def run(
+    runner: Runner, scenario: Callable[[Engine], Awaitable[Any]], policy: BatchPolicy = WAITS, **config: Any
+) -> Any:
     async def main() -> Any:
-        engine = Engine(ModelSpec(model=runner), BatchPolicy(), ServerConfig(**config))
+        engine = Engine(ModelSpec(model=runner), policy, ServerConfig(**config))
         await engine.start()
         try:
             return await scenario(engine)
@@ -110,6 +116,38 @@ def test_an_input_over_the_limit_found_while_preparing_is_413_and_not_a_drop() -
     error, stats, depth = run(runner, scenario)
     assert str(error).startswith("the input has 6 tokens; this model takes at most 5: shorten it")
     assert sum(stats["dropped_before_inference"].values()) == 0 and depth == 0 and runner.ran == []
+
+
+def test_a_lone_request_at_an_idle_server_is_prepared_at_the_start_of_its_own_call() -> None:
+    """The fast lane: one input, nothing else waiting, no call running, a policy that starts at once."""
+    runner = SlowPrepare()
+
+    async def scenario(engine: Engine) -> tuple[list[str], list[list[str]], Any, Any]:
+        lone = engine.submit(["alone"], {})  # the fast lane: queued unprepared, prepared by the inference thread
+        assert await asyncio.to_thread(runner.entered.wait, 10)
+        queued = engine.submit(["next"], {})  # a call is running: the preparation thread prepares it
+        runner.gate.set()
+        return runner.prepared_on, runner.ran, await lone, await queued
+
+    prepared_on, ran, lone, queued = run(runner, scenario, BatchPolicy())
+    assert prepared_on == ["pipeserve-inference", "pipeserve-prepare"]
+    assert ran == [["alone"], ["next"]] and lone.outputs == ["alone"] and queued.outputs == ["next"]
+
+
+def test_a_fast_lane_request_over_the_limit_is_refused_and_runs_no_call() -> None:
+    runner = SlowPrepare()
+    runner.gate.set()
+
+    async def scenario(engine: Engine) -> tuple[BaseException | None, int]:
+        try:
+            await engine.submit(["one two"], {})  # 6 tokens, over 5: found at the start of its call
+        except TooLarge as exc:
+            assert engine.batches is not None
+            return exc, engine.stats.batches
+        return None, -1
+
+    error, batches = run(runner, scenario, BatchPolicy())
+    assert isinstance(error, TooLarge) and batches == 0 and runner.ran == []
 
 
 def test_each_request_gets_one_room_check() -> None:
