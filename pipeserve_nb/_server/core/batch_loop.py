@@ -114,10 +114,11 @@ class BatchLoop:
                     self.calibration.observe(request.forecast, waits[-1])
         if all(s.request.ready for s in batch.slices) or self.prepare is None:
             job = partial(run_batch, self.runner, [s.inputs for s in batch.slices], batch.parameters)
+            outcomes, prepare_s = await asyncio.wrap_future(self.worker.submit(job)), 0.0
         else:
-            job = partial(prepare_and_run, self.prepare, self.runner, batch)
-        outcomes = await asyncio.wrap_future(self.worker.submit(job))
-        inference_s = clock() - started
+            both = partial(prepare_and_run, self.prepare, self.runner, batch)
+            outcomes, prepare_s = await asyncio.wrap_future(self.worker.submit(both))
+        inference_s = clock() - started - prepare_s  # the model's time: preparing is not the call's cost
         if any(s.request.ready for s in batch.slices):  # a call ran (not only refusals found in preparing)
             self.cost.observe(batch.padded_tokens, inference_s)
             self.stats.record_batch(batch.size, inference_s, waits, batch.real_tokens, batch.padded_tokens)
@@ -134,9 +135,12 @@ class BatchLoop:
             self.running = None
 
 
-def prepare_and_run(prepare: Prepare, runner: Runner, batch: Batch) -> list[Outcome]:
+def prepare_and_run(prepare: Prepare, runner: Runner, batch: Batch) -> tuple[list[Outcome], float]:
     """On the inference thread: prepare the batch's requests that were queued unprepared, then run the
-    batch (``run_batch``); a request its preparation refuses gets that error and is left out of the call."""
+    batch (``run_batch``); a request its preparation refuses gets that error and is left out of the call.
+    Returns the outcomes and the seconds spent preparing (not the model's: the caller leaves them out of
+    the call's time)."""
+    started = clock()
     refused: dict[int, RequestFailed] = {}
     for index, piece in enumerate(batch.slices):
         request = piece.request
@@ -146,6 +150,7 @@ def prepare_and_run(prepare: Prepare, runner: Runner, batch: Batch) -> list[Outc
                 refused[index] = prepared
             else:
                 request.prepared(*prepared)
+    prepare_s = clock() - started
     kept = [s for i, s in enumerate(batch.slices) if i not in refused]
     ran = iter(run_batch(runner, [s.inputs for s in kept], batch.parameters) if kept else [])
-    return [Outcome(error=refused[i]) if i in refused else next(ran) for i in range(len(batch.slices))]
+    return [Outcome(error=refused[i]) if i in refused else next(ran) for i in range(len(batch.slices))], prepare_s
