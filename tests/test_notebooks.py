@@ -146,11 +146,10 @@ def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_p
     assert f["all_answered"]
     assert 0 < f["peak_waiting"]["breaker by count (max_queue=32)"] <= 32  # what the live panels read
     assert f["breaker_503"] > 0 and f["waits_504"] > 0 and f["time_503"] > 0
-    # every 503 and 504 the client saw is one the server counted as its own answer (not a client timeout); the
-    # server's 200s also count the warm-up before the overload
+    # every answer the client saw under the load, 503s and 504s included, is one the server counted as its own
+    # (no client timeout, nothing lost)
     for label, by_status in f["client_by_status"].items():
-        refused = {s: n for s, n in by_status.items() if s != "200"}
-        assert refused == {s: n for s, n in f["server_by_status"][label].items() if s != "200"}, label
+        assert by_status == f["server_by_status"][label], label
     assert f["waits_504_ms"] >= f["timeout_s"] * 1000  # a 504 comes only at the request's deadline
     assert f["retry_after"] is not None and int(f["retry_after"]) >= 1  # the forecast wait, rounded up
     assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_batch"] > 1
