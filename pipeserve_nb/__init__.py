@@ -36,8 +36,9 @@ from ._exceptions import (
 )
 from ._live.dashboard import Dashboard
 from ._measure.corpus import sample_texts
+from ._measure.findings import Findings
 from ._measure.loads import ClosedLoop, OpenLoop
-from ._measure.memory import rss_mb
+from ._measure.memory import model_copies, rss_mb
 from ._measure.plots import plot_batch_sizes, plot_latency_cdf, plot_latency_over_time, plot_throughput_latency
 from ._measure.procedures import PairedRounds, capacity, paired_rounds, soak, wait_drained, warm_up
 from ._measure.results import LoadResult, Summary
@@ -77,6 +78,7 @@ __all__ = [
     "Runner",
     "Prepared",
     "rss_mb",
+    "model_copies",
     "ClosedLoop",
     "OpenLoop",
     "run_load",
@@ -90,6 +92,7 @@ __all__ = [
     "soak",
     "paired_rounds",
     "PairedRounds",
+    "Findings",
     "Dashboard",
     "plot_latency_cdf",
     "plot_latency_over_time",

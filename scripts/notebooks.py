@@ -10,9 +10,12 @@ Cells tagged ``raises-exception`` may fail on purpose; any other error stops the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
@@ -32,31 +35,40 @@ def kernel_env(ci: bool) -> dict[str, str]:
     return env
 
 
-def execute(path: Path, out: Path, *, ci: bool, timeout_s: int = CELL_TIMEOUT_S) -> nbformat.NotebookNode:
-    """Run every cell of ``path`` in a fresh kernel; write ``out/NAME.ipynb`` and ``out/NAME.html``."""
+PROBE = "import json as _json, pipeserve_nb as _ps\nprint(_json.dumps(_ps.Findings.recorded()))"
+"""Run after the last cell: the lesson's findings (``Findings.recorded()``), for the tests and tools."""
+
+
+def execute(
+    path: Path, out: Path, *, ci: bool, timeout_s: int = CELL_TIMEOUT_S, **client_options: Any
+) -> nbformat.NotebookNode:
+    """Run every cell of ``path`` in a fresh kernel; write ``out/NAME.ipynb`` and ``out/NAME.html``.
+
+    The lesson's findings go in the executed notebook's metadata (``metadata.pipeserve.findings``), where
+    the tests read them and a reader does not see them, with the run's wall time
+    (``metadata.pipeserve.wall_s``). ``client_options`` go to nbclient's ``NotebookClient`` (its hooks,
+    such as ``on_cell_execute``, let a test act around chosen cells).
+    """
     nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     client = NotebookClient(
-        nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout_s,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        **client_options,
     )
+    started = time.monotonic()
     client.execute(env=kernel_env(ci))
+    wall_s = time.monotonic() - started
+    probe = nb.cells.pop()
+    printed = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream" and o.name == "stdout")
+    nb.metadata["pipeserve"] = {"findings": json.loads(printed.strip().splitlines()[-1]), "wall_s": round(wall_s, 1)}
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / path.name)
-    html, _ = HTMLExporter().from_notebook_node(_for_readers(nb))
+    html, _ = HTMLExporter().from_notebook_node(nb)
     (out / path.with_suffix(".html").name).write_text(html)
     return nb
-
-
-FINDINGS = "application/vnd.pipeserve.findings+json"
-"""The lessons' machine-readable findings (for the tests): kept in the executed notebook, left out of its HTML."""
-
-
-def _for_readers(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``nb`` without the outputs only the tests read."""
-    copy = nbformat.from_dict(nb)
-    for cell in copy.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if FINDINGS not in o.get("data", {})]
-    return copy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     paths = [NOTEBOOKS / name for name in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
     for path in paths:
         print(f"executing {path.name} ...", flush=True)
-        execute(path, args.out, ci=args.ci)
-        print(f"  -> {args.out / path.with_suffix('.html').name}", flush=True)
+        nb = execute(path, args.out, ci=args.ci)
+        findings = nb.metadata["pipeserve"]["findings"] or {}
+        unmet = "; ".join(f"{k}: {v}" for k, v in findings.get("unmet", {}).items())
+        print(
+            f"  -> {args.out / path.with_suffix('.html').name} in {nb.metadata['pipeserve']['wall_s']:.0f} s"
+            + (f"; this run could not show {unmet}" if unmet else ""),
+            flush=True,
+        )
     return 0
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import psutil
 import pytest
 from nbclient import NotebookClient
 
@@ -105,64 +111,119 @@ def test_notebooks_are_committed_without_outputs(path: Path) -> None:
 # -- the lessons, executed as `make notebooks` does, in CI mode ---------------------------------
 
 
-FINDINGS = "application/vnd.pipeserve.findings+json"
-"""The lessons' machine-readable findings: a display of this type only, which no frontend shows."""
-
-
-def _lesson(name: str, out: Path) -> tuple[Any, dict[str, Any]]:
-    """Execute a lesson with the project's own runner; return it and its findings."""
-    nb = _runner().execute(NOTEBOOKS / name, out, ci=True)
-    assert (out / name.replace(".ipynb", ".html")).stat().st_size > 0
+def _lesson(name: str, out: Path, **client_options: Any) -> tuple[Any, dict[str, Any]]:
+    """Execute a lesson with the project's own runner; return it and its findings (``Findings.record()``),
+    after the checks every lesson passes, slowed or not (``_honest``)."""
+    nb = _runner().execute(NOTEBOOKS / name, out, ci=True, **client_options)
+    html = (out / name.replace(".ipynb", ".html")).read_text()
     for cell in nb.cells:
         if cell.cell_type == "code" and "raises-exception" not in cell.metadata.get("tags", []):
             assert [o for o in cell.outputs if o.output_type == "error"] == [], cell.source
     assert "running servers: {}" in _stdout(nb.cells[_tagged(nb, "stop")])
-    (findings,) = [o.data[FINDINGS] for o in nb.cells[_tagged(nb, "findings")].outputs if FINDINGS in o.get("data", {})]
-    assert not [o for o in nb.cells[_tagged(nb, "findings")].outputs if "{" in o.get("text", "")]  # none in view
-    return nb, dict(findings)
+    record: dict[str, Any] = nb.metadata["pipeserve"]["findings"]
+    assert record["lesson"] == name[:2]
+    _honest(nb, html, record)
+    return nb, {**record["values"], "shown": record["shown"], "unmet": record["unmet"]}
+
+
+def _honest(nb: Any, html: str, record: dict[str, Any]) -> None:
+    """What a reader sees is true to the run: each effect the run could not show is said so where it was
+    measured and in the takeaway, whose conclusions are only those of effects shown; no placeholder
+    stands for a number; nothing in the exported page needs a widget manager; load messages and
+    findings stay out of sight."""
+    printed = "".join(_stdout(c) for c in nb.cells if c.cell_type == "code")
+    takeaway = _stdout(nb.cells[_tagged(nb, "findings")])
+    for effect, failed in record["unmet"].items():
+        assert f"This run could not show {effect}: {failed}." in printed
+        assert f"This run did not show {effect} ({failed})" in takeaway
+    for effect in record["shown"]:
+        assert ("did not show " + effect) not in takeaway or effect in record["unmet"]
+    assert not re.search(r"(?<![\w.])(-|None|nan) (ms|s|requests)\b|Retry-After None", takeaway), takeaway
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr" and "pipeserve:" in o.text]
+    assert "vnd.pipeserve" not in html and "findings" not in takeaway
 
 
 # Each lesson's numbers are printed by the notebook, from its own run; what is asserted here is the mechanism
 # each lesson rests on (what the server reports: queue waits against the configured deadline, batch sizes,
-# statuses, counts), never the size of a timing effect, which a busy machine can shrink.
+# statuses, counts), never the size of a timing effect, which a busy machine can shrink. An effect that
+# needs the machine's cooperation (an overload that overloads) is asserted where the run says it showed it;
+# where it says it could not, ``_honest`` checks that it said so and drew no conclusion from it.
 
 
-def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
-    _, f = _lesson("03-timeout-reset-pitfalls.ipynb", tmp_path)
-    # reset timer: a request waited past the timeout it was given, in a batch the cap would have cut
-    assert f["seed_first_wait_ms"] > f["timeout_ms"] and f["seed_max_batch"] > 8
+def _check_timeout_reset(f: dict[str, Any]) -> None:
+    if f["shown"]["the reset-timer trap"]:  # a request waited past the timeout it was given, in an uncapped batch
+        assert f["seed_first_wait_ms"] > f["timeout_ms"] and f["seed_max_batch"] > 8
+        assert f["deadline_first_wait_ms"] < f["seed_first_wait_ms"]
+    assert f["refused"] == 0  # no queue bound cut the seed loop's batch: only its timer did
+    assert f["seed_batch_closed_ms"] > 0 and f["trickle_ms"] > 0
     assert f["capped_max_batch"] <= 8  # a cap bounds the batch
-    assert f["deadline_first_wait_ms"] < f["seed_first_wait_ms"]
     # a lone request pays the seed loop's 1 ms on an empty queue (a timer never fires early); that wait 0 does
-    # not wait is a fact about the absence of a timer, checked on a fake clock (tests/server/test_batch_queue.py):
-    # here, beside other work, the event loop's own lateness can be larger than 1 ms
+    # not wait is a fact about the absence of a timer, checked on a fake clock (tests/server/core)
     assert f["lone_seed_wait_ms"] >= 1.0
     # the sketch as printed drops every request that arrives alone
     assert f["dropped_unanswered"] == f["dropped_sent"] > 0
 
 
-def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_path: Path) -> None:
-    _, f = _lesson("04-overload-and-errors.ipynb", tmp_path)
+def _check_overload(f: dict[str, Any], nb: Any) -> None:
     assert f["all_answered"]
-    assert 0 < f["peak_waiting"]["breaker by count (max_queue=32)"] <= 32  # what the live panels read
-    assert f["breaker_503"] > 0 and f["waits_504"] > 0 and f["time_503"] > 0
     # every answer the client saw under the load, 503s and 504s included, is one the server counted as its own
-    # (no client timeout, nothing lost)
+    # (no client timeout, nothing lost), overloaded or not
     for label, by_status in f["client_by_status"].items():
         assert by_status == f["server_by_status"][label], label
-    assert f["waits_504_ms"] >= f["timeout_s"] * 1000  # a 504 comes only at the request's deadline
-    assert f["retry_after"] is not None and int(f["retry_after"]) >= 1  # the forecast wait, rounded up
-    assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_batch"] > 1
-    assert f["poison_error"]["type"] == "InferenceFailed"
+    doubled = _stdout(nb.cells[_tagged(nb, "overload")]).count("doubling the rate")
+    assert doubled == f["tries"] - 1  # it says it doubles exactly when another try ran at the doubled rate
+    if f["shown"]["what overload does"]:
+        assert 0 < f["peak_waiting"]["breaker by count (max_queue=32)"] <= 32  # what the live panels read
+        assert f["breaker_503"] > 0 and f["waits_504"] > 0 and f["time_503"] > 0
+        assert f["waits_504_ms"] >= f["timeout_s"] * 1000  # a 504 comes only at the request's deadline
+        assert min(f["timeout_504_ms"]) >= f["timeout_s"] * 1000 and f["lag_504_ms"] >= 0
+        assert f["retry_after"] is not None and int(f["retry_after"]) >= 1  # the forecast wait, rounded up
+    # a poisoned input fails alone, whatever batch it shared
+    assert f["poison_statuses"] == [200] * 7 + [500] and f["poison_error"]["type"] == "InferenceFailed"
+    assert f["shown"]["a poisoned input failing alone"] == (f["poison_batch"] > 1)
     # with the model on the event loop no probe is answered before the job ends; on the worker thread they are
-    assert f["seed_answered_during_job"] == 0 and f["ours_answered_during_job"] >= 1
+    assert f["seed_answered_during_job"] == 0
+    assert f["shown"]["a free event loop"] == (f["ours_answered_during_job"] >= 1)
+
+
+def _check_batching(f: dict[str, Any], nb: Any) -> None:
+    # under load requests share model calls; without batching each runs alone
+    assert f["mean_batch_nobatch"] == 1 and f["mean_batch_wait0"] > 1 and f["best_batch"] >= 1
+    # at light load a request alone waits out the 10 ms it was given (a timer never fires early); that wait 0
+    # never waits on purpose is checked on a fake clock (the event loop's lateness here depends on the machine)
+    assert f["alone_wait10_n"] > 0 and f["alone_wait10_min_queue_ms"] >= 10
+    assert f["shown"]["batching paying under load"] == (f["best_policy"] != "no batching")
+    assert f["shown"]["padding eating the gain"] == (f["gain_varied"] < f["gain_uniform"])
+    verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
+    assert len(f["my_verdicts"]) == 2 and "closed c=8" in f["my_verdicts"]  # the two loads of section 4
+    for load, v in f["my_verdicts"].items():  # each printed verdict is the one its own numbers give
+        better = v["ratio"] > 1.05 or v["delta_ms"] < -v["tol_ms"]
+        worse = v["ratio"] < 0.95 or v["delta_ms"] > v["tol_ms"]
+        rule = (
+            "trades latency for throughput" if better and worse else "helps" if better else "hurts" if worse else None
+        )
+        assert v["verdict"] == (rule or "makes no real difference"), (load, v)
+        assert f"{load}: batching {v['verdict']} here ({v['ratio']:.2f}x" in verdicts
+
+
+def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:
+    _, f = _lesson("03-timeout-reset-pitfalls.ipynb", tmp_path)
+    _check_timeout_reset(f)
+
+
+def test_overload_lesson_shows_fast_503s_isolated_failures_and_a_free_loop(tmp_path: Path) -> None:
+    nb, f = _lesson("04-overload-and-errors.ipynb", tmp_path)
+    _check_overload(f, nb)
 
 
 def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp_path: Path) -> None:
     _, f = _lesson("01-single-copy-model.ipynb", tmp_path)
+    assert f["copies"] == 1 and f["rerun_copies"] == 1  # counted from the live models, not process memory
+    assert f["shown"] == {"one copy after a re-run": True}
     assert f["one_copy_mb"] > 100  # PyTorch and the weights really are in this kernel
     assert f["servers_after_rerun"] == 1
-    assert f["rerun_mb"] < f["one_copy_mb"] + 60  # a second copy of the weights alone is ~90 MiB
     assert f["per_request_loads"] >= f["per_request_sent"]  # every request paid a model load
     assert len(f["worker_mb"]) == f["n_workers"] >= 2
     assert all(mb > 0.5 * f["one_copy_mb"] for mb in f["worker_mb"])
@@ -176,26 +237,76 @@ def test_single_copy_lesson_shows_one_copy_and_the_cost_of_the_anti_patterns(tmp
 
 def test_batching_lesson_shows_where_batching_helps_and_hurts(tmp_path: Path) -> None:
     nb, f = _lesson("02-batching-tradeoffs.ipynb", tmp_path)
-    # under load requests share model calls; without batching each runs alone
-    assert f["mean_batch_nobatch"] == 1 and f["mean_batch_wait0"] > 1 and f["best_batch"] > 1
-    # at light load a request alone waits out the 10 ms it was given (a timer never fires early); that wait 0
-    # never waits on purpose is checked on a fake clock (the event loop's lateness here depends on the machine)
-    assert f["alone_wait10_n"] > 0 and f["alone_wait10_min_queue_ms"] >= 10
-    verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
-    assert len(f["my_verdicts"]) == 2 and "closed c=8" in f["my_verdicts"]  # the two loads of section 4
-    for load, v in f["my_verdicts"].items():  # each printed verdict is the one its own numbers give
-        better = v["ratio"] > 1.05 or v["delta_ms"] < -v["tol_ms"]
-        worse = v["ratio"] < 0.95 or v["delta_ms"] > v["tol_ms"]
-        rule = (
-            "trades latency for throughput" if better and worse else "helps" if better else "hurts" if worse else None
-        )
-        assert v["verdict"] == (rule or "makes no real difference"), (load, v)
-        assert f"{load}: batching {v['verdict']} here ({v['ratio']:.2f}x" in verdicts
+    _check_batching(f, nb)
+
+
+# -- the same lessons on a slowed machine ------------------------------------------------------------------
+
+
+@contextmanager
+def _slowed_kernel(spell: str | None = None) -> Iterator[dict[str, Any]]:
+    """nbclient options that slow a lesson's kernel down as a busy laptop would. Once the kernel is up (before
+    its first cell imports PyTorch), it and everything it starts (its load generators, its worker processes)
+    are pinned to one CPU; the other CPUs stay free for the rest of the test run. Without ``spell``, a process
+    spinning on that CPU takes half of it for the whole run. With ``spell`` (a cell tag), three spinning
+    processes take three quarters of it while that cell runs, and none afterwards: a slow spell during one
+    measurement, the way another job on a shared machine makes one."""
+    cpu = max(os.sched_getaffinity(0))
+    hogs: list[subprocess.Popen[bytes]] = []
+    spin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass"
+
+    def hog(n: int) -> None:
+        hogs.extend(subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n))
+
+    def stop_hogs() -> None:
+        for process in hogs:
+            process.kill()
+            process.wait()
+        hogs.clear()
+
+    def pin(**_: Any) -> None:
+        kernels = [p for p in psutil.Process().children() if "ipykernel" in " ".join(p.cmdline())]
+        assert kernels, "no kernel found to pin"
+        for kernel in kernels:
+            kernel.cpu_affinity([cpu])
+        if spell is None:
+            hog(1)
+
+    def tagged(cell: Any) -> bool:
+        return spell in cell.get("metadata", {}).get("tags", [])
+
+    options: dict[str, Any] = {"on_notebook_start": pin}
+    if spell is not None:
+        options["on_cell_execute"] = lambda cell, **_: hog(3) if tagged(cell) else None
+        options["on_cell_executed"] = lambda cell, **_: stop_hogs() if tagged(cell) else None
+    try:
+        yield options
+    finally:
+        stop_hogs()
+
+
+@pytest.mark.parametrize(
+    ("name", "spell", "check"),
+    [
+        ("03-timeout-reset-pitfalls.ipynb", None, lambda f, nb: _check_timeout_reset(f)),
+        ("04-overload-and-errors.ipynb", "capacity", _check_overload),  # capacity measured in a slow spell
+        ("02-batching-tradeoffs.ipynb", None, _check_batching),
+    ],
+    ids=["03", "04-slow-capacity", "02"],
+)
+def test_each_lesson_is_honest_on_a_slowed_machine(name: str, spell: str | None, check: Any, tmp_path: Path) -> None:
+    """Each lesson shows its effect or says this run could not, and draws no conclusion its numbers deny
+    (``_honest``); the mechanisms hold either way."""
+    with _slowed_kernel(spell) as options:
+        nb, f = _lesson(name, tmp_path, **options)
+    check(f, nb)
+    print(f"{name} slowed: shown {f['shown']}, unmet {f['unmet']}")  # for the log: what a slowed run could show
 
 
 @pytest.mark.ray
 def test_scaling_out_lesson_serves_every_request_from_both_replicas(tmp_path: Path) -> None:
     nb, f = _lesson("05-scaling-out.ipynb", tmp_path)
+    assert f["shown"] == {} and f["unmet"] == {}  # it measures, and requires no effect of the machine
     # the cell started a local cluster, re-running serve_on_ray under one name replaced the deployment, and
     # the last stop() ended the cluster: no Ray process is left under the kernel
     stopped = _stdout(nb.cells[_tagged(nb, "stop")])

@@ -15,7 +15,13 @@ from .readings import History, Numbers, numbers, trends
 
 __all__ = ["render"]
 
-_STATE_COLOURS = {"running": "#2e7d32", "draining": "#ef6c00", "stopped": "#616161", "unreachable": "#c62828"}
+_STATE_COLOURS = {
+    "running": "#2e7d32",
+    "draining": "#ef6c00",
+    "stopped": "#616161",
+    "final": "#616161",
+    "unreachable": "#c62828",
+}
 
 
 def render(
@@ -71,6 +77,8 @@ def _cells(n: Numbers) -> str:
 
 
 def _frame(name: str, state: str, body: str, url: str, note: str, final: str | None) -> str:
+    if final and state not in ("stopped", "unreachable"):
+        state = "final"  # a last reading: the server may still run, but this panel no longer follows it
     colour = _STATE_COLOURS.get(state, "#1565c0")
     badge = (
         f"<span data-metric='state' style='background:{colour};color:#fff;border-radius:3px;padding:0 5px;"

@@ -30,16 +30,18 @@ class StatsView(dict[str, Any]):
         groups = status_groups(self.get("requests_by_status", {}))
         dropped = {k: v for k, v in self.get("dropped_before_inference", {}).items() if v}
         cost = self.get("call_cost") or {}
+        inputs = sum(int(size) * n for size, n in self.get("batch_size_histogram", {}).items())
         out = [
             ("model", " · ".join(str(x) for x in (self.get("model"), self.get("device"), self.get("dtype")) if x)),
             ("state", f"{self.get('state')}, {self.get('queue_depth', 0)} waiting"),
             ("requests", f"{self.get('requests', 0)} (" + ", ".join(f"{k}: {v}" for k, v in groups.items() if v) + ")"),
+            ("inputs run", f"{inputs} (a request may carry several texts)"),
             ("latency (200s)", _percentiles(latency)),
             ("queue wait", _percentiles(wait)),
             (
                 "batches",
-                f"{self.get('batches', 0)}, mean size {_num(self.get('mean_batch_size'))}, padding efficiency "
-                f"{_share(self.get('padding_efficiency'))}",
+                f"{self.get('batches', 0)} model calls, {_num(self.get('mean_batch_size'))} inputs each on average, "
+                f"padding efficiency {_share(self.get('padding_efficiency'))}",
             ),
         ]
         if dropped:
@@ -60,7 +62,9 @@ def handle_html(kind: str, rows: Sequence[tuple[str, str]], stats: StatsView | N
     the server answered, and ``hints`` (how to watch and stop it)."""
     lines = list(rows)
     if stats is not None:
-        lines += [(k, v) for k, v in stats.lines() if k not in ("model",)]
+        live = dict(stats.lines())  # the server's own state ("running, 2 waiting") replaces the handle's one word
+        lines = [(k, live.pop(k) if k == "state" and k in live else v) for k, v in lines]
+        lines += [(k, v) for k, v in live.items() if k not in ("model", "state")]
     return table_html(kind, lines, " · ".join(hints))
 
 

@@ -5,7 +5,7 @@ kernel's GIL and cores with the in-notebook server it measures. ``in_process=Tru
 on an event loop in this process instead (a thread for the sync call, the caller's loop for
 ``await``), which is cheaper to start but distorts what it measures on a small machine.
 
-Both calls are safe inside Jupyter's running loop, show a ``tqdm.auto`` progress bar on runs
+Both calls are safe inside Jupyter's running loop, show a progress line (``progress``) on runs
 longer than a second (or, with ``dashboard=True``, the server's live panel with the load's
 progress, ending with the run), and leave no process or thread behind after a normal end,
 an exception, or an interrupt (the notebook's stop button).
@@ -21,6 +21,7 @@ from typing import Protocol
 from .._live.dashboard import Dashboard
 from .corpus import sample_texts
 from .loads import Load
+from .progress import ProgressLine, statuses_text
 from .results import LoadResult
 from .sender import Row, generate
 from .workers import InChild, InThread
@@ -129,44 +130,30 @@ def _resolve(target: str | _HasUrl, texts: Sequence[str] | None) -> tuple[str, l
 
 
 def _bar(load: Load, enabled: bool, target: str | _HasUrl, dashboard: bool) -> _Progress:
-    """How the run shows its progress: a ``tqdm`` bar, or the server's live panel."""
-    return _PanelProgress(load, target) if dashboard else _Bar(load, enabled)
-
-
-class _Bar:
-    """A ``tqdm.auto`` bar (shown on runs longer than a second) that ends saying how the run went:
-    every answer counted, the statuses after it, green when all were 200, orange when some
-    were not, red when none was."""
-
-    def __init__(self, load: Load, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self._tqdm = tqdm(
-            total=load.expected_requests(), desc=load.describe(), unit="req", delay=1.0, disable=not enabled
-        )
-
-    def update(self, done: int) -> None:
-        self._tqdm.update(done - self._tqdm.n)
-
-    def finish(self, rows: list[Row]) -> None:
-        self.update(len(rows))
-        statuses, text = _statuses(rows)
-        self._tqdm.set_postfix_str(text, refresh=False)
-        ok = statuses.get(200, 0)
-        if ok < len(rows):
-            self._tqdm.colour = _NONE_OK if ok == 0 else _SOME_FAILED
-
-    def close(self) -> None:
-        self._tqdm.close()
-
-
-_NONE_OK, _SOME_FAILED = "#c62828", "#ef6c00"
+    """How the run shows its progress: a progress line, or the server's live panel."""
+    return _PanelProgress(load, target) if dashboard else _Line(load, enabled)
 
 
 def _statuses(rows: list[Row]) -> tuple[Counter[int], str]:
     """How a run's requests ended, counted by status and in words (``200: 98, 503: 2``)."""
     statuses = Counter(row.status for row in rows)
-    return statuses, ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+    return statuses, statuses_text(statuses)
+
+
+class _Line:
+    """The run's progress line (``ProgressLine``), ending with its statuses."""
+
+    def __init__(self, load: Load, enabled: bool) -> None:
+        self._line = ProgressLine(load.describe(), load.expected_requests(), enabled=enabled)
+
+    def update(self, done: int) -> None:
+        self._line.update(done)
+
+    def finish(self, rows: list[Row]) -> None:
+        self._line.finish(row.status for row in rows)
+
+    def close(self) -> None:
+        self._line.close()
 
 
 class _PanelProgress:

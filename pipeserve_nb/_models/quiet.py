@@ -4,7 +4,8 @@ transformers draws a progress bar for every checkpoint it loads, so a notebook t
 server a few times stacks a bar per start (eleven in notebook 01). ``quiet_loading`` turns
 transformers' own bars off while a model loads and puts the setting back afterwards; the Hub's
 download bars stay on (a download can take minutes, and its bar says how far it is). A load that
-takes longer than ``notice_after_s`` says so in one line, and how long it took when it ends.
+takes longer than ``notice_after_s`` says so in one line on standard output, and how long it took
+when it ends.
 
 transformers' switch is process-wide: loads in several threads at once share one count, and the
 bars come back when the last of them ends.
@@ -69,7 +70,7 @@ def _restore() -> None:
 @contextmanager
 def quiet_loading(name: str, notice_after_s: float = NOTICE_AFTER_S, out: TextIO | None = None) -> Iterator[None]:
     """Load ``name`` inside this block without transformers' bars (see the module docstring)."""
-    stream = sys.stderr if out is None else out
+    stream = sys.stdout if out is None else out  # not stderr: a notebook shows that as an error box
     started = time.monotonic()
     noticed = threading.Event()
 

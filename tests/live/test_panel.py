@@ -41,6 +41,9 @@ def test_the_panel_shows_the_servers_numbers(embedder: LoadedModel) -> None:
     assert "&lt;panel &amp; co&gt;" in html and "<panel" not in html  # the name is text, not markup
     assert html.count("<svg") == 4 and html.count("<title>") == 4  # three trends and the batch sizes, titled
     assert on_page["state"] == "running" and "live" in on_page["footer"]
+    # a panel that stopped following a server still running (a load ended) is badged final, not running
+    ended = shown(render(history, name=server.name, url=server.url, final="the load ended"))
+    assert ended["state"] == "final" and ended["footer"] == "final state: the load ended"
 
 
 def test_the_final_panel_says_why_it_stopped_and_the_servers_state() -> None:

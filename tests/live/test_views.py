@@ -18,6 +18,9 @@ def test_stats_is_the_json_as_a_dict_shown_in_a_few_lines(embedder: LoadedModel)
     html = stats._repr_html_()
     assert html.count("<tr>") <= 10  # a few lines, not the 40-line dict
     assert "4 (200: 3, 4xx: 1)" in html and "all-MiniLM-L6-v2" in html and "p99" in html
+    # requests and batches count different things: what each counts is said beside the number
+    assert "<td style" in html and ">3 (a request may carry several texts)<" in html
+    assert f">{stats['batches']} model calls, " in html
 
 
 def test_a_running_handle_shows_its_live_numbers_and_how_to_stop_it(embedder: LoadedModel) -> None:
@@ -26,6 +29,7 @@ def test_a_running_handle_shows_its_live_numbers_and_how_to_stop_it(embedder: Lo
         running = server._repr_html_()
     stopped = server._repr_html_()
     assert "running" in running and server.url in running and "1 (200: 1)" in running
+    assert running.count(">state<") == 1 and "running, 0 waiting" in running  # one state row: the server's
     assert "server.stop()" in running and "server.dashboard()" in running
     assert "stopped" in stopped and "server.stop()" not in stopped
 

@@ -43,6 +43,11 @@ def test_warm_up_capacity_and_a_soak_run_the_loads_they_say(server: ServerHandle
     assert warmed.summary.ok == 20 and server.stats()["requests"] == 20
     closed = capacity(server, concurrency=8, duration_s=0.5)
     assert closed.load.describe() == "closed c=8" and closed.summary.goodput_rps > 0
+    before = server.stats()["requests"]
+    best = capacity(server, concurrency=4, duration_s=0.3, repeats=3)  # three runs, the best one returned
+    assert server.stats()["requests"] - before > best.summary.requests > 0
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        capacity(server, repeats=0)
     soaked = soak(server, rate_rps=4 * closed.summary.goodput_rps, duration_s=0.5)
     s = soaked.summary
     assert s.answered == s.requests and set(s.by_status) <= {200, 503}  # every request answered, once

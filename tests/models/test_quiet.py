@@ -59,3 +59,11 @@ def test_a_slow_load_says_so_in_one_line_and_how_long_it_took() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and lines[1].startswith("pipeserve: loaded the big model in ")
     assert lines[1].endswith(" s")
+
+
+def test_the_lines_go_to_standard_output_not_the_error_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    with quiet_loading("the big model", notice_after_s=0.0):
+        pass  # the notice's timer has been joined when the block ends
+    captured = capsys.readouterr()
+    assert "pipeserve: loading the big model" in captured.out and "pipeserve: loaded" in captured.out
+    assert captured.err == ""  # a notebook draws stderr as an error box
