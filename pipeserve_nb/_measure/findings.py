@@ -39,7 +39,6 @@ class Findings(dict[str, Any]):
         >>> findings["refused"] = 0
         >>> findings.require("fast 503s", findings["refused"] > 0, failed="the server refused nothing")
         This run could not show fast 503s: the server refused nothing. Other work on ...
-        False
         >>> findings.conclude("fast 503s", lambda: f"- The breaker refused {findings['refused']} requests.")
         - This run did not show fast 503s (the server refused nothing), so there is no conclusion about it.
     """
@@ -52,9 +51,10 @@ class Findings(dict[str, Any]):
         global _latest
         _latest = self
 
-    def require(self, effect: str, holds: bool, *, failed: str, advice: str = RERUN_ADVICE) -> bool:
+    def require(self, effect: str, holds: bool, *, failed: str, advice: str = RERUN_ADVICE) -> None:
         """Record whether this run can show ``effect``; when it cannot (``holds`` false), print
-        ``failed`` (what happened, with its numbers) and ``advice``. Returns ``holds``."""
+        ``failed`` (what happened, with its numbers) and ``advice``. Nothing is returned, so a cell
+        ending with it shows nothing more (``holds(effect)`` tells afterwards)."""
         holds = bool(holds)
         self.shown[effect] = holds
         if holds:
@@ -62,7 +62,6 @@ class Findings(dict[str, Any]):
         else:
             self.unmet[effect] = failed
             print(f"This run could not show {effect}: {failed}. {advice}", flush=True)
-        return holds
 
     def holds(self, effect: str) -> bool:
         """Whether ``effect`` was required and shown (an effect never required has not been shown)."""

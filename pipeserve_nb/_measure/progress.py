@@ -34,8 +34,8 @@ RUNNING = "#1565c0"
 
 
 def statuses_text(statuses: Counter[int]) -> str:
-    """How a run's requests ended, by status (``200: 98, 503: 2``)."""
-    return ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+    """How a run's requests ended, by status (``200: 98, 503: 2``; status 0 is ``no answer``)."""
+    return ", ".join(f"{s or 'no answer'}: {n}" for s, n in sorted(statuses.items()))
 
 
 class ProgressLine:
@@ -55,7 +55,7 @@ class ProgressLine:
             self._bar = tqdm(total=total, desc=label, unit="req", delay=SHOW_AFTER_S)
 
     def update(self, done: int) -> None:
-        """``done`` answers so far."""
+        """``done`` requests finished so far (answered, or given up on)."""
         self.done = done
         if self._bar is not None:
             self._bar.update(done - self._bar.n)
@@ -86,10 +86,10 @@ class ProgressLine:
             self._bar.close()
 
     def plain(self, statuses: str = "") -> str:
-        """The line as text: ``label: done/total requests answered in 1.2 s (200: 98, 503: 2)``."""
+        """The line as text: ``label: done/total done in 1.2 s (200: 98, 503: 2)``."""
         of = f"/{self.total}" if self.total is not None else ""
         tail = f" ({statuses})" if statuses else ""
-        return f"{self.label}: {self.done}{of} answered in {time.monotonic() - self._started:.1f} s{tail}"
+        return f"{self.label}: {self.done}{of} done in {time.monotonic() - self._started:.1f} s{tail}"
 
     def _draw(self, colour: str, statuses: str) -> None:
         assert self._display is not None

@@ -38,7 +38,7 @@ def test_a_run_where_every_request_succeeded_ends_full_and_green(kernel: Kernel)
     states = drawn(kernel.run("p.run_load(server, p.ClosedLoop(concurrency=2, requests=150))"))
     assert len(states) >= 2  # drawn while it ran, then its last state
     last = states[-1]
-    assert "closed c=2: 150/150 answered in " in last["text/plain"] and last["text/plain"].endswith("(200: 150)")
+    assert "closed c=2: 150/150 done in " in last["text/plain"] and last["text/plain"].endswith("(200: 150)")
     assert f"data-colour='{OK}'" in last["text/html"] and "width:100%" in last["text/html"]
     assert all("(200" not in s["text/plain"] for s in states[:-1])  # the statuses come with the end only
 
@@ -46,7 +46,7 @@ def test_a_run_where_every_request_succeeded_ends_full_and_green(kernel: Kernel)
 def test_a_run_where_every_request_failed_ends_red(kernel: Kernel) -> None:
     states = drawn(kernel.run("p.run_load('http://127.0.0.1:9', p.ClosedLoop(concurrency=1, duration_s=1.5))"))
     assert f"data-colour='{NONE_OK}'" in states[-1]["text/html"]  # nothing listens on port 9: status 0 each
-    assert "(0: " in states[-1]["text/plain"]
+    assert "(no answer: " in states[-1]["text/plain"] and "200" not in states[-1]["text/plain"]
 
 
 def test_a_run_with_some_refusals_ends_orange(kernel: Kernel) -> None:
