@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeserve_nb import LoadedModel, Runner, load_model
+from pipeserve_nb import InvalidSetting, LoadedModel, Runner, load_model
 
 from .lineup import DEFAULT_POLICY, FULL, QUICK, Sizes
 
@@ -185,12 +185,16 @@ def precision_table(texts: Sequence[str], batch_size: int, sizes: Sizes) -> dict
 
     exact = load_model(dtype="float32")
     reference = torch.tensor(exact(list(texts)))
-    cast = load_model(dtype="bfloat16")
     ways = {  # each with the module holding its weights (the bundled runner's pipeline)
         "float32": (exact, exact.runner.pipe.model),  # type: ignore[attr-defined]
         "bfloat16 autocast": (replace(exact, runner=Autocast(exact.runner)), exact.runner.pipe.model),  # type: ignore[attr-defined]
-        "bfloat16 weights": (cast, cast.runner.pipe.model),  # type: ignore[attr-defined]
     }
+    refused: dict[str, Any] = {}
+    try:
+        cast = load_model(dtype="bfloat16")
+        ways["bfloat16 weights"] = (cast, cast.runner.pipe.model)  # type: ignore[attr-defined]
+    except InvalidSetting as why:  # a CPU without native bfloat16 refuses the cast: the row says so
+        refused["bfloat16 weights"] = {"refused": str(why)}
     out: dict[str, Any] = {}
     for label, (model, weights) in ways.items():
         vectors = torch.tensor(model(list(texts)))
@@ -200,7 +204,7 @@ def precision_table(texts: Sequence[str], batch_size: int, sizes: Sizes) -> dict
             "weights_mb": sum(p.numel() * p.element_size() for p in weights.parameters()) / 2**20,
             "min_cosine": float(torch.nn.functional.cosine_similarity(vectors, reference, dim=1).min()),
         }
-    return out
+    return out | refused
 
 
 def measure(argv: Sequence[str]) -> dict[str, Any]:

@@ -21,12 +21,13 @@ def precision_targets(limit: dict[str, Any], ways: dict[str, Any], goals: dict[s
     c1 = goals["c1_p50_ms"]
     overhead = c1 - goals["c1_model_p50_ms"]
     overhead32 = goals["c1_float32_server_p50_ms"] - goals["c1_float32_server_model_p50_ms"]
-    cosine = ways["bfloat16 weights"]["min_cosine"]
+    cast = ways["bfloat16 weights"]
+    cosine = f"{cast['min_cosine']:.5f}" if "min_cosine" in cast else "not measured: this CPU refused bfloat16 weights"
     return [
         f"- Saturated throughput (closed c=32) in the default dtype ({limit['dtype']}) >= 2.0x the **float32** "
         f"in-process limit: **{gain:.2f}x** ({goodput:.0f} vs {limit32:.0f} items/s, float32 limit measured just "
         f"before and after: {goals['c32_limit_float32_rps'][0]:.0f} and {goals['c32_limit_float32_rps'][1]:.0f}; "
-        f"lowest cosine of a bfloat16 embedding to its float32 one over the corpus {cosine:.5f}) — "
+        f"lowest cosine of a bfloat16 embedding to its float32 one over the corpus {cosine}) — "
         + ("met." if gain >= 2.0 else f"missed by {2.0 - gain:.2f}x.")
         + (
             " `dtype='auto'` kept float32 on this CPU (bfloat16 timed slower at load; the precision table above), "
@@ -61,6 +62,9 @@ def precision_section(limit: dict[str, Any], ways: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, w in ways.items():
+        if "refused" in w:
+            lines.append(f"| {label} | not run: {w['refused'].split(';')[0]} | | | | |")
+            continue
         lines.append(
             f"| {label} | {w['sorted_rps']:.0f} | {w['sorted_rps'] / ref['sorted_rps']:.2f}x | "
             f"{w['single_p50_ms']:.2f} | {w['weights_mb']:.1f} | {w['min_cosine']:.5f} |"

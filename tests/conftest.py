@@ -17,10 +17,7 @@ import pytest
 import pipeserve_nb
 from pipeserve_nb import LoadedModel
 
-from .helpers import GatedModel, pipeserve_threads
-
-RAY_GROUP = "ray"
-"""The xdist group of the tests marked ``ray``; xdist appends ``@ray`` to their node ids."""
+from .helpers import RAY_GROUP, GatedModel, pipeserve_threads
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

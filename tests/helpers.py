@@ -44,6 +44,9 @@ def wait_for(condition: Any, timeout_s: float = 10) -> None:
         time.sleep(0.005)
 
 
+RAY_GROUP = "ray"
+"""The xdist group of the tests marked ``ray`` (``conftest``); xdist appends ``@ray`` to their node ids."""
+
 SCRIPT_TIMEOUT_S = 900
 """A bound against a hung script, not a speed target: a quick run takes about two minutes on an idle
 2-core machine and more than twice that beside another benchmark."""

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from nbclient import NotebookClient
 
-from .helpers import SCRIPT_TIMEOUT_S, port_is_free
+from .helpers import RAY_GROUP, SCRIPT_TIMEOUT_S, port_is_free
 
 pytestmark = [pytest.mark.gate, pytest.mark.timeout(SCRIPT_TIMEOUT_S)]  # a whole notebook per test: a hang bound
 
@@ -285,14 +285,18 @@ def _slowed_kernel(spell: str | None = None) -> Iterator[dict[str, Any]]:
         stop_hogs()
 
 
+# The slowed runs share the Ray tests' xdist group: a spinning process never competes with a Ray cluster's start
+# (Ray gives its node a fixed 30 s to register, which a busy 2-core machine can miss). 03 is not rerun slowed: its
+# trap is a mechanism of the policy, shown on any machine that can send 120 requests/s, and the time is kept for
+# the lessons whose effect needs the machine's cooperation.
+@pytest.mark.xdist_group(RAY_GROUP)
 @pytest.mark.parametrize(
     ("name", "spell", "check"),
     [
-        ("03-timeout-reset-pitfalls.ipynb", None, lambda f, nb: _check_timeout_reset(f)),
         ("04-overload-and-errors.ipynb", "capacity", _check_overload),  # capacity measured in a slow spell
-        ("02-batching-tradeoffs.ipynb", None, _check_batching),
+        ("02-batching-tradeoffs.ipynb", None, _check_batching),  # slowed throughout
     ],
-    ids=["03", "04-slow-capacity", "02"],
+    ids=["04-slow-capacity", "02-slowed"],
 )
 def test_each_lesson_is_honest_on_a_slowed_machine(name: str, spell: str | None, check: Any, tmp_path: Path) -> None:
     """Each lesson shows its effect or says this run could not, and draws no conclusion its numbers deny
