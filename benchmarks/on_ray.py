@@ -22,6 +22,7 @@ spends is one the model does not get.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import statistics
@@ -87,6 +88,10 @@ def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
     return out
 
 
+START_ATTEMPTS = 3
+"""Ray gives a new node a fixed 30 s to register (``ray/_private/node.py``); a busy 2-core machine can miss it."""
+
+
 def _start_ray() -> None:
     """A local Ray cluster for this machine, started here as a user of ``serve_on_ray`` would start their
     own (``docs/ray.md``): ``serve_on_ray`` then deploys on the cluster this process is connected to."""
@@ -95,13 +100,24 @@ def _start_ray() -> None:
     import ray
 
     os.environ.setdefault("RAY_enable_output_error_log_if_still_retry", "0")  # no retry notices at shutdown
-    ray.init(
-        address="local",
-        num_cpus=os.cpu_count() or 1,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-    )
+    for attempt in range(START_ATTEMPTS):
+        try:
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count() or 1,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+            break
+        except Exception as error:  # Ray raises a bare Exception when its node misses the 30 s to register
+            if "timed out during startup" not in str(error) or attempt == START_ATTEMPTS - 1:
+                raise
+            ray.shutdown()
+            for child in psutil.Process().children(recursive=True):  # the failed cluster's processes
+                with contextlib.suppress(psutil.Error):
+                    if "ray" in " ".join(child.cmdline()):
+                        child.kill()
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
