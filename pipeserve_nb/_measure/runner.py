@@ -134,12 +134,6 @@ def _bar(load: Load, enabled: bool, target: str | _HasUrl, dashboard: bool) -> _
     return _PanelProgress(load, target) if dashboard else _Line(load, enabled)
 
 
-def _statuses(rows: list[Row]) -> tuple[Counter[int], str]:
-    """How a run's requests ended, counted by status and in words (``200: 98, 503: 2``)."""
-    statuses = Counter(row.status for row in rows)
-    return statuses, statuses_text(statuses)
-
-
 class _Line:
     """The run's progress line (``ProgressLine``), ending with its statuses."""
 
@@ -181,7 +175,7 @@ class _PanelProgress:
 
     def finish(self, rows: list[Row]) -> None:
         self.n = len(rows)
-        self._outcome = f" ({_statuses(rows)[1]})"
+        self._outcome = f" ({statuses_text(Counter(row.status for row in rows))})"
 
     def close(self) -> None:
         self._panel.stop(f"the load ended: {self._note()}")
