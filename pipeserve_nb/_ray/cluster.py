@@ -21,10 +21,11 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import ray
 from ray import serve
 
@@ -92,27 +93,62 @@ def _connect(address: str | None, dashboard: bool) -> Cluster:
     return Cluster(_address(), started=True, connected=True)
 
 
+START_ATTEMPTS = 3
+"""Ray gives a new local node a fixed 30 s to register with its GCS (``ray/_private/node.py``), and its
+GCS calls their own deadlines; a busy machine with few cores can miss them (seen on a 2-core machine
+while another process loaded PyTorch). A local start that fails is cleaned up and tried again."""
+
+
 def start_local(dashboard: bool) -> None:
     """Start a local cluster sized for this machine and connect this process to it.
 
     Ray gives a local cluster its default, token authentication (it sets ``RAY_AUTH_MODE=token`` in
     this process and writes a token to ``~/.ray/auth_token``; ``RAY_AUTH_MODE=disabled``, set before,
     opts out); its notice of that default is kept out of the cell, and so are Ray's retry
-    notices (``_quiet_retries_of_this_process``)."""
+    notices (``_quiet_retries_of_this_process``). A start that fails (see ``START_ATTEMPTS``)
+    ends the processes it started and is tried again; the last failure is raised."""
     notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     level = notice.level
     notice.setLevel(logging.ERROR)
     try:
-        with _quiet_retries_of_this_process():
-            ray.init(
-                address="local",
-                num_cpus=os.cpu_count() or 1,
-                include_dashboard=dashboard,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-            )
+        for attempt in range(1, START_ATTEMPTS + 1):
+            before = _children()
+            try:
+                with _quiet_retries_of_this_process():
+                    ray.init(
+                        address="local",
+                        num_cpus=os.cpu_count() or 1,
+                        include_dashboard=dashboard,
+                        logging_level=logging.WARNING,
+                        log_to_driver=False,
+                    )
+                return
+            except Exception as error:  # Ray raises a bare Exception (or a RuntimeError) for a late node
+                ray.shutdown()
+                _end(_children() - before)
+                if attempt == START_ATTEMPTS:
+                    tries = f"{START_ATTEMPTS} tries"
+                    raise RuntimeError(f"a local Ray cluster did not start in {tries}: {error}") from error
     finally:
         notice.setLevel(level)
+
+
+def _children() -> set[psutil.Process]:
+    """This process's descendants that belong to Ray (its GCS, raylet, workers: "ray" in the command line)."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        with suppress(psutil.Error):
+            if "ray" in " ".join(child.cmdline()):
+                found.add(child)
+    return found
+
+
+def _end(processes: set[psutil.Process]) -> None:
+    """End what a failed start left (its GCS, raylet and workers), so the next try starts clean."""
+    for process in processes:
+        with suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(list(processes), timeout=10)
 
 
 @contextmanager
