@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,14 @@ def embedder_float32() -> LoadedModel:
     """The same model in float32, where the same inputs give the same bits whatever their
     batch-mates: for checks of exactness (``test_precision`` checks what bfloat16 changes)."""
     return pipeserve_nb.load_model(dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def chat_model() -> tuple[Any, Any]:
+    """The bundled chat model (SmolLM2-135M-Instruct from its GGUF file) and its tokenizer, float32, loaded once."""
+    from pipeserve_nb._models.generation.bundled import load_smollm2
+
+    return load_smollm2()
 
 
 @pytest.fixture

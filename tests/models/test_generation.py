@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from pipeserve_nb._exceptions import InvalidInput, InvalidSetting
-from pipeserve_nb._models.generation.bundled import load_smollm2
 from pipeserve_nb._models.generation.sampling import Sampling, choose
 from pipeserve_nb._models.generation.step_batch import Row, StepBatch
 from pipeserve_nb._models.generation.text import TextStream
@@ -29,9 +28,9 @@ QUESTIONS = [
 NEW_TOKENS = 16
 
 
-@pytest.fixture(scope="module")
-def chat() -> tuple[Any, Any]:
-    return load_smollm2()
+@pytest.fixture
+def chat(chat_model: tuple[Any, Any]) -> tuple[Any, Any]:
+    return chat_model
 
 
 def _prompt(tokenizer: Any, question: str) -> list[int]:

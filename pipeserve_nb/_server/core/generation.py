@@ -1,0 +1,349 @@
+"""Generation served one model step at a time: the step loop, and each request's stream of pieces.
+
+A ``Generation`` is one request: its prompt (token ids), its ``Sampling`` settings and deadline in;
+text pieces out, as an async iterator on the event loop. ``StepLoop.submit`` hands it to the loop,
+which runs on the inference thread, in jobs of a few model steps each, exactly:
+
+1. drop the rows that were cancelled (the client left, ``stop()``) or whose deadline passed;
+2. let newcomers join, by the policy's rule (``JOIN_RULES``): *continuous*, at every step, up to
+   ``max_rows`` rows and ``prefill_tokens`` prompt tokens per step (so a long prompt delays the
+   running streams by one bounded call); *static*, only when the batch is empty (a batch runs until
+   its longest answer ends); *one at a time*, one row (the seed page's loop, applied to generation).
+   A newcomer's prompt is prefilled in one call with the others joining then; each gets its first token;
+3. one decode step for every row (``StepBatch.step``);
+4. hand each row's new text to its stream (``loop.call_soon_threadsafe``), and drop the rows that
+   finished: the model's end token or a stop string (``"stop"``), ``max_new_tokens`` (``"length"``).
+
+A row that leaves frees its slot for the next step. Each generation ends exactly once: with
+``Finished`` (its reason, token counts and times), or, when nothing was written yet, with an error
+(``RequestTimeout`` when its deadline passed, ``ServerStopping``, ``InferenceFailed`` when the model
+raised for its batch, ``WorkerDied``). The loop never touches the event loop's objects but through
+``call_soon_threadsafe``; the event loop sets a generation's cancel reason, which the inference
+thread reads between steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from ..._exceptions import InferenceFailed, InvalidSetting, RequestFailed, RequestTimeout
+from ..._models.generation.sampling import Sampling
+from ..._models.generation.step_batch import Row, StepBatch
+from ..._models.generation.text import TextStream
+from ..observe.stats import clock
+from .inference import InferenceThread
+from .request import stopping, worker_died
+
+__all__ = ["Finished", "Generation", "JOIN_RULES", "Piece", "StepLoop", "STOP_REASONS"]
+
+JOIN_RULES = ("continuous", "static", "one_at_a_time")
+"""When a newcomer joins the running rows: at the next step, when the batch is empty, or one row at a time."""
+
+STOP_REASONS = ("stop", "length", "client_gone", "expired", "stopping", "failed")
+"""Why a generation ended: the model's end or a stop string, its token budget, the client left, its deadline
+passed, the server stopped, the model raised."""
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Text written since the last piece (never empty), and the tokens generated so far."""
+
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """How a generation ended (``reason``, one of ``STOP_REASONS``), its whole text and its numbers."""
+
+    reason: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    first_token_s: float | None
+    """Seconds from arrival to the first token (None: none was written)."""
+    duration_s: float
+
+
+class Generation:
+    """One request's generation: made and read on the event loop, run on the inference thread."""
+
+    def __init__(self, prompt: list[int], sampling: Sampling, deadline_s: float | None = None) -> None:
+        """``prompt``: token ids; ``deadline_s``: on the server's clock (``clock``), None for none."""
+        self.prompt = prompt
+        self.sampling = sampling
+        self.deadline_s = deadline_s
+        self.arrived_s = clock()
+        self.cancelled: str | None = None
+        """Why the event loop asked the generation to end (read by the inference thread between steps)."""
+        self.finished: Finished | None = None
+        self.tokens_written = 0
+        """Tokens generated so far (written by the inference thread)."""
+        self._events: asyncio.Queue[Piece | Finished | RequestFailed] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._text: TextStream | None = None
+        self._first_token_s: float | None = None
+
+    def cancel(self, reason: str) -> None:
+        """Ask for the generation to end (``client_gone`` or ``stopping``); it leaves the batch before the next step."""
+        if self.cancelled is None:
+            self.cancelled = reason
+
+    async def pieces(self) -> AsyncIterator[Piece]:
+        """The text pieces as they are written; ends when the generation does (then ``finished`` is set),
+        or raises the ``RequestFailed`` that ended it before any text."""
+        while True:
+            event = await self._events.get()
+            if isinstance(event, Piece):
+                yield event
+            elif isinstance(event, Finished):
+                self.finished = event
+                return
+            else:
+                raise event
+
+    async def result(self) -> Finished:
+        """The whole generation, once it has ended."""
+        async for _ in self.pieces():
+            pass
+        assert self.finished is not None
+        return self.finished
+
+    # The inference thread's side.
+
+    def _send(self, event: Piece | Finished | RequestFailed) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is left to read it
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+
+    def _started(self, tokenizer: Any, ends: frozenset[int]) -> None:
+        self._text = TextStream(tokenizer, self.sampling.stop)
+        self._ends = ends
+
+    def _took(self, token: int, count: int) -> str | None:
+        """Hand out what ``token`` completes; return the reason the generation ends with it, or None."""
+        assert self._text is not None
+        self.tokens_written = count
+        if self._first_token_s is None:
+            self._first_token_s = clock() - self.arrived_s
+        if token in self._ends:
+            self._flush(count)
+            return "stop"
+        text = self._text.push(token)
+        if text:
+            self._send(Piece(text, count))
+        if self._text.stopped:
+            return "stop"
+        if count >= self.sampling.max_new_tokens:
+            self._flush(count)
+            return "length"
+        return None
+
+    def _flush(self, count: int) -> None:
+        assert self._text is not None
+        if text := self._text.finish():
+            self._send(Piece(text, count))
+
+    def _end(self, reason: str, completion_tokens: int) -> None:
+        """Send the one last event: ``Finished``, or the error when no token was written and it did not finish."""
+        if completion_tokens == 0 and reason in ("expired", "stopping"):
+            self._send(RequestTimeout("no token before the request's deadline") if reason == "expired" else stopping())
+            return
+        text = self._text.text if self._text is not None else ""
+        first = self._first_token_s
+        self._send(Finished(reason, text, len(self.prompt), completion_tokens, first, clock() - self.arrived_s))
+
+
+class StepLoop:
+    """Runs every generation of one model on the inference thread (see the module docstring).
+
+    Parameters:
+        model: a transformers causal LM; tokenizer: its tokenizer (decoding, the end token).
+        worker: the inference thread the model runs on.
+        join: one of ``JOIN_RULES``.
+        max_rows: the most generations in one step.
+        prefill_tokens: the most prompt tokens prefilled before one step (a longer prompt still joins, alone).
+        steps_per_job: model steps per job on the worker, so that other jobs (a stop, another model) get turns.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        worker: InferenceThread,
+        *,
+        join: str = "continuous",
+        max_rows: int = 16,
+        prefill_tokens: int = 512,
+        steps_per_job: int = 8,
+    ) -> None:
+        if join not in JOIN_RULES:
+            raise InvalidSetting(f"join must be one of {', '.join(JOIN_RULES)}, got {join!r}")
+        self.join = join
+        self.max_rows = 1 if join == "one_at_a_time" else max_rows
+        self.prefill_tokens = prefill_tokens
+        self.steps_per_job = steps_per_job
+        self.tokenizer = tokenizer
+        self.worker = worker
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.batch = StepBatch(model, pad_id=int(pad or 0))
+        self.ends = _end_tokens(model, tokenizer)
+        self.stopped_by: Counter[str] = Counter()
+        """How many generations ended, by reason (``STOP_REASONS``)."""
+        self.rows_per_step: deque[int] = deque(maxlen=10_000)
+        """How many rows each recent decode step ran."""
+        self._pending: deque[Generation] = deque()
+        self._lock = threading.Lock()  # guards _pending and _scheduled
+        self._scheduled = False
+
+    @property
+    def waiting(self) -> int:
+        """Generations submitted that have not joined the batch yet."""
+        return len(self._pending)
+
+    @property
+    def running(self) -> int:
+        """Generations in the batch now."""
+        return len(self.batch)
+
+    def submit(self, generation: Generation) -> None:
+        """Queue ``generation``; it joins the batch by the join rule (call from the event loop)."""
+        with self._lock:
+            self._pending.append(generation)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            self.worker.submit(self._drive)
+        except Exception:  # the worker has stopped or died: nothing can run these any more
+            crash = self.worker.crash
+            self._fail_everything(lambda: worker_died(crash.__cause__) if crash is not None else stopping())
+
+    def _drive(self) -> None:
+        """A job on the inference thread: a few steps, then schedule the next job if work is left."""
+        try:
+            for _ in range(self.steps_per_job):
+                self._drop_cancelled()
+                self._admit()
+                if not self.batch:
+                    break
+                self._step(self.batch.step, decode=True)
+        except BaseException as error:  # a fault of the loop itself, or the thread dying: nothing is left running
+            self._fail_everything(partial(worker_died, error))
+            raise
+        with self._lock:
+            if not self.batch and not self._pending:
+                self._scheduled = False
+                return
+        self._schedule()
+
+    def _drop_cancelled(self) -> None:
+        now = clock()
+        gone: dict[Generation, str] = {}
+        for row in self.batch.rows:
+            generation: Generation = row.key  # type: ignore[assignment]
+            reason = _cancel_reason(generation, now)
+            if reason is not None:
+                gone[generation] = reason
+        for row in self.batch.leave(set(gone)):
+            self._finish(row, gone[row.key])  # type: ignore[index]
+
+    def _admit(self) -> None:
+        if self.join != "continuous" and self.batch:
+            return
+        joining: list[Generation] = []
+        budget = self.prefill_tokens
+        now = clock()
+        with self._lock:
+            for generation in [g for g in self._pending if _cancel_reason(g, now) is not None]:
+                self._pending.remove(generation)  # a waiting one that was cancelled or expired never runs
+                reason = _cancel_reason(generation, now) or "expired"
+                self._count(reason)
+                generation._end(reason, 0)
+            while self._pending and len(self.batch) + len(joining) < self.max_rows:
+                generation = self._pending[0]
+                if joining and len(generation.prompt) > budget:
+                    break
+                joining.append(self._pending.popleft())
+                budget -= len(generation.prompt)
+        if not joining:
+            return
+        rows = [Row(g, g.sampling, g.sampling.generator()) for g in joining]
+        for generation in joining:
+            generation._started(self.tokenizer, self.ends)
+        self._step(lambda: self.batch.join([g.prompt for g in joining], rows), rows)
+
+    def _step(self, call: Callable[[], list[int]], rows: list[Row] | None = None, decode: bool = False) -> None:
+        """Run one model call (``join`` or ``step``) and hand out its tokens; a call that raises fails its rows."""
+        rows = list(self.batch.rows) if rows is None else rows
+        try:
+            tokens = call()
+        except Exception as error:
+            self._fail(rows, error)
+            return
+        if decode:
+            self.rows_per_step.append(len(rows))
+        ended: dict[Row, str] = {}
+        for row, token in zip(rows, tokens, strict=True):
+            generation: Generation = row.key  # type: ignore[assignment]
+            reason = generation._took(token, len(row.tokens))
+            if reason is not None:
+                ended[row] = reason
+        for row in self.batch.leave({row.key for row in ended}):
+            self._finish(row, ended[row])
+
+    def _fail(self, rows: list[Row], error: Exception) -> None:
+        """The model raised for a call: its rows end (``failed``), the others go on."""
+        self.batch.leave({row.key for row in rows})
+        for row in rows:
+            generation: Generation = row.key  # type: ignore[assignment]
+            self._count("failed")
+            failed = InferenceFailed(f"the model raised {type(error).__name__} while generating")
+            failed.__cause__ = error
+            if row.tokens:
+                generation._end("failed", len(row.tokens))
+            else:
+                generation._send(failed)
+
+    def _finish(self, row: Row, reason: str) -> None:
+        self._count(reason)
+        generation: Generation = row.key  # type: ignore[assignment]
+        generation._end(reason, len(row.tokens))
+
+    def _fail_everything(self, error: Callable[[], RequestFailed]) -> None:
+        """Answer every generation, waiting or running, with ``error()``; nothing runs them any more."""
+        with self._lock:
+            self._scheduled = False
+            pending = list(self._pending)
+            self._pending.clear()
+        for generation in pending:
+            generation._send(error())
+        for row in self.batch.leave({row.key for row in self.batch.rows}):
+            row.key._send(error())  # type: ignore[attr-defined]
+
+    def _count(self, reason: str) -> None:
+        self.stopped_by[reason] += 1
+
+
+def _cancel_reason(generation: Generation, now: float) -> str | None:
+    if generation.cancelled is not None:
+        return generation.cancelled
+    if generation.deadline_s is not None and now >= generation.deadline_s:
+        return "expired"
+    return None
+
+
+def _end_tokens(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The tokens that end an answer: the tokenizer's end token and those of the model's generation config."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ends = configured if isinstance(configured, list) else [configured]
+    return frozenset(int(t) for t in [tokenizer.eos_token_id, *ends] if t is not None)
