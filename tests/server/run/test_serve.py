@@ -67,6 +67,20 @@ def test_concurrent_clients_are_batched_and_get_the_same_answer_as_alone(embedde
     assert sum(int(k) * v for k, v in stats["batch_size_histogram"].items()) == len(texts)
 
 
+def test_the_bundled_chat_model_is_served_by_its_short_name_or_by_its_task() -> None:
+    from pipeserve_nb._models.generation.bundled import SMOLLM2_NAME
+    from pipeserve_nb._models.spec import BUNDLED_MODEL_NAME, ModelSpec
+
+    assert ModelSpec(model=None, task="text-generation").describe() == SMOLLM2_NAME
+    assert ModelSpec(model="minilm").describe() == ModelSpec().describe() == BUNDLED_MODEL_NAME
+    with pytest.raises(InvalidSetting, match=r"task='fill-mask' is not a task of a bundled model \(minilm"):
+        ModelSpec(model="smollm2", task="fill-mask")
+    with serve(model="smollm2", dtype="float32") as server:  # whole answers for now: one generate() per batch
+        assert server.model == SMOLLM2_NAME
+        answer = server.query("The capital of France is", parameters={"max_new_tokens": 6, "do_sample": False})
+        assert "Paris" in answer[0]["generated_text"]
+
+
 def test_a_model_loaded_in_the_notebook_is_served_as_it_is(embedder: LoadedModel) -> None:
     with serve(embedder) as server:
         assert server.model == embedder.name  # the same copy: no second load
