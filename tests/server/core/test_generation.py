@@ -59,7 +59,9 @@ async def _drain(pieces: Any) -> None:
         pass
 
 
-def test_a_newcomer_joins_the_running_batch_at_the_next_step(chat_model: tuple[Any, Any], worker: InferenceThread) -> None:
+def test_a_newcomer_joins_the_running_batch_at_the_next_step(
+    chat_model: tuple[Any, Any], worker: InferenceThread
+) -> None:
     model, tokenizer = chat_model
     loop = StepLoop(model, tokenizer, worker, join="continuous")
 
