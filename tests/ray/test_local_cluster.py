@@ -3,71 +3,85 @@
 On a busy machine with few cores, Ray's new node can miss the fixed 30 s it is given to register
 (``ray/_private/node.py``): ``ray.init`` raises after the cluster's GCS and raylet have started, and
 ``ray.shutdown()`` does not end them, because the node never became Ray's global node. The test
-makes the first start fail in exactly that place, after Ray's processes really started.
+makes the first starts fail in exactly that place, after Ray's processes really started.
+
+Each case runs in a process of its own: a local start sets Ray's token authentication in the
+process (``RAY_AUTH_MODE`` and a token Ray keeps for the process's life), which would refuse the
+clusters the other Ray tests start with tokens of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import subprocess
+import sys
 from typing import Any
 
-import psutil
 import pytest
-import ray
-from ray._private import node
-
-from pipeserve_nb._ray import cluster
 
 pytestmark = [pytest.mark.gate, pytest.mark.ray]
 
+CASE = r"""
+import json, sys
+import psutil, ray
+from ray._private import node
+from pipeserve_nb._ray import cluster
 
-def _ray_children() -> set[int]:
-    return {
-        p.pid for p in psutil.Process().children(recursive=True) if "ray" in " ".join(p.cmdline()) and p.is_running()
-    }
+def ray_children():
+    found = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "ray" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                found.add(p.pid)
+        except psutil.Error:
+            pass
+    return found
 
+failures, attempts = int(sys.argv[1]), int(sys.argv[2])
+cluster.START_ATTEMPTS = attempts
+real = node.Node.start_ray_processes
+left = []
 
-@pytest.fixture
-def first_start_is_late(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[set[int]]]:
-    """The first local start raises Ray's own "timed out" exception once its processes are up; records them."""
-    real = node.Node.start_ray_processes
-    left_by_failures: list[set[int]] = []
-
-    def late_once(self: Any) -> None:
-        real(self)
-        if not left_by_failures:
-            left_by_failures.append(_ray_children())
-            raise Exception("The current node timed out during startup. (the test's late node)")
-
-    monkeypatch.setattr(node.Node, "start_ray_processes", late_once)
-    yield left_by_failures
-    ray.shutdown()
-
-
-def test_a_failed_local_start_is_cleaned_up_and_tried_again(first_start_is_late: list[set[int]]) -> None:
-    assert not ray.is_initialized()
-    cluster.start_local(dashboard=False)
-
-    assert ray.is_initialized()
-    (left,) = first_start_is_late
-    assert left, "the failed start had started Ray's processes"
-    assert not left & _ray_children(), "the failed start's processes still run beside the new cluster"
-    assert len([n for n in ray.nodes() if n["Alive"]]) == 1
-    assert ray.get(ray.remote(lambda: 42).remote()) == 42  # the cluster of the second try works
-
-
-def test_a_start_that_keeps_failing_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = node.Node.start_ray_processes
-    started: list[set[int]] = []
-
-    def always_late(self: Any) -> None:
-        real(self)
-        started.append(_ray_children())
+def late(self):
+    real(self)
+    if len(left) < failures:
+        left.append(sorted(ray_children()))
         raise Exception("The current node timed out during startup. (the test's late node)")
 
-    monkeypatch.setattr(node.Node, "start_ray_processes", always_late)
-    monkeypatch.setattr(cluster, "START_ATTEMPTS", 2)
-    with pytest.raises(RuntimeError, match="did not start in 2 tries: The current node timed out"):
-        cluster.start_local(dashboard=False)
-    assert len(started) == 2 and not ray.is_initialized()
-    assert not set().union(*started) & _ray_children(), "a failed start left Ray's processes running"
+node.Node.start_ray_processes = late
+out = {"left": left}
+try:
+    cluster.start_local(dashboard=False)
+    out["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
+    out["answer"] = ray.get(ray.remote(lambda: 42).remote())
+except RuntimeError as error:
+    out["error"] = str(error)
+out["initialized"] = ray.is_initialized()
+out["still_running"] = sorted(set().union(*map(set, left)) & ray_children())
+ray.shutdown()
+print(json.dumps(out))
+"""
+
+
+def _start(failures: int, attempts: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", CASE, str(failures), str(attempts)], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_failed_local_start_is_cleaned_up_and_tried_again() -> None:
+    result = _start(failures=1, attempts=3)
+    assert len(result["left"]) == 1 and result["left"][0], "the failed start had started Ray's processes"
+    assert result["still_running"] == [], "the failed start's processes still run beside the new cluster"
+    assert result["initialized"] and result["nodes"] == 1
+    assert result["answer"] == 42, "the cluster of the second try works"
+
+
+def test_a_start_that_keeps_failing_says_so_and_leaves_nothing_running() -> None:
+    result = _start(failures=2, attempts=2)
+    assert result["error"].startswith("a local Ray cluster did not start in 2 tries: The current node timed out")
+    assert len(result["left"]) == 2 and not result["initialized"]
+    assert result["still_running"] == [], "a failed start left Ray's processes running"
