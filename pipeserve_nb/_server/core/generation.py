@@ -90,6 +90,7 @@ class Generation:
         self._loop = asyncio.get_running_loop()
         self._text: TextStream | None = None
         self._first_token_s: float | None = None
+        self._outbox: list[tuple[Generation, Event]] | None = None
 
     def cancel(self, reason: str) -> None:
         """Ask for the generation to end (``client_gone`` or ``stopping``); it leaves the batch before the next step."""
@@ -119,8 +120,12 @@ class Generation:
     # The inference thread's side.
 
     def _send(self, event: Piece | Finished | RequestFailed) -> None:
-        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is left to read it
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        """Queue ``event`` for the event loop: in the step loop's outbox while it runs a step (one wake-up of
+        the event loop per model call, not one per row), else at once."""
+        if self._outbox is not None:
+            self._outbox.append((self, event))
+        else:
+            deliver(self._loop, [(self, event)])
 
     def _started(self, tokenizer: Any, ends: frozenset[int]) -> None:
         self._text = TextStream(tokenizer, self.sampling.stop)
@@ -158,6 +163,21 @@ class Generation:
         text = self._text.text if self._text is not None else ""
         first = self._first_token_s
         self._send(Finished(reason, text, len(self.prompt), completion_tokens, first, clock() - self.arrived_s))
+
+
+Event = Piece | Finished | RequestFailed
+"""What a generation's stream receives: a piece, its end, or the error that ended it before any text."""
+
+
+def deliver(loop: asyncio.AbstractEventLoop, events: list[tuple[Generation, Event]]) -> None:
+    """Hand ``events`` to their generations on ``loop``, in one wake-up of it (from any thread)."""
+
+    def put() -> None:
+        for generation, event in events:
+            generation._events.put_nowait(event)
+
+    with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is left to read them
+        loop.call_soon_threadsafe(put)
 
 
 class StepLoop:
@@ -199,6 +219,7 @@ class StepLoop:
         self.rows_per_step: deque[int] = deque(maxlen=10_000)
         """How many rows each recent decode step ran."""
         self._pending: deque[Generation] = deque()
+        self._outbox: list[tuple[Generation, Event]] = []  # filled on the inference thread, flushed after each call
         self._lock = threading.Lock()  # guards _pending and _scheduled
         self._scheduled = False
 
@@ -214,6 +235,7 @@ class StepLoop:
 
     def submit(self, generation: Generation) -> None:
         """Queue ``generation``; it joins the batch by the join rule (call from the event loop)."""
+        generation._outbox = self._outbox
         with self._lock:
             self._pending.append(generation)
             if self._scheduled:
@@ -256,6 +278,7 @@ class StepLoop:
                 gone[generation] = reason
         for row in self.batch.leave(set(gone)):
             self._finish(row, gone[row.key])  # type: ignore[index]
+        self._flush()
 
     def _admit(self) -> None:
         if self.join != "continuous" and self.batch:
@@ -275,6 +298,7 @@ class StepLoop:
                     break
                 joining.append(self._pending.popleft())
                 budget -= len(generation.prompt)
+        self._flush()
         if not joining:
             return
         rows = [Row(g, g.sampling, g.sampling.generator()) for g in joining]
@@ -300,6 +324,16 @@ class StepLoop:
                 ended[row] = reason
         for row in self.batch.leave({row.key for row in ended}):
             self._finish(row, ended[row])
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the last call wrote, one wake-up per event loop."""
+        events, self._outbox[:] = list(self._outbox), []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Generation, Event]]] = {}
+        for generation, event in events:
+            by_loop.setdefault(generation._loop, []).append((generation, event))
+        for loop, batch in by_loop.items():
+            deliver(loop, batch)
 
     def _fail(self, rows: list[Row], error: Exception) -> None:
         """The model raised for a call: its rows end (``failed``), the others go on."""
@@ -313,6 +347,7 @@ class StepLoop:
                 generation._end("failed", len(row.tokens))
             else:
                 generation._send(failed)
+        self._flush()
 
     def _finish(self, row: Row, reason: str) -> None:
         self._count(reason)
@@ -329,6 +364,7 @@ class StepLoop:
             generation._send(error())
         for row in self.batch.leave({row.key for row in self.batch.rows}):
             row.key._send(error())  # type: ignore[attr-defined]
+        self._flush()
 
     def _count(self, reason: str) -> None:
         self.stopped_by[reason] += 1
