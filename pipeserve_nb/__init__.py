@@ -17,7 +17,7 @@ logging set-up, no asyncio patch, no Ray.
 
 from __future__ import annotations
 
-from ._client import aquery, query
+from ._client import aquery, astream, query, stream
 from ._exceptions import (
     InferenceFailed,
     InvalidInput,
@@ -72,6 +72,8 @@ __all__ = [
     "ServerConfig",
     "query",
     "aquery",
+    "stream",
+    "astream",
     "sample_texts",
     "load_model",
     "LoadedModel",

@@ -1,12 +1,16 @@
 """Client helpers: send inputs to a server, get outputs back or a ``ServerError``.
 
 ``query`` is synchronous and safe to call from a notebook cell (the server runs on its
-own loop in its own thread); ``aquery`` is its ``await``-able twin.
+own loop in its own thread); ``aquery`` is its ``await``-able twin. ``stream`` and ``astream``
+ask a chat model (``/v1/chat/completions``, streamed) and yield the answer's text as it is written.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ._exceptions import ServerError
 from ._wire import error_of
@@ -14,9 +18,12 @@ from ._wire import error_of
 if TYPE_CHECKING:
     import httpx  # imported where a client is made: a load generator's process never needs it
 
-__all__ = ["query", "aquery", "auth_headers", "Inputs", "Queries"]
+__all__ = ["query", "aquery", "stream", "astream", "auth_headers", "Inputs", "Prompt", "Queries"]
 
 Inputs = str | list[str]
+Prompt = str | list[dict[str, Any]]
+"""A chat prompt: one user message as a string, or OpenAI's list of messages."""
+CHAT_PATH = "/v1/chat/completions"
 DEFAULT_TIMEOUT_S = 120.0
 
 
@@ -66,6 +73,79 @@ async def aquery(
     return _answer(await client.post(url, json=payload, headers=headers, timeout=timeout_s))
 
 
+def stream(
+    url: str,
+    prompt: Prompt,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
+    client: httpx.Client | None = None,
+    **fields: Any,
+) -> Iterator[str]:
+    """Ask the chat model at ``url`` and yield its answer's text as it is written.
+
+    ``fields`` are OpenAI's chat fields (``max_tokens``, ``temperature``, ``stop``, ...). An error
+    before the answer raises ``ServerError`` with its status; one during it (the server stopped) too.
+
+    Example:
+        >>> for text in stream(server.url, "What is the capital of France?"):  # doctest: +SKIP
+        ...     print(text, end="")
+    """
+    import httpx
+
+    own = client is None
+    http = httpx.Client(trust_env=False) if client is None else client
+    try:
+        body, headers = _chat_body(prompt, fields), auth_headers(token)
+        with http.stream("POST", url + CHAT_PATH, json=body, headers=headers, timeout=timeout_s) as response:
+            if not response.is_success:
+                response.read()
+                _answer(response)
+            yield from _texts(response.iter_lines())
+    finally:
+        if own:
+            http.close()
+
+
+async def astream(
+    url: str, prompt: Prompt, *, timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None, **fields: Any
+) -> AsyncIterator[str]:
+    """Async ``stream``: ``async for text in astream(server.url, "Hi"): ...``."""
+    import httpx
+
+    body, headers = _chat_body(prompt, fields), auth_headers(token)
+    async with (
+        httpx.AsyncClient(trust_env=False) as http,
+        http.stream("POST", url + CHAT_PATH, json=body, headers=headers, timeout=timeout_s) as response,
+    ):
+        if not response.is_success:
+            await response.aread()
+            _answer(response)
+        async for line in response.aiter_lines():
+            for text in _texts([line]):
+                yield text
+
+
+def _chat_body(prompt: Prompt, fields: dict[str, Any]) -> dict[str, Any]:
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return {"messages": messages, **fields, "stream": True}
+
+
+def _texts(lines: Iterable[str]) -> Iterator[str]:
+    """The text of each chunk of a streamed chat answer (Server-Sent Events); an error event raises."""
+    for line in lines:
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        chunk = orjson.loads(line[len("data: ") :])
+        error = error_of(chunk)
+        if error is not None:
+            raise ServerError(200, *error)
+        for choice in chunk.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                yield text
+
+
 def auth_headers(token: str | None) -> dict[str, str]:
     """The ``Authorization`` header for ``token`` (none for None)."""
     return {"authorization": f"Bearer {token}"} if token is not None else {}
@@ -112,6 +192,18 @@ class Queries:
     ) -> Any:
         """Async ``query``: ``await server.aquery("text")``."""
         return await aquery(self.url, inputs, parameters=parameters, timeout_s=timeout_s, token=self._token)
+
+    def stream(self, prompt: Prompt, *, timeout_s: float = DEFAULT_TIMEOUT_S, **fields: Any) -> Iterator[str]:
+        """A chat model's answer to ``prompt``, piece by piece as it is written (sync, safe in a cell)::
+
+        for text in server.stream("What is the capital of France?", max_tokens=32):
+            print(text, end="")
+        """
+        return stream(self.url, prompt, timeout_s=timeout_s, client=self._client, **fields)
+
+    def astream(self, prompt: Prompt, *, timeout_s: float = DEFAULT_TIMEOUT_S, **fields: Any) -> AsyncIterator[str]:
+        """Async ``stream``: ``async for text in server.astream("Hi"): ...``."""
+        return astream(self.url, prompt, timeout_s=timeout_s, token=self._token, **fields)
 
     def health(self) -> dict[str, Any]:
         """The ``/health`` answer as a dict (``status`` is ``"ok"`` when serving; behind Ray's

@@ -28,6 +28,8 @@ PUBLIC = {
     "ServerConfig",
     "query",
     "aquery",
+    "stream",
+    "astream",
     "sample_texts",
     "load_model",
     "LoadedModel",

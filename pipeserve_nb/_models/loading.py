@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .generation.chat import chat_model_of
 from .precision import cast, resolve
 from .quiet import quiet_loading
 from .runner import Runner
@@ -95,11 +96,11 @@ def _bundled_chat_model(device: str | int | None, dtype: str) -> LoadedModel:
     model, tokenizer = load_smollm2()
     tokenizer.padding_side = "left"  # a batch of prompts ends where each answer starts
     pipe = _in_precision(pipeline("text-generation", model=model, tokenizer=tokenizer, device=device), dtype)
-    return LoadedModel(SMOLLM2_NAME, PipelineRunner(pipe), **_placement(pipe))
+    return LoadedModel(SMOLLM2_NAME, PipelineRunner(pipe), **_placement(pipe), chat=chat_model_of(pipe))
 
 
 def _pipeline_model(name: str, pipe: Any) -> LoadedModel:
-    return LoadedModel(name, PipelineRunner(pipe), **_placement(pipe))
+    return LoadedModel(name, PipelineRunner(pipe), **_placement(pipe), chat=chat_model_of(pipe))
 
 
 def _placement(pipe: Any) -> dict[str, Any]:

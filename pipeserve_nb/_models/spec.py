@@ -31,6 +31,7 @@ from typing import Any
 from .._exceptions import InvalidSetting
 from .._options import Custom, Text, check_fields, option
 from .generation.bundled import SMOLLM2_NAME
+from .generation.chat import ChatModel
 from .precision import DTYPES
 from .runner import Runner
 
@@ -65,6 +66,8 @@ class LoadedModel:
         device: where it runs (``"cpu"``, ``"cuda:0"``); None when pipeserve cannot tell (a callable).
         dtype: the weights' type (``"float32"``); None when pipeserve cannot tell.
         weights_mb: the weights' size in MiB (their parameters' bytes); None when pipeserve cannot tell.
+        chat: the same model as a ``ChatModel`` when it can also be served one token at a time
+            (streamed, continuous batching: ``/v1/chat/completions``); None otherwise.
     """
 
     name: str
@@ -72,6 +75,7 @@ class LoadedModel:
     device: str | None = None
     dtype: str | None = None
     weights_mb: float | None = None
+    chat: ChatModel | None = None
 
     @property
     def max_tokens(self) -> int | None:

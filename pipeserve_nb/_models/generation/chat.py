@@ -18,7 +18,7 @@ from typing import Any
 from ..._exceptions import InvalidInput
 from .sampling import Sampling
 
-__all__ = ["ChatPrompts", "PromptRequest", "ROLES"]
+__all__ = ["ChatModel", "ChatPrompts", "PromptRequest", "ROLES", "chat_model_of"]
 
 ROLES = ("system", "developer", "user", "assistant")
 """The roles a message may have (``developer`` is OpenAI's newer name for ``system``, and is sent as one)."""
@@ -29,6 +29,28 @@ _REFUSED = {
     "functions": "functions (function calling) are not supported by this server",
     "logprobs": "logprobs are not supported by this server",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ChatModel:
+    """A causal language model that can be served one step at a time: the model, its tokenizer (with a chat
+    template), and its context (the most tokens of prompt and answer together)."""
+
+    model: Any
+    tokenizer: Any
+    context_tokens: int
+
+
+def chat_model_of(pipe: Any) -> ChatModel | None:
+    """The pipeline's model as a ``ChatModel`` when it is a text-generation pipeline whose tokenizer has a chat
+    template and whose model says its context; else None (it is served as whole calls only)."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    context = getattr(getattr(getattr(pipe, "model", None), "config", None), "max_position_embeddings", None)
+    if getattr(pipe, "task", None) != "text-generation" or tokenizer is None or not isinstance(context, int):
+        return None
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    return ChatModel(pipe.model, tokenizer, context)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..._exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Sampling", "choose"]
 
@@ -56,6 +58,8 @@ class Sampling:
         """The random generator a sampled row draws from (seeded when asked); None when greedy."""
         if self.greedy:
             return None
+        import torch
+
         generator = torch.Generator()
         if self.seed is not None:
             generator.manual_seed(self.seed)
@@ -80,6 +84,8 @@ def choose(
 
 
 def _sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
+    import torch
+
     probabilities = torch.softmax(logits / sampling.temperature, dim=-1)
     if sampling.top_p < 1:
         ordered, order = probabilities.sort(descending=True)

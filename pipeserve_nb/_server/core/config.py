@@ -1,14 +1,18 @@
-"""Server limits: queue size and wait, request timeout, drain time, request size, access token, error detail."""
+"""Server limits: queue size and wait, timeouts, drain time, request size, generation, access token, error detail."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..._options import Flag, Int, Number, Text, check_fields, option
+from ..._options import Custom, Flag, Int, Number, Text, check_fields, option
 
-__all__ = ["ServerConfig"]
+__all__ = ["ServerConfig", "JOIN_RULES"]
 
 _SECONDS = Number(strict=True, of="seconds")
+
+JOIN_RULES = ("continuous", "static", "one_at_a_time")
+"""When a new generation joins the running ones (``generation``): at the next model step, when the running
+batch has ended, or one generation at a time."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +54,13 @@ class ServerConfig:
         auth_token: when set, every request must carry ``Authorization: Bearer <token>``
             (compared in constant time) or it gets 401. Required to bind a non-loopback
             address unless ``serve(..., allow_unauthenticated=True)``. Never shown in ``repr``.
+        max_new_tokens: the most tokens one generation may write; a request asking for more gets 400,
+            one asking for nothing gets this (or what is left of the model's context).
+        max_streams: the most generations that share one model step; more wait for a slot
+            (``max_queue`` bounds how many may wait).
+        generation: when a new generation joins the running ones: ``"continuous"`` at the
+            next step (continuous batching), ``"static"`` only when the running batch has
+            ended, ``"one_at_a_time"`` one generation at a time (``JOIN_RULES``).
         torch_threads: threads PyTorch uses inside one model call, set with
             ``torch.set_num_threads`` (process-wide) before the model loads and restored
             when the server stops; None keeps PyTorch's choice (one per core). The event
@@ -86,6 +97,15 @@ class ServerConfig:
         "bearer token every request must carry; needed for a non-loopback host",
         hint="e.g. secrets.token_urlsafe()",
         secret=True,
+    )
+    max_new_tokens: int = option(
+        512, Int(), "most tokens one generation may write (400 above; also the default budget)", unit="tokens"
+    )
+    max_streams: int = option(16, Int(), "generations that share one model step", unit="streams")
+    generation: str = option(
+        "continuous",
+        Custom("one of " + ", ".join(repr(r) for r in JOIN_RULES), lambda v: v in JOIN_RULES, str.strip),
+        "when a new generation joins the running ones (continuous, static, one_at_a_time)",
     )
     torch_threads: int | None = option(
         None, Int(optional=True), "PyTorch threads per model call (None: one per core)", unit="threads"

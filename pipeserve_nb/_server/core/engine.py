@@ -29,7 +29,8 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from ..._exceptions import RequestFailed, ServerStopping
+from ..._exceptions import InvalidInput, RequestFailed, ServerStopping
+from ..._models.generation.chat import PromptRequest
 from ..._models.loading import load
 from ..._models.spec import LoadedModel, ModelSpec
 from ..observe.stats import Stats, clock
@@ -38,6 +39,8 @@ from .batch_loop import BatchLoop
 from .batch_queue import BatchQueue
 from .config import ServerConfig
 from .cost import Forecast
+from .generating import Generating
+from .generation import Generation
 from .inference import InferenceThread, set_torch_threads
 from .policy import Policy
 from .preparation import Preparation, Prepared
@@ -108,6 +111,7 @@ class Engine:
         self._unanswered = 0
         self._all_answered: asyncio.Event | None = None
         self._torch_threads_before: int | None = None
+        self._generating: Generating | None = None
 
     def load(self) -> None:
         """Load the model on the inference thread and wait for it (blocking)."""
@@ -136,6 +140,8 @@ class Engine:
         self._preparation = Preparation(self._admission.prepare, self._prepared, asyncio.get_running_loop())
         self._all_answered = asyncio.Event()
         self._all_answered.set()
+        if model.chat is not None:
+            self._generating = Generating(model.chat, worker, self.config)
         self._task = asyncio.create_task(self._batches.run(), name="pipeserve-batch-loop")
         self._task.add_done_callback(self._on_batch_loop_exit)
         self.state = EngineState.RUNNING
@@ -145,6 +151,8 @@ class Engine:
         answer whatever is left with ``ServerStopping``."""
         if self.state is EngineState.RUNNING:
             self.state = EngineState.DRAINING
+        if self._generating is not None:  # a generation ends within one model step
+            await self._generating.stop(timeout_s)
         if self._all_answered is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_answered.wait(), timeout_s)
@@ -156,6 +164,8 @@ class Engine:
         if self.state is EngineState.RUNNING:
             self.state = EngineState.DRAINING
         self._fail_unanswered(stopping)
+        if self._generating is not None:
+            await self._generating.stop(1.0)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -181,6 +191,21 @@ class Engine:
     def model(self) -> LoadedModel | None:
         """The loaded model (None before ``load()`` and after ``close()``)."""
         return self._model
+
+    @property
+    def generating(self) -> Generating | None:
+        """The generations (None before ``start()``, and for a model that is not served one token at a time)."""
+        return self._generating
+
+    def generate(self, request: PromptRequest) -> Generation:
+        """Start a generation (on the server's loop): ``ServerStopping``/``WorkerDied`` when the engine does not
+        run, ``InvalidInput`` when its model is not served one token at a time, ``Overloaded`` when too many
+        wait. Read its pieces with ``Generation.pieces()``; ``cancel("client_gone")`` when the caller leaves."""
+        if self.state is not EngineState.RUNNING:
+            raise self._unavailable()
+        if self._generating is None:
+            raise InvalidInput(f"{self.model_name} is not served one token at a time: it has no chat route")
+        return self._generating.start(request)
 
     @property
     def batches(self) -> BatchLoop | None:

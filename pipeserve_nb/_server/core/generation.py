@@ -31,20 +31,20 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..._exceptions import InferenceFailed, InvalidSetting, RequestFailed, RequestTimeout
 from ..._models.generation.sampling import Sampling
-from ..._models.generation.step_batch import Row, StepBatch
 from ..._models.generation.text import TextStream
 from ..observe.stats import clock
+from .config import JOIN_RULES
 from .inference import InferenceThread
 from .request import stopping, worker_died
 
-__all__ = ["Finished", "Generation", "JOIN_RULES", "Piece", "StepLoop", "STOP_REASONS"]
+if TYPE_CHECKING:
+    from ..._models.generation.step_batch import Row
 
-JOIN_RULES = ("continuous", "static", "one_at_a_time")
-"""When a newcomer joins the running rows: at the next step, when the batch is empty, or one row at a time."""
+__all__ = ["Finished", "Generation", "Piece", "StepLoop", "STOP_REASONS", "deliver"]
 
 STOP_REASONS = ("stop", "length", "client_gone", "expired", "stopping", "failed")
 """Why a generation ended: the model's end or a stop string, its token budget, the client left, its deadline
@@ -91,6 +91,8 @@ class Generation:
         self._text: TextStream | None = None
         self._first_token_s: float | None = None
         self._outbox: list[tuple[Generation, Event]] | None = None
+        self.ended = asyncio.Event()
+        """Set on the event loop once its last event (``Finished`` or its error) has been delivered."""
 
     def cancel(self, reason: str) -> None:
         """Ask for the generation to end (``client_gone`` or ``stopping``); it leaves the batch before the next step."""
@@ -155,14 +157,17 @@ class Generation:
         if text := self._text.finish():
             self._send(Piece(text, count))
 
-    def _end(self, reason: str, completion_tokens: int) -> None:
-        """Send the one last event: ``Finished``, or the error when no token was written and it did not finish."""
-        if completion_tokens == 0 and reason in ("expired", "stopping"):
+    def _end(self, reason: str, completion_tokens: int) -> Finished | None:
+        """Send the one last event: ``Finished`` (returned), or the error when no token was written and it did
+        not finish (None returned)."""
+        if completion_tokens == 0 and reason in ("expired", "stopping", "client_gone"):
             self._send(RequestTimeout("no token before the request's deadline") if reason == "expired" else stopping())
-            return
+            return None
         text = self._text.text if self._text is not None else ""
         first = self._first_token_s
-        self._send(Finished(reason, text, len(self.prompt), completion_tokens, first, clock() - self.arrived_s))
+        finished = Finished(reason, text, len(self.prompt), completion_tokens, first, clock() - self.arrived_s)
+        self._send(finished)
+        return finished
 
 
 Event = Piece | Finished | RequestFailed
@@ -175,6 +180,8 @@ def deliver(loop: asyncio.AbstractEventLoop, events: list[tuple[Generation, Even
     def put() -> None:
         for generation, event in events:
             generation._events.put_nowait(event)
+            if not isinstance(event, Piece):
+                generation.ended.set()
 
     with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is left to read them
         loop.call_soon_threadsafe(put)
@@ -211,13 +218,18 @@ class StepLoop:
         self.steps_per_job = steps_per_job
         self.tokenizer = tokenizer
         self.worker = worker
+        from ..._models.generation.step_batch import Row, StepBatch  # PyTorch: imported when a model is served
+
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.batch = StepBatch(model, pad_id=int(pad or 0))
+        self._row = Row
         self.ends = _end_tokens(model, tokenizer)
         self.stopped_by: Counter[str] = Counter()
         """How many generations ended, by reason (``STOP_REASONS``)."""
         self.rows_per_step: deque[int] = deque(maxlen=10_000)
         """How many rows each recent decode step ran."""
+        self.recent: deque[Finished] = deque(maxlen=10_000)
+        """The generations that ended most recently, with their numbers (appended on the inference thread)."""
         self._pending: deque[Generation] = deque()
         self._outbox: list[tuple[Generation, Event]] = []  # filled on the inference thread, flushed after each call
         self._lock = threading.Lock()  # guards _pending and _scheduled
@@ -301,7 +313,7 @@ class StepLoop:
         self._flush()
         if not joining:
             return
-        rows = [Row(g, g.sampling, g.sampling.generator()) for g in joining]
+        rows = [self._row(g, g.sampling, g.sampling.generator()) for g in joining]
         for generation in joining:
             generation._started(self.tokenizer, self.ends)
         self._step(lambda: self.batch.join([g.prompt for g in joining], rows), rows)
@@ -352,7 +364,9 @@ class StepLoop:
     def _finish(self, row: Row, reason: str) -> None:
         self._count(reason)
         generation: Generation = row.key  # type: ignore[assignment]
-        generation._end(reason, len(row.tokens))
+        finished = generation._end(reason, len(row.tokens))
+        if finished is not None:
+            self.recent.append(finished)
 
     def _fail_everything(self, error: Callable[[], RequestFailed]) -> None:
         """Answer every generation, waiting or running, with ``error()``; nothing runs them any more."""

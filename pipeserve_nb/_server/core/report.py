@@ -23,6 +23,7 @@ def stats_report(engine: Engine) -> dict[str, Any]:
         "running_batch": _running_batch(engine),
         **engine.stats.snapshot(),
         "call_cost": _call_cost(engine),
+        "generation": engine.generating.report() if engine.generating is not None else None,
     }
 
 

@@ -2,6 +2,7 @@
 
 Routes:
     POST /              run the model (raw text or JSON body, see ``protocol``)
+    POST /v1/chat/completions  a chat model's answer, whole or streamed (OpenAI's shapes, ``chat``)
     GET  /health        200 while the server can serve, else 503 with the reason (``health``)
     GET  /stats         queue depth, requests by status, batch sizes, latency percentiles
     GET  /metrics       the same numbers for Prometheus (``metrics``)
@@ -46,6 +47,7 @@ from ..core.report import stats_report
 from ..core.request import Result
 from ..observe.metrics import CONTENT_TYPE
 from .body import parse_body
+from .chat import chat_completions
 from .errors import error_response, failure_body, internal_error_response, refusal, web_error_response
 from .middleware import REPORT, RESERVATION, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
 from .openapi import openapi_document
@@ -93,6 +95,13 @@ def create_app(engine: Engine) -> Starlette:
             response.headers.update(_timing_headers(result))
         return response
 
+    async def chat(request: Request) -> Response:
+        try:
+            body = await _read_body(request, config.max_body_bytes)
+        except RequestFailed as exc:
+            return error_response(exc, debug)
+        return await chat_completions(request, engine, body)
+
     async def health(request: Request) -> Response:
         request.scope[REPORT] = True
         report = check(engine, debug)
@@ -123,6 +132,7 @@ def create_app(engine: Engine) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", predict, methods=["POST"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/stats", stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -26,7 +26,7 @@ import orjson
 
 from ..._exceptions import InvalidInput, TooLarge, UnsupportedMediaType
 
-__all__ = ["WHITESPACE", "ParsedRequest", "parse_body"]
+__all__ = ["WHITESPACE", "ParsedRequest", "parse_body", "parse_json_object"]
 
 WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
@@ -53,7 +53,7 @@ def parse_body(content_type: str | None, body: bytes, max_inputs: int, max_depth
     """Parse and validate a ``POST /`` body; raise ``InvalidInput``, ``TooLarge`` or ``UnsupportedMediaType``."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type == "application/json" or media_type.endswith("+json"):
-        return _parse_json(_decode(body), max_inputs, max_depth)
+        return _parse_json(body, max_inputs, max_depth)
     if media_type in _RAW_TYPES or media_type.startswith("text/"):
         return ParsedRequest([_text(_decode(body), "the body")], {}, single=True)
     raise UnsupportedMediaType(
@@ -79,7 +79,9 @@ def _text(value: str, where: str) -> str:
     return value
 
 
-def _parse_json(text: str, max_inputs: int, max_depth: int) -> ParsedRequest:
+def parse_json_object(body: bytes, max_depth: int, example: str) -> dict[str, Any]:
+    """A JSON body that must be an object, by the same rules as ``POST /`` (``example`` shows one in errors)."""
+    text = _decode(body)
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -87,9 +89,14 @@ def _parse_json(text: str, max_inputs: int, max_depth: int) -> ParsedRequest:
             raise InvalidInput(_too_deep(max_depth)) from None
         raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(doc, dict):
-        raise InvalidInput(f'the JSON body must be an object like {{"inputs": "text"}}, got {_kind(doc)}')
+        raise InvalidInput(f"the JSON body must be an object like {example}, got {_kind(doc)}")
     if not _within_depth(doc, max_depth):
         raise InvalidInput(_too_deep(max_depth))
+    return doc
+
+
+def _parse_json(body: bytes, max_inputs: int, max_depth: int) -> ParsedRequest:
+    doc = parse_json_object(body, max_depth, '{"inputs": "text"}')
     unknown = sorted(set(doc) - set(_FIELDS))
     if unknown:
         raise InvalidInput(f"unknown field(s) {unknown}; expected 'inputs' and optional 'parameters'")

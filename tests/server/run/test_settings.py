@@ -33,6 +33,7 @@ TEXT_SAMPLES = {
     "device": "cpu",
     "dtype": "float32",
     "host": "127.0.0.2",
+    "generation": "static",
 }
 """Values for options whose rule takes free text (any other rule gets a value derived from it)."""
 

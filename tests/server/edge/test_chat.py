@@ -1,0 +1,202 @@
+"""``POST /v1/chat/completions`` through a real socket, with the bundled chat model, raw HTTP and the ``openai`` client.
+
+One copy of the model (``load_model("smollm2")``) is served by a server per test, each with the
+limits its test needs. Every check is a mechanism: which chunk came in which order, which request got
+which status, how a generation ended as ``/stats`` counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+import pipeserve_nb
+from pipeserve_nb import LoadedModel, ServerConfig, ServerError, serve
+
+from ...helpers import wait_for
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> LoadedModel:
+    return pipeserve_nb.load_model("smollm2", dtype="float32")
+
+
+@pytest.fixture
+def server(smollm2: LoadedModel) -> Iterator[Any]:
+    """A server of the loaded copy (no test leaves a server behind: ``conftest``); it starts in under a second."""
+    with serve(smollm2, config=ServerConfig(max_new_tokens=64), name="chat-tests") as running:
+        yield running
+
+
+def _events(response: httpx.Response) -> list[Any]:
+    """The data of each Server-Sent Event, parsed ("[DONE]" kept as it is)."""
+    data = [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
+    return [d if d == "[DONE]" else orjson.loads(d) for d in data]
+
+
+def _generation(server: Any) -> dict[str, Any]:
+    report: dict[str, Any] = httpx.get(f"{server.url}/stats", timeout=10).json()["generation"]
+    return report
+
+
+def test_a_whole_answer_in_openais_shape_with_usage(server: Any) -> None:
+    answer = httpx.post(server.url + CHAT, json={"messages": FRANCE, "max_tokens": 16, "temperature": 0}, timeout=60)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    (choice,) = body["choices"]
+    assert choice["message"]["role"] == "assistant" and "Paris" in choice["message"]["content"]
+    assert choice["finish_reason"] in ("stop", "length")
+    usage = body["usage"]
+    assert (
+        usage["completion_tokens"] >= 1 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    )
+
+
+def test_a_streamed_answer_comes_in_chunks_in_openais_order(server: Any) -> None:
+    request = {"messages": FRANCE, "max_tokens": 16, "temperature": 0}
+    whole = httpx.post(server.url + CHAT, json=request, timeout=60).json()["choices"][0]["message"]["content"]
+    streamed = {**request, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", server.url + CHAT, json=streamed, timeout=60) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = _events(response)
+    assert events[-1] == "[DONE]"
+    chunks, usage = events[:-2], events[-2]
+    assert all(c["object"] == "chat.completion.chunk" and c["usage"] is None for c in chunks)
+    assert len({c["id"] for c in events[:-1]}) == 1, "one id for every chunk of the answer"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}, "the first delta carries the role"
+    reasons = [c["choices"][0]["finish_reason"] for c in chunks]
+    assert reasons[:-1] == [None] * (len(chunks) - 1) and reasons[-1] in ("stop", "length"), "only the last says why"
+    assert len(chunks) >= 4, "several pieces, not one at the end"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == whole
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] >= 1
+
+
+def test_the_openai_client_streams_and_answers(server: Any) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="smollm2", messages=FRANCE, max_tokens=16, temperature=0, stream=True
+        )
+        if chunk.choices
+    ]
+    whole = client.chat.completions.create(model="smollm2", messages=FRANCE, max_tokens=16, temperature=0)
+    assert "".join(pieces) == whole.choices[0].message.content and "Paris" in whole.choices[0].message.content
+    assert whole.usage is not None and whole.usage.completion_tokens >= 1
+
+
+def test_server_stream_yields_the_answer_piece_by_piece_sync_and_async(server: Any) -> None:
+    pieces = list(server.stream("What is the capital of France?", max_tokens=16, temperature=0))
+    assert len(pieces) > 1 and "Paris" in "".join(pieces)
+
+    async def collect() -> list[str]:
+        return [text async for text in server.astream(FRANCE, max_tokens=16, temperature=0)]
+
+    assert asyncio.run(collect()) == pieces
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"messages": []}, "messages must be a non-empty list"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, r"messages\[0\].role must be one of"),
+        ({"messages": FRANCE, "n": 2}, "n must be 1"),
+        ({"messages": FRANCE, "max_tokens": 65}, "max_tokens is 65, over this server's cap of 64 tokens"),
+        ({"messages": FRANCE, "temperature": -1}, "temperature must be a number from 0 to 2"),
+        ({"messages": FRANCE, "stream": "yes"}, "stream must be true or false"),
+        ({"messages": FRANCE, "stream": True, "stream_options": []}, "stream_options must be an object"),
+        ([1, 2], "the JSON body must be an object"),
+    ],
+)
+def test_bad_chat_requests_get_400_with_what_to_change_and_the_server_keeps_serving(
+    server: Any, body: Any, message: str
+) -> None:
+    refused = httpx.post(server.url + CHAT, json=body, timeout=30)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["type"] == "InvalidInput"
+    assert __import__("re").search(message, refused.json()["error"]["message"])
+    with pytest.raises(ServerError, match="400 InvalidInput: n must be 1"):
+        list(server.stream("Hi", n=2))
+    assert server.health()["status"] == "ok"
+
+
+def test_a_client_that_leaves_mid_answer_frees_its_slot(server: Any) -> None:
+    before = _generation(server)["ended"]["client_gone"]
+    long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 64}
+    with httpx.stream("POST", server.url + CHAT, json={**long, "stream": True}, timeout=60) as response:
+        lines = response.iter_lines()
+        while not next(lines).startswith("data: "):
+            pass  # the first chunk arrived: the generation runs
+    # the connection is closed: the server sees the client gone and ends the generation within one step
+    wait_for(lambda: _generation(server)["ended"]["client_gone"] == before + 1, timeout_s=60)
+    report = _generation(server)
+    assert report["running"] == 0 and report["waiting"] == 0
+
+
+def test_a_newcomer_is_answered_while_a_long_stream_runs(server: Any) -> None:
+    long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 64}
+    short = {"messages": FRANCE, "max_tokens": 8, "temperature": 0}
+    with httpx.stream("POST", server.url + CHAT, json={**long, "stream": True, "temperature": 0}, timeout=60) as first:
+        lines = first.iter_lines()
+        while not next(lines).startswith("data: "):
+            pass
+        answered = httpx.post(server.url + CHAT, json=short, timeout=60)  # joins the running stream's batch
+        assert answered.status_code == 200
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]" and len(rest) > 2, "the long stream was still being written"
+    assert _generation(server)["mean_streams_per_step"] > 1
+
+
+def test_a_model_without_a_chat_template_has_no_chat_route(embedder: LoadedModel) -> None:
+    with serve(embedder, name="no-chat") as plain:
+        refused = httpx.post(plain.url + CHAT, json={"messages": FRANCE}, timeout=30)
+    assert refused.status_code == 400 and "is not a chat model" in refused.json()["error"]["message"]
+
+
+def test_a_deadline_during_the_answer_ends_the_stream_with_its_reason_and_an_error_event(smollm2: LoadedModel) -> None:
+    config = ServerConfig(max_new_tokens=512, timeout_s=1.0)
+    long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 512}
+    with serve(smollm2, config=config, name="chat-deadline") as short_lived:
+        with httpx.stream("POST", short_lived.url + CHAT, json={**long, "stream": True}, timeout=60) as response:
+            assert response.status_code == 200
+            events = _events(response)
+        report = _generation(short_lived)
+    assert events[-1] == "[DONE]"
+    last_choice = [e for e in events[:-1] if "choices" in e][-1]
+    assert last_choice["choices"][0]["finish_reason"] == "expired"
+    assert events[-2]["error"]["code"] == "expired"
+    assert report["ended"]["expired"] == 1
+
+
+def test_stop_ends_a_running_stream_within_a_step(smollm2: LoadedModel) -> None:
+    long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 512}
+    events: list[Any] = []
+    started = threading.Event()
+    stopping = serve(smollm2, config=ServerConfig(max_new_tokens=512), name="chat-stop")
+
+    def read() -> None:
+        with httpx.stream("POST", stopping.url + CHAT, json={**long, "stream": True}, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    events.append(line[len("data: ") :])
+                    started.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(60)
+    stopping.stop()
+    reader.join(60)
+    assert events[-1] == "[DONE]"
+    assert orjson.loads(events[-3])["choices"][0]["finish_reason"] == "stopping"
+    assert orjson.loads(events[-2])["error"]["code"] == "stopping"
