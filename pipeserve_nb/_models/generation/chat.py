@@ -5,7 +5,9 @@
 applies the model's chat template, and refuses what the server cannot honour with ``InvalidInput``
 (a 400 that says what to change): malformed or empty messages, a role the template does not know,
 content that is not text, ``n`` other than 1, a token budget over the server's cap, and a prompt whose
-tokens plus the budget pass the model's context. Fields that do not change the answer (``user``,
+tokens plus the budget pass the model's context. It runs off the inference thread, so it encodes with a
+private copy of the tokenizer's backend (``tokens.private_backend``), never with the one the model's
+thread uses. Fields that do not change the answer (``user``,
 ``stream_options``, ...) are the face's business and are ignored here.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..._exceptions import InvalidInput
+from ..tokens import private_backend
 from .sampling import Sampling
 
 __all__ = ["ChatModel", "ChatPrompts", "PromptRequest", "ROLES", "chat_model_of"]
@@ -74,18 +77,25 @@ class ChatPrompts:
         self.tokenizer = tokenizer
         self.context_tokens = context_tokens
         self.max_new_tokens = max_new_tokens
+        self._encoder = private_backend(tokenizer)  # safe beside the inference thread's use of the tokenizer
 
     def from_messages(self, messages: Any, fields: Mapping[str, Any]) -> PromptRequest:
         """A chat request: ``messages`` through the chat template, the other ``fields`` as OpenAI names them."""
         turns = [_turn(i, m) for i, m in enumerate(_message_list(messages))]
-        ids = self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=True)
-        return self._request(list(ids["input_ids"]), fields)
+        text = self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+        return self._request(self._encode(str(text), special=False), fields)
 
     def from_text(self, prompt: Any, fields: Mapping[str, Any]) -> PromptRequest:
         """A plain prompt, continued as it is (no chat template)."""
         if not isinstance(prompt, str) or not prompt:
             raise InvalidInput("prompt must be a non-empty string")
-        return self._request(list(self.tokenizer(prompt)["input_ids"]), fields)
+        return self._request(self._encode(prompt, special=True), fields)
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        """Token ids of ``text`` (the template writes its special tokens itself: ``special=False`` then)."""
+        if self._encoder is not None:
+            return list(self._encoder.encode(text, add_special_tokens=special).ids)
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def _request(self, ids: list[int], fields: Mapping[str, Any]) -> PromptRequest:
         for name, why in _REFUSED.items():
