@@ -142,6 +142,7 @@ class Engine:
         self._all_answered.set()
         if model.chat is not None:
             self._generating = Generating(model.chat, worker, self.config)
+            self.stats.metrics.watch_generation(self._generating.numbers)
         self._task = asyncio.create_task(self._batches.run(), name="pipeserve-batch-loop")
         self._task.add_done_callback(self._on_batch_loop_exit)
         self.state = EngineState.RUNNING

@@ -59,6 +59,15 @@ class Generating:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(g.ended.wait() for g in list(self.active))), timeout_s)
 
+    def numbers(self) -> dict[str, Any]:
+        """What ``/metrics`` reads at each scrape: streams running and waiting, ends by reason, tokens generated."""
+        return {
+            "running": self.steps.running,
+            "waiting": max(len(self.active) - self.steps.running, 0),
+            "ended": {reason: self.steps.stopped_by.get(reason, 0) for reason in STOP_REASONS},
+            "completion_tokens": self.steps.completion_tokens,
+        }
+
     def report(self) -> dict[str, Any]:
         """The generation section of ``/stats``: streams, how they ended, tokens, time to first token, step sizes."""
         recent = list(self.steps.recent)
@@ -72,10 +81,7 @@ class Generating:
         return {
             "join": self.steps.join,
             "max_streams": self.steps.max_rows,
-            "running": self.steps.running,
-            "waiting": max(len(self.active) - self.steps.running, 0),
-            "ended": {reason: self.steps.stopped_by.get(reason, 0) for reason in STOP_REASONS},
-            "completion_tokens": sum(f.completion_tokens for f in recent),
+            **self.numbers(),
             "time_to_first_token_ms": _percentiles(firsts),
             "inter_token_ms": _percentiles(per_token),
             "mean_streams_per_step": sum(rows) / len(rows) if rows else None,

@@ -228,6 +228,8 @@ class StepLoop:
         """How many generations ended, by reason (``STOP_REASONS``)."""
         self.rows_per_step: deque[int] = deque(maxlen=10_000)
         """How many rows each recent decode step ran."""
+        self.completion_tokens = 0
+        """Tokens generated since the loop started (written on the inference thread)."""
         self.recent: deque[Finished] = deque(maxlen=10_000)
         """The generations that ended most recently, with their numbers (appended on the inference thread)."""
         self._pending: deque[Generation] = deque()
@@ -353,6 +355,7 @@ class StepLoop:
         for row in rows:
             generation: Generation = row.key  # type: ignore[assignment]
             self._count("failed")
+            self.completion_tokens += len(row.tokens)
             failed = InferenceFailed(f"the model raised {type(error).__name__} while generating")
             failed.__cause__ = error
             if row.tokens:
@@ -363,6 +366,7 @@ class StepLoop:
 
     def _finish(self, row: Row, reason: str) -> None:
         self._count(reason)
+        self.completion_tokens += len(row.tokens)
         generation: Generation = row.key  # type: ignore[assignment]
         finished = generation._end(reason, len(row.tokens))
         if finished is not None:

@@ -14,11 +14,13 @@ deployment (``serve_on_ray``), so each replica's series stay apart when summed. 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 
@@ -76,6 +78,11 @@ class Metrics:
         self._depth.set_function(queue_depth)
         self._healthy.set_function(lambda: 1.0 if healthy() else 0.0)
 
+    def watch_generation(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        """Read the generations' numbers at each scrape: ``read()`` gives ``running`` and ``waiting`` streams,
+        ``ended`` (a count per reason) and ``completion_tokens`` (generated since the server started)."""
+        self.registry.register(_Generations(read, self._labels))
+
     def response(self, status: int, latency_s: float) -> None:
         child = self._by_status.get(status)
         if child is None:
@@ -101,3 +108,31 @@ class Metrics:
     def render(self) -> bytes:
         """The metrics in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _Generations(Collector):
+    """The generation metrics, read from the step loop when scraped (it counts on the inference thread)."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Any]], labels: Mapping[str, str]) -> None:
+        self._read = read
+        self._labels = dict(labels)
+
+    def collect(self) -> Iterator[Any]:
+        numbers = self._read()
+        names, values = list(self._labels), list(self._labels.values())
+        for name, text in (
+            ("running", "Generations in the model's steps now"),
+            ("waiting", "Generations waiting for a slot"),
+        ):
+            gauge = GaugeMetricFamily(f"pipeserve_generations_{name}", text, labels=names)
+            gauge.add_metric(values, numbers[name])
+            yield gauge
+        ended = CounterMetricFamily(
+            "pipeserve_generations_ended", "Generations that ended, by reason", labels=[*names, "reason"]
+        )
+        for reason, count in numbers["ended"].items():
+            ended.add_metric([*values, reason], count)
+        yield ended
+        tokens = CounterMetricFamily("pipeserve_completion_tokens", "Tokens the model generated", labels=names)
+        tokens.add_metric(values, numbers["completion_tokens"])
+        yield tokens

@@ -142,6 +142,11 @@ def test_a_client_that_leaves_mid_answer_frees_its_slot(server: Any) -> None:
     wait_for(lambda: _generation(server)["ended"]["client_gone"] == before + 1, timeout_s=60)
     report = _generation(server)
     assert report["running"] == 0 and report["waiting"] == 0
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text  # the same numbers for Prometheus
+    assert f'pipeserve_generations_ended_total{{reason="client_gone",server="chat-tests"}} {before + 1}.0' in metrics
+    assert 'pipeserve_generations_running{server="chat-tests"} 0.0' in metrics
+    tokens = next(line for line in metrics.splitlines() if line.startswith("pipeserve_completion_tokens_total"))
+    assert float(tokens.split()[-1]) == report["completion_tokens"] >= 1
 
 
 def test_a_newcomer_is_answered_while_a_long_stream_runs(server: Any) -> None:
