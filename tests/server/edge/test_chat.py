@@ -134,6 +134,7 @@ def test_bad_chat_requests_get_400_with_what_to_change_and_the_server_keeps_serv
 def test_a_client_that_leaves_mid_answer_frees_its_slot(server: Any) -> None:
     before = _generation(server)["ended"]["client_gone"]
     long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 64}
+    long["temperature"] = 0  # greedy: it runs its 64 tokens (a sampled story could end before the client leaves)
     with httpx.stream("POST", server.url + CHAT, json={**long, "stream": True}, timeout=60) as response:
         lines = response.iter_lines()
         while not next(lines).startswith("data: "):
@@ -170,8 +171,9 @@ def test_a_model_without_a_chat_template_has_no_chat_route(embedder: LoadedModel
 
 
 def test_a_deadline_during_the_answer_ends_the_stream_with_its_reason_and_an_error_event(smollm2: LoadedModel) -> None:
-    config = ServerConfig(max_new_tokens=512, timeout_s=1.0)
+    config = ServerConfig(max_new_tokens=512, timeout_s=3.0)  # the first token comes well within it; 512 do not
     long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 512}
+    long["temperature"] = 0
     with serve(smollm2, config=config, name="chat-deadline") as short_lived:
         with httpx.stream("POST", short_lived.url + CHAT, json={**long, "stream": True}, timeout=60) as response:
             assert response.status_code == 200
@@ -186,6 +188,7 @@ def test_a_deadline_during_the_answer_ends_the_stream_with_its_reason_and_an_err
 
 def test_stop_ends_a_running_stream_within_a_step(smollm2: LoadedModel) -> None:
     long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 512}
+    long["temperature"] = 0
     events: list[Any] = []
     started = threading.Event()
     stopping = serve(smollm2, config=ServerConfig(max_new_tokens=512), name="chat-stop")
