@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import httpx
@@ -125,12 +126,12 @@ def _open_loop(
     return result, split, health_ms, health_bad, rss
 
 
-def capacity(config: ps.ServerConfig, texts: list[str], seconds: float = 3.0) -> tuple[float, Split]:
+def capacity(config: ps.ServerConfig, texts: list[str], seconds: float = 3.0, repeats: int = 1) -> tuple[float, Split]:
     """Goodput of a closed loop of 32 clients for ``seconds`` against a fresh, warmed-up server
-    with ``config`` (``pipeserve_nb.capacity``); with where that loop's time went."""
+    with ``config`` (``pipeserve_nb.capacity``; the best of ``repeats`` runs); with where that loop's time went."""
     with ps.serve(name="reliability-capacity", config=config) as server:
         ps.warm_up(server, texts=texts)
-        closed, split = measured(server, lambda: ps.capacity(server, duration_s=seconds, texts=texts))
+        closed, split = measured(server, partial(ps.capacity, server, duration_s=seconds, texts=texts, repeats=repeats))
     return closed.summary.goodput_rps, split
 
 

@@ -263,11 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         ps.serve(name="reliability-token", config=ps.ServerConfig(auth_token=TOKEN)) as guarded,
     ):
         cases = run_cases(server.url, guarded.url)
-    cap_rps, _ = capacity(ps.ServerConfig(), texts, capacity_s)
+    # the rate is set from the best of three runs: one run in a slow spell of a shared machine set a rate the
+    # server then served whole, three doublings later (a soak of 504 requests, all 200, in a busy make test)
+    cap_rps, _ = capacity(ps.ServerConfig(), texts, capacity_s, repeats=3)
     rate = 3.0 * cap_rps
-    for attempt in range(3):  # this machine's speed drifts: a run that shed nothing was no overload
+    for attempt in range(4):  # this machine's speed drifts: a run that shed nothing was no overload
         timed = soak(ps.ServerConfig(), "by time (default)", rate, duration_s, texts, capacity_s)
-        if timed.by_status.get(503, 0) or attempt == 2:
+        if timed.by_status.get(503, 0) or attempt == 3:
             break
         rate *= 2
     counted = soak(ps.ServerConfig(max_queue_wait_s=None), "count only", rate, duration_s, texts, capacity_s)

@@ -87,9 +87,10 @@ def stream(
     ``fields`` are OpenAI's chat fields (``max_tokens``, ``temperature``, ``stop``, ...). An error
     before the answer raises ``ServerError`` with its status; one during it (the server stopped) too.
 
-    Example:
-        >>> for text in stream(server.url, "What is the capital of France?"):  # doctest: +SKIP
-        ...     print(text, end="")
+    Example (against a chat model's server, e.g. ``serve(model="smollm2")``)::
+
+        for text in stream(chat.url, "What is the capital of France?"):
+            print(text, end="")
     """
     import httpx
 
