@@ -23,8 +23,9 @@ import torch
 
 from pipeserve_nb._models.generation.bundled import load_smollm2
 from pipeserve_nb._models.generation.sampling import Sampling
-from pipeserve_nb._server.core.generation import Generation, StepLoop
+from pipeserve_nb._server.core.generation import StepLoop
 from pipeserve_nb._server.core.inference import InferenceThread
+from pipeserve_nb._server.core.stream import Generation
 
 NEW_TOKENS = 48
 QUESTIONS = [

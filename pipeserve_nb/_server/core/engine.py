@@ -40,11 +40,11 @@ from .batch_queue import BatchQueue
 from .config import ServerConfig
 from .cost import Forecast
 from .generating import Generating
-from .generation import Generation
 from .inference import InferenceThread, set_torch_threads
 from .policy import Policy
 from .preparation import Preparation, Prepared
 from .request import Request, Result, stopping, worker_died
+from .stream import Generation
 
 __all__ = ["Engine", "EngineState", "Reservation"]
 

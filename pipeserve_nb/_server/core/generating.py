@@ -20,8 +20,9 @@ from ..._models.generation.chat import ChatModel, ChatPrompts, PromptRequest
 from ..._percentile import percentiles
 from ..observe.stats import PERCENTILES, clock
 from .config import ServerConfig
-from .generation import STOP_REASONS, Generation, StepLoop
+from .generation import STOP_REASONS, StepLoop
 from .inference import InferenceThread
+from .stream import Generation
 
 __all__ = ["Generating"]
 

@@ -1,190 +1,46 @@
-"""Generation served one model step at a time: the step loop, and each request's stream of pieces.
+"""Generation served one model step at a time: the step loop.
 
-A ``Generation`` is one request: its prompt (token ids), its ``Sampling`` settings and deadline in;
-text pieces out, as an async iterator on the event loop. ``StepLoop.submit`` hands it to the loop,
-which runs on the inference thread, in jobs of a few model steps each, exactly:
-
-1. drop the rows that were cancelled (the client left, ``stop()``) or whose deadline passed;
-2. let newcomers join, by the policy's rule (``JOIN_RULES``): *continuous*, at every step, up to
-   ``max_rows`` rows and ``prefill_tokens`` prompt tokens per step (so a long prompt delays the
-   running streams by one bounded call); *static*, only when the batch is empty (a batch runs until
-   its longest answer ends); *one at a time*, one row (the seed page's loop, applied to generation).
-   A newcomer's prompt is prefilled in one call with the others joining then; each gets its first token;
-3. one decode step for every row (``StepBatch.step``);
-4. hand each row's new text to its stream (``loop.call_soon_threadsafe``), and drop the rows that
-   finished: the model's end token or a stop string (``"stop"``), ``max_new_tokens`` (``"length"``).
+A ``Generation`` (``stream``) is one request: prompt ids, ``Sampling`` and deadline in, text pieces out,
+as an async iterator on the event loop. ``StepLoop.submit`` hands it to the loop, which runs on the inference
+thread in jobs of a few model steps, each step exactly: (1) drop the rows that were cancelled (the
+client left, ``stop()``) or whose deadline passed; (2) let newcomers join by the rule (``JOIN_RULES``):
+*continuous* at every step, up to ``max_rows`` rows and ``prefill_tokens`` prompt tokens (a long prompt
+delays the running streams by one bounded call), *static* only when the batch is empty, *one at a time*
+one row; newcomers are prefilled in one call and each gets its first token; (3) one decode step for
+every row; (4) hand each row's new text to its stream and drop the rows that finished: the model's end
+token or a stop string (``"stop"``), ``max_new_tokens`` (``"length"``).
 
 A row that leaves frees its slot for the next step. Each generation ends exactly once: with
 ``Finished`` (its reason, token counts and times), or, when nothing was written yet, with an error
-(``RequestTimeout`` when its deadline passed, ``ServerStopping``, ``InferenceFailed`` when the model
-raised for its batch, ``WorkerDied``). The loop never touches the event loop's objects but through
-``call_soon_threadsafe``; the event loop sets a generation's cancel reason, which the inference
-thread reads between steps.
+(``RequestTimeout``, ``ServerStopping``, ``InferenceFailed``, ``WorkerDied``). The inference thread
+reaches the event loop only through ``call_soon_threadsafe``; the event loop sets a generation's
+cancel reason, which the inference thread reads between steps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..._exceptions import InferenceFailed, InvalidSetting, RequestFailed, RequestTimeout
-from ..._models.generation.sampling import Sampling
-from ..._models.generation.text import TextStream
+from ..._exceptions import InferenceFailed, InvalidSetting, RequestFailed
 from ..observe.stats import clock
 from .config import JOIN_RULES
 from .inference import InferenceThread
 from .request import stopping, worker_died
+from .stream import Event, Finished, Generation, deliver
 
 if TYPE_CHECKING:
     from ..._models.generation.step_batch import Row
 
-__all__ = ["Finished", "Generation", "Piece", "StepLoop", "STOP_REASONS", "deliver"]
+__all__ = ["StepLoop", "STOP_REASONS"]
 
 STOP_REASONS = ("stop", "length", "client_gone", "expired", "stopping", "failed")
 """Why a generation ended: the model's end or a stop string, its token budget, the client left, its deadline
 passed, the server stopped, the model raised."""
-
-
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """Text written since the last piece (never empty), and the tokens generated so far."""
-
-    text: str
-    tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """How a generation ended (``reason``, one of ``STOP_REASONS``), its whole text and its numbers."""
-
-    reason: str
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    first_token_s: float | None
-    """Seconds from arrival to the first token (None: none was written)."""
-    duration_s: float
-
-
-class Generation:
-    """One request's generation: made and read on the event loop, run on the inference thread."""
-
-    def __init__(self, prompt: list[int], sampling: Sampling, deadline_s: float | None = None) -> None:
-        """``prompt``: token ids; ``deadline_s``: on the server's clock (``clock``), None for none."""
-        self.prompt = prompt
-        self.sampling = sampling
-        self.deadline_s = deadline_s
-        self.arrived_s = clock()
-        self.cancelled: str | None = None
-        """Why the event loop asked the generation to end (read by the inference thread between steps)."""
-        self.finished: Finished | None = None
-        self.tokens_written = 0
-        """Tokens generated so far (written by the inference thread)."""
-        self._events: asyncio.Queue[Piece | Finished | RequestFailed] = asyncio.Queue()
-        self._loop = asyncio.get_running_loop()
-        self._text: TextStream | None = None
-        self._first_token_s: float | None = None
-        self._outbox: list[tuple[Generation, Event]] | None = None
-        self.ended = asyncio.Event()
-        """Set on the event loop once its last event (``Finished`` or its error) has been delivered."""
-
-    def cancel(self, reason: str) -> None:
-        """Ask for the generation to end (``client_gone`` or ``stopping``); it leaves the batch before the next step."""
-        if self.cancelled is None:
-            self.cancelled = reason
-
-    async def pieces(self) -> AsyncIterator[Piece]:
-        """The text pieces as they are written; ends when the generation does (then ``finished`` is set),
-        or raises the ``RequestFailed`` that ended it before any text."""
-        while True:
-            event = await self._events.get()
-            if isinstance(event, Piece):
-                yield event
-            elif isinstance(event, Finished):
-                self.finished = event
-                return
-            else:
-                raise event
-
-    async def result(self) -> Finished:
-        """The whole generation, once it has ended."""
-        async for _ in self.pieces():
-            pass
-        assert self.finished is not None
-        return self.finished
-
-    # The inference thread's side.
-
-    def _send(self, event: Piece | Finished | RequestFailed) -> None:
-        """Queue ``event`` for the event loop: in the step loop's outbox while it runs a step (one wake-up of
-        the event loop per model call, not one per row), else at once."""
-        if self._outbox is not None:
-            self._outbox.append((self, event))
-        else:
-            deliver(self._loop, [(self, event)])
-
-    def _started(self, tokenizer: Any, ends: frozenset[int]) -> None:
-        self._text = TextStream(tokenizer, self.sampling.stop)
-        self._ends = ends
-
-    def _took(self, token: int, count: int) -> str | None:
-        """Hand out what ``token`` completes; return the reason the generation ends with it, or None."""
-        assert self._text is not None
-        self.tokens_written = count
-        if self._first_token_s is None:
-            self._first_token_s = clock() - self.arrived_s
-        if token in self._ends:
-            self._flush(count)
-            return "stop"
-        text = self._text.push(token)
-        if text:
-            self._send(Piece(text, count))
-        if self._text.stopped:
-            return "stop"
-        if count >= self.sampling.max_new_tokens:
-            self._flush(count)
-            return "length"
-        return None
-
-    def _flush(self, count: int) -> None:
-        assert self._text is not None
-        if text := self._text.finish():
-            self._send(Piece(text, count))
-
-    def _end(self, reason: str, completion_tokens: int) -> Finished | None:
-        """Send the one last event: ``Finished`` (returned), or the error when no token was written and it did
-        not finish (None returned)."""
-        if completion_tokens == 0 and reason in ("expired", "stopping", "client_gone"):
-            self._send(RequestTimeout("no token before the request's deadline") if reason == "expired" else stopping())
-            return None
-        text = self._text.text if self._text is not None else ""
-        first = self._first_token_s
-        finished = Finished(reason, text, len(self.prompt), completion_tokens, first, clock() - self.arrived_s)
-        self._send(finished)
-        return finished
-
-
-Event = Piece | Finished | RequestFailed
-"""What a generation's stream receives: a piece, its end, or the error that ended it before any text."""
-
-
-def deliver(loop: asyncio.AbstractEventLoop, events: list[tuple[Generation, Event]]) -> None:
-    """Hand ``events`` to their generations on ``loop``, in one wake-up of it (from any thread)."""
-
-    def put() -> None:
-        for generation, event in events:
-            generation._events.put_nowait(event)
-            if not isinstance(event, Piece):
-                generation.ended.set()
-
-    with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is left to read them
-        loop.call_soon_threadsafe(put)
 
 
 class StepLoop:

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..._exceptions import InvalidInput, RequestFailed
 from ..._wire import error_body
 from ..core.engine import Engine
-from ..core.generation import Finished, Generation, Piece
+from ..core.stream import Finished, Generation, Piece
 from .body import parse_json_object
 from .errors import error_response, refusal
 

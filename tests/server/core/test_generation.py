@@ -14,8 +14,9 @@ import pytest
 
 from pipeserve_nb import InferenceFailed, InvalidSetting, RequestTimeout, ServerStopping
 from pipeserve_nb._models.generation.sampling import Sampling
-from pipeserve_nb._server.core.generation import Finished, Generation, StepLoop
+from pipeserve_nb._server.core.generation import StepLoop
 from pipeserve_nb._server.core.inference import InferenceThread
+from pipeserve_nb._server.core.stream import Finished, Generation
 from pipeserve_nb._server.observe.stats import clock
 
 T = TypeVar("T")
