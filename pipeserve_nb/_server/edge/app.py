@@ -48,6 +48,7 @@ from ..core.request import Result
 from ..observe.metrics import CONTENT_TYPE
 from .body import parse_body
 from .chat import chat_completions
+from .disconnect import answered_before_disconnect
 from .errors import error_response, failure_body, internal_error_response, refusal, web_error_response
 from .middleware import REPORT, RESERVATION, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
 from .openapi import openapi_document
@@ -81,7 +82,7 @@ def create_app(engine: Engine) -> Starlette:
                 if reservation is not None:
                     reservation.release()  # a refused body gives the room back (nothing once submitted)
             try:
-                answered = await _answered_before_disconnect(future, request)
+                answered = await answered_before_disconnect(future, request)
             except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
                 future.cancel()
                 raise
@@ -170,27 +171,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise TooLarge(refusal)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _answered_before_disconnect(future: asyncio.Future[Result], request: Request) -> bool:
-    """Wait for ``future``; if the client disconnects first, cancel it and return False."""
-    if future.done():
-        return True
-    listener = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait((future, listener), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        listener.cancel()
-    if future.done():
-        return True
-    future.cancel()
-    return False
-
-
-async def _disconnected(request: Request) -> None:
-    """Return when the client disconnects (the body has been read; nothing else arrives)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 class _OutputsResponse(Response):

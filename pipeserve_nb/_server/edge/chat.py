@@ -35,6 +35,7 @@ from ..._wire import error_body
 from ..core.engine import Engine
 from ..core.stream import Finished, Generation, Piece
 from .body import parse_json_object
+from .disconnect import answered_before_disconnect
 from .errors import error_response, refusal
 
 __all__ = ["chat_completions"]
@@ -98,25 +99,16 @@ async def _first(pieces: AsyncIterator[Piece], generation: Generation) -> Piece 
 async def _unless_disconnected(work: Awaitable[T], generation: Generation, request: Request) -> T | None:
     """``work``'s result, or None (the generation cancelled) when the client disconnects first."""
     task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+        answered = await answered_before_disconnect(task, request)
     except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
         generation.cancel("client_gone")
         task.cancel()
         raise
-    finally:
-        gone.cancel()
-    if not task.done():
+    if not answered:
         generation.cancel("client_gone")
-        task.cancel()
         return None
     return task.result()  # raises what ended the generation before an answer
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def _include_usage(options: Any) -> bool:
