@@ -83,7 +83,7 @@ class StepBatch:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        _layers_of(out.cache)  # refuses a cache it cannot pad and trim
+        layers = _layers_of(out.cache)  # refuses a cache it cannot pad and trim
         first = self._choose(out.logits[:, -1, :], rows)
         for row, token in zip(rows, first, strict=True):
             row.tokens.append(token)
@@ -91,7 +91,7 @@ class StepBatch:
         if not self.rows:
             self._cache, self._mask, self._last = out.cache, mask, new_last
         else:
-            self._merge(_layers_of(out.cache), mask, new_last)
+            self._merge(layers, mask, new_last)
         self.rows.extend(rows)
         return first
 

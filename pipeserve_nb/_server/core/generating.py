@@ -39,7 +39,7 @@ class Generating:
 
     def start(self, request: PromptRequest) -> Generation:
         """Admit ``request`` and start its generation (on the event loop); ``Overloaded`` when too many wait."""
-        waiting = len(self.active) - self.steps.running
+        waiting = self.steps.waiting
         if waiting >= self.config.max_queue:
             raise Overloaded(
                 f"{waiting} generations are waiting for one of {self.config.max_streams} slots; retry later",
@@ -64,7 +64,7 @@ class Generating:
         """What ``/metrics`` reads at each scrape: streams running and waiting, ends by reason, tokens generated."""
         return {
             "running": self.steps.running,
-            "waiting": max(len(self.active) - self.steps.running, 0),
+            "waiting": self.steps.waiting,
             "ended": {reason: self.steps.stopped_by.get(reason, 0) for reason in STOP_REASONS},
             "completion_tokens": self.steps.completion_tokens,
         }

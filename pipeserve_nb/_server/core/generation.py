@@ -157,9 +157,9 @@ class StepLoop:
         budget = self.prefill_tokens
         now = clock()
         with self._lock:
-            for generation in [g for g in self._pending if _cancel_reason(g, now) is not None]:
+            ended = [(g, reason) for g in self._pending if (reason := _cancel_reason(g, now)) is not None]
+            for generation, reason in ended:
                 self._pending.remove(generation)  # a waiting one that was cancelled or expired never runs
-                reason = _cancel_reason(generation, now) or "expired"
                 self._count(reason)
                 generation._end(reason, 0)
             while self._pending and len(self.batch) + len(joining) < self.max_rows:
@@ -212,11 +212,11 @@ class StepLoop:
             generation: Generation = row.key  # type: ignore[assignment]
             self._count("failed")
             self.completion_tokens += len(row.tokens)
-            failed = InferenceFailed(f"the model raised {type(error).__name__} while generating")
-            failed.__cause__ = error
             if row.tokens:
                 generation._end("failed", len(row.tokens))
             else:
+                failed = InferenceFailed(f"the model raised {type(error).__name__} while generating")
+                failed.__cause__ = error
                 generation._send(failed)
         self._flush()
 
