@@ -60,24 +60,33 @@ async def _drain(pieces: Any) -> None:
         pass
 
 
-def test_a_newcomer_joins_the_running_batch_at_the_next_step(
-    chat_model: tuple[Any, Any], worker: InferenceThread
-) -> None:
-    model, tokenizer = chat_model
-    loop = StepLoop(model, tokenizer, worker, join="continuous")
+def _newcomer_after_first_piece(
+    loop: StepLoop, tokenizer: Any, long_tokens: int, short_tokens: int
+) -> tuple[Generation, Generation, Finished, Finished]:
+    """A long generation, and a short one submitted once the long one wrote its first piece; both run to the end:
+    ``(long, short, how long ended, how short ended)``."""
 
     async def body() -> tuple[Generation, Generation, Finished, Finished]:
-        first = Generation(_prompt(tokenizer, "Write a long story about a dragon."), Sampling(max_new_tokens=40))
+        story = _prompt(tokenizer, "Write a long story about a dragon.")
+        first = Generation(story, Sampling(max_new_tokens=long_tokens))
         loop.submit(first)
         pieces = await _first_piece(first)
-        second = Generation(_prompt(tokenizer, "What is 2+2?"), Sampling(max_new_tokens=6))
+        second = Generation(_prompt(tokenizer, "What is 2+2?"), Sampling(max_new_tokens=short_tokens))
         loop.submit(second)
         done_second = await second.result()
         await _drain(pieces)
         assert first.finished is not None
         return first, second, first.finished, done_second
 
-    first, second, done_first, done_second = _run(body)
+    return _run(body)
+
+
+def test_a_newcomer_joins_the_running_batch_at_the_next_step(
+    chat_model: tuple[Any, Any], worker: InferenceThread
+) -> None:
+    model, tokenizer = chat_model
+    loop = StepLoop(model, tokenizer, worker, join="continuous")
+    first, second, done_first, done_second = _newcomer_after_first_piece(loop, tokenizer, 40, 6)
     assert done_first.reason == "length" and done_first.completion_tokens == 40
     assert _first_token_at(done_second, second) < _ended_at(done_first, first), "it did not wait for the batch to end"
     assert 2 in loop.rows_per_step, "the two ran in one step"
@@ -90,19 +99,7 @@ def test_static_batching_lets_a_newcomer_in_only_when_the_batch_has_ended(
 ) -> None:
     model, tokenizer = chat_model
     loop = StepLoop(model, tokenizer, worker, join="static")
-
-    async def body() -> tuple[Generation, Generation, Finished, Finished]:
-        first = Generation(_prompt(tokenizer, "Write a long story about a dragon."), Sampling(max_new_tokens=16))
-        loop.submit(first)
-        pieces = await _first_piece(first)
-        second = Generation(_prompt(tokenizer, "What is 2+2?"), Sampling(max_new_tokens=4))
-        loop.submit(second)
-        done_second = await second.result()
-        await _drain(pieces)
-        assert first.finished is not None
-        return first, second, first.finished, done_second
-
-    first, second, done_first, done_second = _run(body)
+    first, second, done_first, done_second = _newcomer_after_first_piece(loop, tokenizer, 16, 4)
     assert _first_token_at(done_second, second) >= _ended_at(done_first, first)
     assert set(loop.rows_per_step) == {1}
 
