@@ -85,11 +85,12 @@ class ChatPrompts:
         text = self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
         return self._request(self._encode(str(text), special=False), fields)
 
-    def from_text(self, prompt: Any, fields: Mapping[str, Any]) -> PromptRequest:
-        """A plain prompt, continued as it is (no chat template)."""
+    def from_text(self, prompt: Any, fields: Mapping[str, Any], budget: str = "max_tokens") -> PromptRequest:
+        """A plain prompt, continued as it is (no chat template); ``budget`` is the caller's name for the
+        token budget, used in the errors (``max_new_tokens`` on ``POST /``)."""
         if not isinstance(prompt, str) or not prompt:
             raise InvalidInput("prompt must be a non-empty string")
-        return self._request(self._encode(prompt, special=True), fields)
+        return self._request(self._encode(prompt, special=True), fields, budget)
 
     def _encode(self, text: str, special: bool) -> list[int]:
         """Token ids of ``text`` (the template writes its special tokens itself: ``special=False`` then)."""
@@ -97,7 +98,7 @@ class ChatPrompts:
             return list(self._encoder.encode(text, add_special_tokens=special).ids)
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
-    def _request(self, ids: list[int], fields: Mapping[str, Any]) -> PromptRequest:
+    def _request(self, ids: list[int], fields: Mapping[str, Any], budget: str = "max_tokens") -> PromptRequest:
         for name, why in _REFUSED.items():
             if fields.get(name) not in (None, False, [], "none"):
                 raise InvalidInput(f"{name}: {why}")
@@ -107,9 +108,9 @@ class ChatPrompts:
         room = self.context_tokens - len(ids)
         asked = _budget(fields)
         if asked is not None and (isinstance(asked, bool) or not isinstance(asked, int) or asked < 1):
-            raise InvalidInput(f"max_tokens must be an integer >= 1, got {asked!r}")
+            raise InvalidInput(f"{budget} must be an integer >= 1, got {asked!r}")
         if asked is not None and asked > self.max_new_tokens:
-            raise InvalidInput(f"max_tokens is {asked}, over this server's cap of {self.max_new_tokens} tokens")
+            raise InvalidInput(f"{budget} is {asked}, over this server's cap of {self.max_new_tokens} tokens")
         if room < 1:
             raise InvalidInput(
                 f"the prompt has {len(ids)} tokens, which leaves no room in the model's context of "
@@ -117,7 +118,7 @@ class ChatPrompts:
             )
         if asked is not None and len(ids) + asked > self.context_tokens:
             raise InvalidInput(
-                f"the prompt has {len(ids)} tokens and max_tokens is {asked}: together over the model's context "
+                f"the prompt has {len(ids)} tokens and {budget} is {asked}: together over the model's context "
                 f"of {self.context_tokens} tokens; ask for at most {room} or send less"
             )
         sampling = Sampling(

@@ -1,7 +1,8 @@
 """The Starlette app: HTTP in, engine call, HTTP out. The one place errors become statuses.
 
 Routes:
-    POST /              run the model (raw text or JSON body, see ``protocol``)
+    POST /              run the model (raw text or JSON body, see ``body``); on a model served one token
+                        at a time, one generation of the step loop per input (``generate``)
     POST /v1/chat/completions  a chat model's answer, whole or streamed (OpenAI's shapes, ``chat``)
     GET  /health        200 while the server can serve, else 503 with the reason (``health``)
     GET  /stats         queue depth, requests by status, batch sizes, latency percentiles
@@ -40,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..._exceptions import RequestFailed, TooLarge
+from ..._models.generation.parameters import PIPELINE_PARAMETERS
 from ..._wire import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER
 from ..core.engine import Engine
 from ..core.health import check
@@ -50,6 +52,7 @@ from .body import parse_body
 from .chat import chat_completions
 from .disconnect import answered_before_disconnect
 from .errors import error_response, failure_body, internal_error_response, refusal, web_error_response
+from .generate import generated_texts
 from .middleware import REPORT, RESERVATION, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
 from .openapi import openapi_document
 
@@ -77,6 +80,8 @@ def create_app(engine: Engine) -> Starlette:
                 body = await _read_body(request, config.max_body_bytes)
                 content_type = request.headers.get("content-type")
                 parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)
+                if engine.generating is not None:  # served one token at a time: the step loop answers it
+                    return await generated_texts(request, engine, parsed)
                 future = engine.submit(parsed.inputs, parsed.parameters, reservation)
             finally:
                 if reservation is not None:
@@ -117,6 +122,8 @@ def create_app(engine: Engine) -> Starlette:
         request.scope[REPORT] = True
         model = engine.model
         names = model.parameter_names if model is not None else None
+        if engine.generating is not None:  # ``POST /`` takes a generation's parameters
+            names = PIPELINE_PARAMETERS
         return JSONResponse(openapi_document(config, engine.model_name, names))
 
     async def stats(request: Request) -> Response:

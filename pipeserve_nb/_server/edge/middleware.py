@@ -169,14 +169,15 @@ class BearerTokenMiddleware:
 
 class Shedding:
     """Takes room for a ``POST /`` (``scope[RESERVATION]``), or answers the refusal ``engine.reserve()``
-    raises; passes everything else on."""
+    raises; passes everything else on (a generation is admitted when it starts: ``Generating.start``)."""
 
     def __init__(self, app: ASGIApp, engine: Engine) -> None:
         self.app = app
         self.engine = engine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
+        whole_calls = self.engine.generating is None
+        if whole_calls and scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
             try:
                 scope[RESERVATION] = self.engine.reserve()
             except RequestFailed as exc:

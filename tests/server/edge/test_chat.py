@@ -208,3 +208,59 @@ def test_stop_ends_a_running_stream_within_a_step(smollm2: LoadedModel) -> None:
     assert events[-1] == "[DONE]"
     assert orjson.loads(events[-3])["choices"][0]["finish_reason"] == "stopping"
     assert orjson.loads(events[-2])["error"]["code"] == "stopping"
+
+
+# ``POST /`` on the chat model: the pipeline's shapes, answered by the same step loop.
+
+
+def test_post_root_answers_plain_prompts_in_the_pipelines_shape_through_the_step_loop(server: Any) -> None:
+    prompt = "The capital of France is"
+    raw = httpx.post(server.url, content=prompt, timeout=60)
+    assert raw.status_code == 200
+    (answer,) = raw.json()
+    assert answer["generated_text"].startswith(prompt) and "Paris" in answer["generated_text"], "greedy, prompt first"
+    request = {"inputs": ["One, two, three,", "Hello"], "parameters": {"max_new_tokens": 3, "return_full_text": False}}
+    two = httpx.post(server.url, json=request, timeout=60)
+    assert two.status_code == 200
+    assert [len(output) for output in two.json()] == [1, 1] and all(o[0]["generated_text"] for o in two.json())
+    assert not two.json()[0][0]["generated_text"].startswith("One"), "return_full_text false: the answer alone"
+    assert sum(_generation(server)["ended"].values()) == 3, "each input was a generation of the step loop"
+
+
+def test_post_root_refuses_bad_generation_parameters_with_400_and_keeps_serving(server: Any) -> None:
+    cases = [
+        ({"max_new_tokens": 8, "num_beams": 2}, "unknown parameter 'num_beams': a generation takes do_sample, "),
+        ({"max_new_tokens": 65}, "max_new_tokens is 65, over this server's cap of 64 tokens"),
+        ({"do_sample": "yes"}, "do_sample must be true or false"),
+        ({"temperature": 3}, "temperature must be a number from 0 to 2"),
+        ({"return_full_text": 1}, "return_full_text must be true or false"),
+    ]
+    for parameters, message in cases:
+        refused = httpx.post(server.url, json={"inputs": "Hi", "parameters": parameters}, timeout=30)
+        assert refused.status_code == 400 and message in refused.json()["error"]["message"], parameters
+    sampled = {"inputs": "Hi", "parameters": {"max_new_tokens": 4, "temperature": 0.7, "seed": 1}}
+    assert httpx.post(server.url, json=sampled, timeout=60).status_code == 200
+    assert sum(_generation(server)["ended"].values()) == 1, "no refused request started a generation"
+
+
+def test_post_root_joins_the_steps_of_a_running_stream(server: Any) -> None:
+    long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 64}
+    with httpx.stream("POST", server.url + CHAT, json={**long, "stream": True, "temperature": 0}, timeout=60) as first:
+        lines = first.iter_lines()
+        while not next(lines).startswith("data: "):
+            pass
+        plain = {"inputs": "Hello", "parameters": {"max_new_tokens": 2}}
+        assert httpx.post(server.url, json=plain, timeout=60).status_code == 200
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]" and len(rest) > 2, "the stream was still being written"
+    assert _generation(server)["mean_streams_per_step"] > 1
+
+
+def test_post_root_answers_504_when_the_deadline_passes_during_the_answer(smollm2: LoadedModel) -> None:
+    config = ServerConfig(max_new_tokens=512, timeout_s=3.0)  # the first token comes well within it; 512 do not
+    story = {"inputs": "Once upon a time", "parameters": {"max_new_tokens": 512}}
+    with serve(smollm2, config=config, name="root-deadline") as short_lived:
+        late = httpx.post(short_lived.url, json=story, timeout=60)
+        report = _generation(short_lived)
+    assert late.status_code == 504 and "deadline passed during the answer" in late.json()["error"]["message"]
+    assert report["ended"]["expired"] == 1

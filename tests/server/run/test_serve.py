@@ -75,7 +75,7 @@ def test_the_bundled_chat_model_is_served_by_its_short_name_or_by_its_task() -> 
     assert ModelSpec(model="minilm").describe() == ModelSpec().describe() == BUNDLED_MODEL_NAME
     with pytest.raises(InvalidSetting, match=r"task='fill-mask' is not a task of a bundled model \(minilm"):
         ModelSpec(model="smollm2", task="fill-mask")
-    with serve(model="smollm2", dtype="float32") as server:  # whole answers for now: one generate() per batch
+    with serve(model="smollm2", dtype="float32") as server:  # POST / answered by the step loop, greedy
         assert server.model == SMOLLM2_NAME
         answer = server.query("The capital of France is", parameters={"max_new_tokens": 6, "do_sample": False})
         assert "Paris" in answer[0]["generated_text"]
