@@ -71,6 +71,35 @@ def test_the_bundled_chat_model_answers_paris(chat: tuple[Any, Any]) -> None:
     assert "Paris" in tokenizer.decode(row.tokens, skip_special_tokens=True)
 
 
+def test_bfloat16_weights_keep_float32s_greedy_answers_the_accuracy_guard(chat: tuple[Any, Any]) -> None:
+    """The guard for serving the chat model in bfloat16 (``dtype="auto"`` takes it where it is faster): along
+    float32's own greedy answers, the reduced copy picks the same next token at 90% of the positions or
+    more (teacher forcing: each position given float32's text so far), and the short factual answers are
+    the same text."""
+    import copy
+
+    from pipeserve_nb._models.precision import cast
+
+    model, tokenizer = chat
+    reduced = copy.deepcopy(model)
+    cast(reduced, "bfloat16")  # what loading with dtype bfloat16 does to the weights
+    agreements = []
+    for question in QUESTIONS:
+        prompt = torch.tensor([_prompt(tokenizer, question)])
+        with torch.inference_mode():
+            written = model.generate(prompt, max_new_tokens=32, do_sample=False)
+            span = slice(prompt.shape[1] - 1, -1)  # the positions that predicted each written token
+            exact, low = (m(written).logits[0, span].argmax(-1) for m in (model, reduced))
+        agreements.append(float((exact == low).float().mean()))
+        if question in ("What is the capital of France?", "What is 2+2?"):
+            with torch.inference_mode():
+                answer = reduced.generate(prompt, max_new_tokens=16, do_sample=False)
+            assert tokenizer.decode(answer[0, prompt.shape[1] :]) == tokenizer.decode(
+                written[0, prompt.shape[1] :][:16]
+            )
+    assert sum(agreements) / len(agreements) >= 0.9, agreements
+
+
 def test_rows_joining_a_running_batch_write_what_each_prompt_writes_alone(chat: tuple[Any, Any]) -> None:
     model, tokenizer = chat
     prompts = [_prompt(tokenizer, q) for q in QUESTIONS]

@@ -1,12 +1,13 @@
 """The engine's generations: admission, the step loop, deadlines, stopping, and their numbers.
 
 An engine whose model can be served one token at a time (``LoadedModel.chat``) has a ``Generating``:
-``prompts`` checks a request and turns it into prompt ids (``ChatPrompts``, off the event loop in the
-caller's hands), ``start`` admits it (a fast ``Overloaded`` when ``max_queue`` generations already
-wait for a slot) and hands it to the ``StepLoop`` with the request's deadline (``timeout_s``);
-``stop`` ends every generation within one model step (``ServerStopping`` for those with no text yet),
-and ``report`` gives ``/stats`` its generation section. It runs on the engine's inference thread, so a
-model never runs two calls at once, whether they are whole batches or generation steps.
+``prompts`` checks a request and turns it into prompt ids (``ChatPrompts``, off the event loop in the caller's
+hands), ``start`` admits it (a fast ``Overloaded`` when ``max_queue`` generations already wait for a slot, or
+when its first token is forecast later than ``max_queue_wait_s``: ``first_token``) and hands it to the
+``StepLoop`` with the request's deadline (``timeout_s``); ``stop`` ends every generation within one model step
+(``ServerStopping`` for those with no text yet), and ``report`` gives ``/stats`` its generation section. It
+runs on the engine's inference thread, so a model never runs two calls at once, whether they are whole batches
+or generation steps.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..._models.generation.chat import ChatModel, ChatPrompts, PromptRequest
 from ..._percentile import percentiles
 from ..observe.stats import PERCENTILES, clock
 from .config import ServerConfig
+from .first_token import first_token_s
 from .generation import STOP_REASONS, StepLoop
 from .inference import InferenceThread
 from .stream import Generation
@@ -38,12 +40,21 @@ class Generating:
         """Generations started and not yet ended (on the event loop)."""
 
     def start(self, request: PromptRequest) -> Generation:
-        """Admit ``request`` and start its generation (on the event loop); ``Overloaded`` when too many wait."""
+        """Admit ``request`` and start its generation (on the event loop); ``Overloaded`` when too many wait,
+        or when its first token is forecast later than ``max_queue_wait_s``."""
         waiting = self.steps.waiting
         if waiting >= self.config.max_queue:
             raise Overloaded(
                 f"{waiting} generations are waiting for one of {self.config.max_streams} slots; retry later",
                 self._retry_after_s(),
+            )
+        bound = self.config.max_queue_wait_s
+        forecast = self.forecast_s(len(request.ids))
+        if bound is not None and forecast is not None and forecast > bound:
+            raise Overloaded(
+                f"the first token is forecast in {forecast:.1f} s, over the server's bound of {bound:g} s "
+                f"(max_queue_wait_s): {self.steps.running} generations are running and {waiting} waiting; retry later",
+                forecast,
             )
         generation = Generation(request.ids, request.sampling, deadline_s=clock() + self.config.timeout_s)
         self.active.add(generation)
@@ -51,6 +62,10 @@ class Generating:
         task.add_done_callback(lambda _: self.active.discard(generation))
         self.steps.submit(generation)
         return generation
+
+    def forecast_s(self, prompt_tokens: int) -> float | None:
+        """Seconds until a newcomer with ``prompt_tokens`` would see its first token (None: not known yet)."""
+        return first_token_s(self.steps.occupancy(), prompt_tokens, self.steps.prefill_cost, self.steps.step_cost)
 
     async def stop(self, timeout_s: float) -> None:
         """End every generation within one model step (reason ``stopping``) and wait up to ``timeout_s`` for them."""
@@ -86,6 +101,8 @@ class Generating:
             "time_to_first_token_ms": _percentiles(firsts),
             "inter_token_ms": _percentiles(per_token),
             "mean_streams_per_step": sum(rows) / len(rows) if rows else None,
+            "prefill_cost": self.steps.prefill_cost.snapshot(),
+            "step_cost": self.steps.step_cost.snapshot(),
         }
 
     def _retry_after_s(self) -> float:

@@ -10,6 +10,8 @@ one row; newcomers are prefilled in one call and each gets its first token; (3) 
 every row; (4) hand each row's new text to its stream and drop the rows that finished: the model's end
 token or a stop string (``"stop"``), ``max_new_tokens`` (``"length"``).
 
+The loop times its model calls (``prefill_cost``, ``step_cost``: fitted lines, ``cost.CallCost``) and
+says what it holds (``occupancy``), from which admission forecasts a newcomer's first token (``first_token``).
 A row that leaves frees its slot for the next step. Each generation ends exactly once: with
 ``Finished`` (its reason, token counts and times), or, when nothing was written yet, with an error
 (``RequestTimeout``, ``ServerStopping``, ``InferenceFailed``, ``WorkerDied``). The inference thread
@@ -29,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ..._exceptions import InferenceFailed, InvalidSetting, RequestFailed
 from ..observe.stats import clock
 from .config import JOIN_RULES
+from .cost import CallCost
+from .first_token import Occupancy
 from .inference import InferenceThread
 from .request import stopping, worker_died
 from .stream import Event, Finished, Generation, deliver
@@ -88,6 +92,10 @@ class StepLoop:
         """Tokens generated since the loop started (written on the inference thread)."""
         self.recent: deque[Finished] = deque(maxlen=10_000)
         """The generations that ended most recently, with their numbers (appended on the inference thread)."""
+        self.prefill_cost = CallCost()
+        """A prefill call's seconds against its padded prompt tokens (fitted as the loop runs)."""
+        self.step_cost = CallCost()
+        """A decode step's seconds against the rows it ran."""
         self._pending: deque[Generation] = deque()
         self._outbox: list[tuple[Generation, Event]] = []  # filled on the inference thread, flushed after each call
         self._lock = threading.Lock()  # guards _pending and _scheduled
@@ -102,6 +110,18 @@ class StepLoop:
     def running(self) -> int:
         """Generations in the batch now."""
         return len(self.batch)
+
+    def occupancy(self) -> Occupancy:
+        """What the loop holds now, for the forecast of a newcomer's first token (read from the event loop)."""
+        recent = [f.completion_tokens for f in list(self.recent)[-64:] if f.reason in ("stop", "length")]
+        typical = sorted(recent)[len(recent) // 2] if recent else None
+        left = []
+        for row in list(self.batch.rows):
+            budget = row.sampling.max_new_tokens - len(row.tokens)
+            left.append(max(1, min(budget, typical - len(row.tokens))) if typical is not None else max(1, budget))
+        with self._lock:
+            waiting = tuple(len(g.prompt) for g in self._pending)
+        return Occupancy(self.join, self.max_rows, tuple(left), waiting, typical or max(left, default=1))
 
     def submit(self, generation: Generation) -> None:
         """Queue ``generation``; it joins the batch by the join rule (call from the event loop)."""
@@ -128,7 +148,7 @@ class StepLoop:
                 self._admit()
                 if not self.batch:
                     break
-                self._step(self.batch.step, decode=True)
+                self._step(self.batch.step)
         except BaseException as error:  # a fault of the loop itself, or the thread dying: nothing is left running
             self._fail_everything(partial(worker_died, error))
             raise
@@ -174,17 +194,23 @@ class StepLoop:
         rows = [self._row(g, g.sampling, g.sampling.generator()) for g in joining]
         for generation in joining:
             generation._started(self.tokenizer, self.ends)
-        self._step(lambda: self.batch.join([g.prompt for g in joining], rows), rows)
+        padded = len(joining) * max(len(g.prompt) for g in joining)
+        self._step(lambda: self.batch.join([g.prompt for g in joining], rows), rows, prefilled=padded)
 
-    def _step(self, call: Callable[[], list[int]], rows: list[Row] | None = None, decode: bool = False) -> None:
-        """Run one model call (``join`` or ``step``) and hand out its tokens; a call that raises fails its rows."""
+    def _step(self, call: Callable[[], list[int]], rows: list[Row] | None = None, prefilled: int = 0) -> None:
+        """Run one model call (a prefill of ``prefilled`` padded tokens with ``join``, else a decode ``step``) and
+        hand out its tokens; a call that raises fails its rows."""
         rows = list(self.batch.rows) if rows is None else rows
+        started = clock()
         try:
             tokens = call()
         except Exception as error:
             self._fail(rows, error)
             return
-        if decode:
+        if prefilled:
+            self.prefill_cost.observe(prefilled, clock() - started)
+        else:
+            self.step_cost.observe(len(rows), clock() - started)
             self.rows_per_step.append(len(rows))
         ended: dict[Row, str] = {}
         for row, token in zip(rows, tokens, strict=True):

@@ -264,3 +264,23 @@ def test_post_root_answers_504_when_the_deadline_passes_during_the_answer(smollm
         report = _generation(short_lived)
     assert late.status_code == 504 and "deadline passed during the answer" in late.json()["error"]["message"]
     assert report["ended"]["expired"] == 1
+
+
+def test_a_request_whose_first_token_is_forecast_past_the_bound_gets_a_fast_503(smollm2: LoadedModel) -> None:
+    config = ServerConfig(max_new_tokens=512, max_streams=1, max_queue_wait_s=0.5)  # one slot, held by a long answer
+    long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 512}
+    with serve(smollm2, config=config, name="chat-forecast") as busy:
+        with httpx.stream(
+            "POST", busy.url + CHAT, json={**long, "stream": True, "temperature": 0}, timeout=60
+        ) as first:
+            chunks = (line for line in first.iter_lines() if line.startswith("data: "))
+            for _ in range(8):  # a few steps in: the step's cost is measured
+                next(chunks)
+            refused = httpx.post(busy.url + CHAT, json={"messages": FRANCE, "max_tokens": 8}, timeout=60)
+            report = _generation(busy)
+        assert refused.status_code == 503 and refused.json()["error"]["type"] == "Overloaded"
+        assert "first token is forecast in" in refused.json()["error"]["message"]
+        assert int(refused.headers["retry-after"]) > 1, "the forecast wait: the running answer's tokens to go"
+        assert report["step_cost"]["fixed_ms"] is not None and report["running"] == 1
+        wait_for(lambda: _generation(busy)["running"] == 0, timeout_s=60)  # the client left: its slot is free
+        assert httpx.post(busy.url + CHAT, json={"messages": FRANCE, "max_tokens": 8}, timeout=60).status_code == 200
