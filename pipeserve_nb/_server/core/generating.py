@@ -89,11 +89,7 @@ class Generating:
         recent = list(self.steps.recent)
         rows = list(self.steps.rows_per_step)
         firsts = [f.first_token_s * 1000 for f in recent if f.first_token_s is not None]
-        per_token = [
-            (f.duration_s - f.first_token_s) * 1000 / (f.completion_tokens - 1)
-            for f in recent
-            if f.first_token_s is not None and f.completion_tokens > 1
-        ]
+        per_token = [f.inter_token_s * 1000 for f in recent if f.inter_token_s is not None]
         return {
             "join": self.steps.join,
             "max_streams": self.steps.max_rows,

@@ -92,6 +92,8 @@ class StepLoop:
         """Tokens generated since the loop started (written on the inference thread)."""
         self.recent: deque[Finished] = deque(maxlen=10_000)
         """The generations that ended most recently, with their numbers (appended on the inference thread)."""
+        self.on_finished: Callable[[Finished], None] | None = None
+        """Called on the inference thread with each generation that finished (the metrics' histograms)."""
         self.prefill_cost = CallCost()
         """A prefill call's seconds against its padded prompt tokens (fitted as the loop runs)."""
         self.step_cost = CallCost()
@@ -253,6 +255,8 @@ class StepLoop:
         finished = generation._end(reason, len(row.tokens))
         if finished is not None:
             self.recent.append(finished)
+            if self.on_finished is not None:
+                self.on_finished(finished)
 
     def _fail_everything(self, error: Callable[[], RequestFailed]) -> None:
         """Answer every generation, waiting or running, with ``error()``; nothing runs them any more."""

@@ -45,6 +45,13 @@ class Finished:
     """Seconds from arrival to the first token (None: none was written)."""
     duration_s: float
 
+    @property
+    def inter_token_s(self) -> float | None:
+        """Mean seconds between two tokens after the first (None: fewer than two were written)."""
+        if self.first_token_s is None or self.completion_tokens < 2:
+            return None
+        return (self.duration_s - self.first_token_s) / (self.completion_tokens - 1)
+
 
 class Generation:
     """One request's generation: made and read on the event loop, run on the inference thread."""

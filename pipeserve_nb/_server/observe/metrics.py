@@ -78,10 +78,34 @@ class Metrics:
         self._depth.set_function(queue_depth)
         self._healthy.set_function(lambda: 1.0 if healthy() else 0.0)
 
-    def watch_generation(self, read: Callable[[], Mapping[str, Any]]) -> None:
+    def watch_generation(self, read: Callable[[], Mapping[str, Any]]) -> Callable[[float, float | None], None]:
         """Read the generations' numbers at each scrape: ``read()`` gives ``running`` and ``waiting`` streams,
-        ``ended`` (a count per reason) and ``completion_tokens`` (generated since the server started)."""
+        ``ended`` (a count per reason) and ``completion_tokens`` (generated since the server started).
+        Returns what to call with each finished generation's time to first token and mean inter-token time
+        (seconds; None for an answer of one token): the two histograms."""
         self.registry.register(_Generations(read, self._labels))
+        names = list(self._labels)
+        first = Histogram(
+            "pipeserve_time_to_first_token_seconds",
+            "Time from a generation's arrival to its first token",
+            names,
+            registry=self.registry,
+            buckets=_SECONDS,
+        ).labels(**self._labels)
+        between = Histogram(
+            "pipeserve_inter_token_seconds",
+            "Mean time between a generation's tokens after its first",
+            names,
+            registry=self.registry,
+            buckets=_SECONDS,
+        ).labels(**self._labels)
+
+        def finished(first_token_s: float, inter_token_s: float | None) -> None:
+            first.observe(first_token_s)
+            if inter_token_s is not None:
+                between.observe(inter_token_s)
+
+        return finished
 
     def response(self, status: int, latency_s: float) -> None:
         child = self._by_status.get(status)

@@ -61,6 +61,9 @@ def test_a_whole_answer_in_openais_shape_with_usage(server: Any) -> None:
     assert (
         usage["completion_tokens"] >= 1 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     )
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'pipeserve_time_to_first_token_seconds_count{server="chat-tests"} 1.0' in metrics
+    assert 'pipeserve_inter_token_seconds_count{server="chat-tests"} 1.0' in metrics
 
 
 def test_a_streamed_answer_comes_in_chunks_in_openais_order(server: Any) -> None:
