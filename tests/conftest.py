@@ -71,6 +71,12 @@ def chat_model() -> tuple[Any, Any]:
     return load_smollm2()
 
 
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    """The bundled chat model as ``serve()`` takes it, float32, loaded once per test process."""
+    return pipeserve_nb.load_model("smollm2", dtype="float32")
+
+
 @pytest.fixture
 def gated(embedder: LoadedModel) -> GatedModel:
     return GatedModel(embedder)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 
 from .charts import bars, trend
-from .readings import History, Numbers, numbers, trends
+from .readings import GenerationNumbers, History, Numbers, numbers, trends
 
 __all__ = ["render"]
 
@@ -38,6 +38,13 @@ def render(
     state = state or n.state
     span = history.readings[-1].at_s - history.readings[0].at_s
     series = trends(history)
+    if n.generation is not None:  # a chat model: its streams are what a reader watches
+        body = (
+            _model_line(n)
+            + _generation_cells(n.generation, n.by_status)
+            + _generation_charts(n.generation, series, span)
+        )
+        return _frame(name, state, body, url, note, final)
     charts = "".join(
         [
             trend("answered (200) per s", series["ok_per_s"], span),
@@ -67,6 +74,10 @@ def _cells(n: Numbers) -> str:
         ("model busy", "model_busy_share", _share(n.model_busy_share)),
     ]
     cells += [(f"{group}", f"status_{group}", str(count)) for group, count in n.by_status.items()]
+    return _table(cells)
+
+
+def _table(cells: list[tuple[str, str, str]]) -> str:
     tds = "".join(
         f"<td style='padding:2px 8px 2px 0;vertical-align:top'><div style='color:#777;font-size:10px'>"
         f"{html.escape(label)}</div><div style='font-size:15px;font-variant-numeric:tabular-nums' "
@@ -74,6 +85,42 @@ def _cells(n: Numbers) -> str:
         for label, key, value in cells
     )
     return f"<table style='border-collapse:collapse;margin-bottom:6px'><tr>{tds}</tr></table>"
+
+
+def _generation_cells(g: GenerationNumbers, by_status: dict[str, int]) -> str:
+    cells = [
+        ("tokens / s", "tokens_per_s", _fixed(g.tokens_per_s, 1)),
+        ("streams", "streams", str(g.running)),
+        ("waiting", "streams_waiting", str(g.waiting)),
+        ("first token p50 ms", "first_token_p50_ms", _fixed(g.first_token_p50_ms, 0)),
+        ("first token p99 ms", "first_token_p99_ms", _fixed(g.first_token_p99_ms, 0)),
+        ("between tokens p50 ms", "inter_token_p50_ms", _fixed(g.inter_token_p50_ms, 1)),
+    ]
+    cells += [(f"{group}", f"status_{group}", str(count)) for group, count in by_status.items()]
+    return _table(cells)
+
+
+def _generation_charts(g: GenerationNumbers, series: dict[str, list[float | None]], span: float) -> str:
+    charts = "".join(
+        [
+            trend("tokens generated per s", series["tokens_per_s"], span),
+            trend("streams in the model's steps", series["streams"], span),
+            trend("streams waiting for a slot", series["streams_waiting"], span),
+            bars("how streams ended", _ends(g.ended)),
+        ]
+    )
+    return f"<div style='display:flex;flex-wrap:wrap;gap:6px'>{charts}</div>"
+
+
+_END_LABELS = {"client_gone": "left", "expired": "late", "stopping": "halted"}
+"""Short labels for the reasons a stream ended (a bar is a few letters wide): the client left, its deadline
+passed, the server stopped."""
+
+
+def _ends(ended: dict[str, int]) -> list[tuple[str, int]]:
+    """The bars of how streams ended: the model's two ends always, the others once they happened."""
+    shown = [(r, n) for r, n in ended.items() if r in ("stop", "length") or n]
+    return [(_END_LABELS.get(reason, reason), n) for reason, n in shown]
 
 
 def _frame(name: str, state: str, body: str, url: str, note: str, final: str | None) -> str:

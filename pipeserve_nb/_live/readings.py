@@ -14,7 +14,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Reading", "History", "Numbers", "numbers", "trends", "status_groups", "size_buckets", "RATE_LOOKBACK_S"]
+__all__ = [
+    "Reading",
+    "History",
+    "GenerationNumbers",
+    "Numbers",
+    "numbers",
+    "trends",
+    "status_groups",
+    "size_buckets",
+    "RATE_LOOKBACK_S",
+]
 
 RATE_LOOKBACK_S = 2.0
 """Rates are over about this long: short enough to follow a load, long enough not to flicker."""
@@ -63,6 +73,19 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class GenerationNumbers:
+    """What a panel shows of a chat model's generations (``/stats`` ``generation``)."""
+
+    tokens_per_s: float | None
+    running: int
+    waiting: int
+    first_token_p50_ms: float | None
+    first_token_p99_ms: float | None
+    inter_token_p50_ms: float | None
+    ended: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Numbers:
     """What one panel shows (None where the server has no such number yet)."""
 
@@ -82,6 +105,8 @@ class Numbers:
     by_status: dict[str, int]
     requests: int
     window_s: float
+    generation: GenerationNumbers | None = None
+    """Set for a server of a chat model."""
 
 
 def _ok_count(stats: Mapping[str, Any]) -> float:
@@ -115,6 +140,28 @@ def numbers(history: History) -> Numbers:
         by_status=status_groups(stats["requests_by_status"]),
         requests=int(stats["requests"]),
         window_s=float(recent["span_s"]),
+        generation=_generation(history, last),
+    )
+
+
+def _tokens(stats: Mapping[str, Any]) -> float:
+    report = stats.get("generation")
+    return 0.0 if report is None else float(report["completion_tokens"])
+
+
+def _generation(history: History, index: int) -> GenerationNumbers | None:
+    report = history.readings[index].stats.get("generation")
+    if report is None:
+        return None
+    first, between = report["time_to_first_token_ms"] or {}, report["inter_token_ms"] or {}
+    return GenerationNumbers(
+        tokens_per_s=history.rate(index, _tokens),
+        running=int(report["running"]),
+        waiting=int(report["waiting"]),
+        first_token_p50_ms=first.get("p50"),
+        first_token_p99_ms=first.get("p99"),
+        inter_token_p50_ms=between.get("p50"),
+        ended={reason: int(n) for reason, n in report["ended"].items()},
     )
 
 
@@ -150,10 +197,21 @@ def size_buckets(histogram: Mapping[str, int]) -> list[tuple[str, int]]:
 
 def trends(history: History) -> dict[str, list[float | None]]:
     """The series the panel draws, one value per reading: answers with status 200 per second,
-    requests waiting, and the p99 latency (ms) of the server's recent window."""
+    requests waiting, and the p99 latency (ms) of the server's recent window; for a chat model's server
+    also tokens generated per second and generations running and waiting."""
     readings = history.readings
-    return {
+    series = {
         "ok_per_s": history.series(lambda i: history.rate(i, _ok_count)),
         "queue_depth": history.series(lambda i: float(readings[i].stats["queue_depth"])),
         "p99_ms": history.series(lambda i: readings[i].stats["recent"]["latency_ms"]["p99"]),
     }
+    if readings[-1].stats.get("generation") is not None:
+
+        def streams(i: int, kind: str) -> float | None:
+            report = readings[i].stats.get("generation")
+            return None if report is None else float(report[kind])
+
+        series["tokens_per_s"] = history.series(lambda i: history.rate(i, _tokens))
+        series["streams"] = history.series(lambda i: streams(i, "running"))
+        series["streams_waiting"] = history.series(lambda i: streams(i, "waiting"))
+    return series

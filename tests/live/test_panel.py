@@ -59,3 +59,22 @@ def test_status_groups_and_batch_size_buckets() -> None:
     }  # fmt: skip
     assert size_buckets({"1": 2, "3": 1, "4": 5, "9": 1}) == [("1", 2), ("2", 0), ("≤4", 6), ("≤8", 0), ("≤16", 1)]
     assert size_buckets({}) == []
+
+
+def test_the_panel_of_a_chat_model_shows_its_streams(smollm2: LoadedModel) -> None:
+    history = History()
+    question = {"messages": [{"role": "user", "content": "Tell me about Paris."}], "max_tokens": 12}
+    with serve(smollm2, name="chat-panel") as server:
+        history.add(Reading(0.0, server.stats()))
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: httpx.post(server.url + "/v1/chat/completions", json=question), range(4)))
+        assert {a.status_code for a in answers} == {200}
+        stats = server.stats()
+        history.add(Reading(2.0, stats))
+    on_page, report = shown(render(history, name=server.name, url=server.url)), stats["generation"]
+    assert on_page["tokens_per_s"] == f"{report['completion_tokens'] / 2.0:.1f}"  # the counter's growth over 2 s
+    assert on_page["streams"] == "0" and on_page["streams_waiting"] == "0" and on_page["status_200"] == "4"
+    assert on_page["first_token_p50_ms"] == f"{report['time_to_first_token_ms']['p50']:.0f}"
+    assert on_page["inter_token_p50_ms"] == f"{report['inter_token_ms']['p50']:.1f}"
+    html = render(history, name=server.name, url=server.url)
+    assert html.count("<svg") == 4 and "tokens generated per s" in html and "how streams ended" in html

@@ -26,11 +26,6 @@ FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture(scope="module")
-def smollm2() -> LoadedModel:
-    return pipeserve_nb.load_model("smollm2", dtype="float32")
-
-
 @pytest.fixture
 def server(smollm2: LoadedModel) -> Iterator[Any]:
     """A server of the loaded copy (no test leaves a server behind: ``conftest``); it starts in under a second."""
