@@ -17,7 +17,6 @@ import openai
 import orjson
 import pytest
 
-import pipeserve_nb
 from pipeserve_nb import LoadedModel, ServerConfig, ServerError, serve
 
 from ...helpers import wait_for
