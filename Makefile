@@ -43,6 +43,7 @@ clean:
 
 bench: setup
 	$(BIN)/python -m benchmarks bench
+	$(BIN)/python -m benchmarks generation
 
 reliability: setup
 	$(BIN)/python -m benchmarks reliability

@@ -6,6 +6,8 @@ One entry point, ``python -m benchmarks COMMAND`` (``make bench`` and ``make rel
 - ``bench``: our server against the model alone, the seed page's designs, float32, one thread, the live
   panel's cost and Ray Serve (``bench``, ``targets``, ``on_ray``, ``live``, ``report*``); writes
   ``benchmarks/results/latest.md``;
+- ``generation``: the chat model served by pipeserve against ``transformers serve`` (with and without
+  continuous batching) and the model alone, streamed; writes ``benchmarks/results/generation.md``;
 - ``reliability``: bad input, overload soaks, paired rounds, a hung model (``reliability``, ``overload``,
   ``rounds``, ``hung``, ``split``); writes ``benchmarks/results/reliability.md``;
 - ``ab``: two checkouts of pipeserve, interleaved: overhead at c=1 and throughput at c=32 (``ab``);

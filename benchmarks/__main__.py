@@ -7,7 +7,7 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    commands = ("bench", "reliability", "ab", "model")
+    commands = ("bench", "generation", "reliability", "ab", "model")
     if not argv or argv[0] not in commands:
         print(f"usage: python -m benchmarks {{{'|'.join(commands)}}} [options]  (--help after one)", file=sys.stderr)
         return 2
@@ -16,6 +16,10 @@ def main(argv: list[str]) -> int:
         from .bench import main as bench
 
         return bench(rest)
+    if command == "generation":
+        from .generation import main as generation
+
+        return generation(rest)
     if command == "reliability":
         from .reliability import main as reliability
 

@@ -39,10 +39,17 @@ from ._measure.corpus import sample_texts
 from ._measure.findings import Findings
 from ._measure.loads import ClosedLoop, OpenLoop
 from ._measure.memory import model_copies, rss_mb
-from ._measure.plots import plot_batch_sizes, plot_latency_cdf, plot_latency_over_time, plot_throughput_latency
+from ._measure.plots import (
+    plot_batch_sizes,
+    plot_generation,
+    plot_latency_cdf,
+    plot_latency_over_time,
+    plot_throughput_latency,
+)
 from ._measure.procedures import PairedRounds, capacity, paired_rounds, soak, wait_drained, warm_up
 from ._measure.results import LoadResult, Summary
 from ._measure.runner import arun_load, run_load
+from ._measure.streams import StreamAnswer, StreamLoad, StreamResult, run_streams
 from ._measure.sweep import sweep
 from ._models.loading import load_model
 from ._models.runner import Prepared, Runner
@@ -88,6 +95,10 @@ __all__ = [
     "LoadResult",
     "Summary",
     "sweep",
+    "StreamLoad",
+    "StreamResult",
+    "StreamAnswer",
+    "run_streams",
     "warm_up",
     "wait_drained",
     "capacity",
@@ -100,6 +111,7 @@ __all__ = [
     "plot_latency_over_time",
     "plot_throughput_latency",
     "plot_batch_sizes",
+    "plot_generation",
     "seed_page_app",
     "worker_processes",
     "allow_nested_event_loops",

@@ -78,3 +78,20 @@ def test_quick_bench_ray_part_measures_the_ray_serve_rows(tmp_path: Path) -> Non
     assert ray["targets"][on_ray.ONE]["cpu_ms_per_answer"][on_ray.PROXY] > 0  # Ray's proxy was found and read
     assert ray["targets"][on_ray.ALONE]["cpu_ms_per_answer"][on_ray.PROXY] == 0  # measured before Ray started
     assert len(ray["targets"][on_ray.TWO]["replica_mb"]) == 2 and ray["targets"][on_ray.PLAIN]["plain_mean_batch"] >= 1
+
+
+@pytest.mark.timeout(SCRIPT_TIMEOUT_S)
+def test_quick_generation_bench_measures_every_server_and_says_each_target(tmp_path: Path) -> None:
+    done = run_quick("generation", tmp_path)
+    report = (tmp_path / "generation.md").read_text()
+    assert report in done.stdout and "quick smoke run, not a measurement" in report
+    measured = json.loads((tmp_path / "generation.json").read_text())
+    servers = measured["servers"]
+    assert set(servers) == {"pipeserve (continuous)", "transformers serve --continuous-batching"}
+    for name, rows in servers.items():
+        for load in ("c=1", "c=4"):
+            assert rows[load]["answered"] == rows[load]["requests"] > 0, (name, load)  # every stream answered
+            assert rows[load]["tokens"] > 0 and f"| {load[2:]} | {name} |" in report
+        assert rows["abandoned"]["idle"] is not None and rows["abandoned"]["after"] is not None, name
+    assert set(measured["alone"]) == {"c=1", "c=4"} and measured["dtype"] in ("float32", "bfloat16")
+    assert report.count(" — met") + report.count(" — missed") == 5

@@ -13,7 +13,13 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["plot_latency_cdf", "plot_latency_over_time", "plot_throughput_latency", "plot_batch_sizes"]
+__all__ = [
+    "plot_latency_cdf",
+    "plot_latency_over_time",
+    "plot_throughput_latency",
+    "plot_batch_sizes",
+    "plot_generation",
+]
 
 
 def _figure(width: float = 8.5, height: float = 4.0) -> tuple[Figure, Any]:
@@ -116,4 +122,35 @@ def plot_batch_sizes(
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     _legend(ax)
+    return fig
+
+
+def plot_generation(
+    table: pd.DataFrame,
+    *,
+    by: str = "policy",
+    x: str = "clients",
+    title: str = "Streamed generation: tokens per second and time to first token",
+) -> Figure:
+    """Two panels from rows of ``StreamResult.summary()`` (with a ``by`` and an ``x`` column): tokens/s
+    against ``x``, and the median and p99 time to first token against ``x`` (log scale), one line per group."""
+    import matplotlib.pyplot as plt
+
+    fig, (rate, first) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
+    plt.close(fig)
+    fig.suptitle(title)
+    for name, group in table.groupby(by, sort=False):
+        group = group.sort_values(x)
+        (line,) = rate.plot(group[x], group["tokens_per_s"], marker="o", label=str(name))
+        first.plot(group[x], group["ttft_p50_ms"], marker="o", color=line.get_color(), label=f"{name} p50")
+        first.plot(group[x], group["ttft_p99_ms"], marker="x", linestyle=":", color=line.get_color(), label="p99")
+    rate.set(xlabel=f"concurrent {x}", ylabel="tokens generated / s", title="Throughput")
+    first.set(
+        xlabel=f"concurrent {x}", ylabel="time to first token (ms)", title="Time to first token (p50, p99 dotted)"
+    )
+    first.set_yscale("log")
+    for ax in (rate, first):
+        ax.set_xticks(sorted(set(table[x])))
+        ax.grid(alpha=0.3)
+    rate.legend(fontsize="small")
     return fig
