@@ -20,6 +20,7 @@ from typing import Any
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BUILD = Path(__file__).resolve().parent.parent / "build" / "notebooks"
@@ -64,6 +65,7 @@ def execute(
     probe = nb.cells.pop()
     printed = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream" and o.name == "stdout")
     nb.metadata["pipeserve"] = {"findings": json.loads(printed.strip().splitlines()[-1]), "wall_s": round(wall_s, 1)}
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})  # a streamed answer's pieces read as one text
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / path.name)
     html, _ = HTMLExporter().from_notebook_node(nb)

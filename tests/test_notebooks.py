@@ -326,3 +326,15 @@ def test_scaling_out_lesson_serves_every_request_from_both_replicas(tmp_path: Pa
         assert len(shares) == int(replicas) and sum(shares.values()) == f["requests"]
         assert all(n > 0 for n in shares.values())
     assert len(f["replica_mb"]) == 2 and all(mb > 0 for mb in f["replica_mb"])
+
+
+def test_generation_lesson_streams_batches_and_frees_a_left_slot(tmp_path: Path) -> None:
+    nb, f = _lesson("06-generation.ipynb", tmp_path)
+    assert 0 < f["first_piece_ms"] < f["whole_answer_ms"]  # the first piece came before the answer ended
+    assert f["all_answered"]  # every stream of every policy was answered, none refused (no admission by time)
+    steps = f["steps"]  # what the servers report: how many streams shared a model step
+    assert steps["one at a time"] == 1.0 and steps["static batches"] > 1 and steps["continuous"] > 1
+    # the client that left: its generation was running, ended and counted as client_gone, no stream left running
+    assert f["running_before"] == 1 and f["client_gone"] == 1 and f["running_after"] == 0
+    printed = "".join(_stdout(c) for c in nb.cells if c.cell_type == "code")
+    assert "The first words came after" in printed and "1 generation ended because its client left" in printed
