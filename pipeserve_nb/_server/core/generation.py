@@ -1,14 +1,14 @@
 """Generation served one model step at a time: the step loop.
 
-A ``Generation`` (``stream``) is one request: prompt ids, ``Sampling`` and deadline in, text pieces out,
-as an async iterator on the event loop. ``StepLoop.submit`` hands it to the loop, which runs on the inference
-thread in jobs of a few model steps, each step exactly: (1) drop the rows that were cancelled (the
-client left, ``stop()``) or whose deadline passed; (2) let newcomers join by the rule (``JOIN_RULES``):
-*continuous* at every step, up to ``max_rows`` rows and ``prefill_tokens`` prompt tokens (a long prompt
-delays the running streams by one bounded call), *static* only when the batch is empty, *one at a time*
-one row; newcomers are prefilled in one call and each gets its first token; (3) one decode step for
-every row; (4) hand each row's new text to its stream and drop the rows that finished: the model's end
-token or a stop string (``"stop"``), ``max_new_tokens`` (``"length"``).
+A ``Generation`` (``stream``) is one request: prompt ids, ``Sampling`` and deadline in, text pieces out, as an
+async iterator on the event loop. ``StepLoop.submit`` hands it to the loop, which runs on the inference thread
+in jobs of a few model steps, each step exactly: (1) drop the rows that were cancelled (the client left,
+``stop()``) or whose deadline passed; (2) let newcomers join by the rule (``JOIN_RULES``): *continuous* at
+every step, up to ``max_rows`` rows and ``prefill_tokens`` prompt tokens (a long prompt delays the running
+streams by one bounded call), prefilled in chunks of ``prefill_chunk_tokens``, *static* only when the batch is
+empty, *one at a time* one row; newcomers are prefilled and each gets its first token; (3) one decode step for
+every row; (4) hand each row's new text to its stream and drop the rows that finished: the model's end token
+or a stop string (``"stop"``), ``max_new_tokens`` (``"length"``).
 
 The loop times its model calls (``prefill_cost``, ``step_cost``: fitted lines, ``cost.CallCost``) and
 says what it holds (``occupancy``), from which admission forecasts a newcomer's first token (``first_token``).
@@ -56,6 +56,9 @@ class StepLoop:
         join: one of ``JOIN_RULES``.
         max_rows: the most generations in one step.
         prefill_tokens: the most prompt tokens prefilled before one step (a longer prompt still joins, alone).
+        prefill_chunk_tokens: newcomers are prefilled in calls of at most this many padded tokens, one after the
+            other, each call's first tokens sent at once: the first of a burst see a token sooner, and calls this
+            size still run near the per-token cost of a large prefill (measured in ``docs/generation.md``).
         steps_per_job: model steps per job on the worker, so that other jobs (a stop, another model) get turns.
     """
 
@@ -68,6 +71,7 @@ class StepLoop:
         join: str = "continuous",
         max_rows: int = 16,
         prefill_tokens: int = 512,
+        prefill_chunk_tokens: int = 192,
         steps_per_job: int = 8,
     ) -> None:
         if join not in JOIN_RULES:
@@ -75,6 +79,7 @@ class StepLoop:
         self.join = join
         self.max_rows = 1 if join == "one_at_a_time" else max_rows
         self.prefill_tokens = prefill_tokens
+        self.prefill_chunk_tokens = prefill_chunk_tokens
         self.steps_per_job = steps_per_job
         self.tokenizer = tokenizer
         self.worker = worker
@@ -191,13 +196,12 @@ class StepLoop:
                 joining.append(self._pending.popleft())
                 budget -= len(generation.prompt)
         self._flush()
-        if not joining:
-            return
-        rows = [self._row(g, g.sampling, g.sampling.generator()) for g in joining]
-        for generation in joining:
-            generation._started(self.tokenizer, self.ends)
-        padded = len(joining) * max(len(g.prompt) for g in joining)
-        self._step(lambda: self.batch.join([g.prompt for g in joining], rows), rows, prefilled=padded)
+        for group in _chunks(joining, self.prefill_chunk_tokens):  # each chunk's first tokens go out at once
+            rows = [self._row(g, g.sampling, g.sampling.generator()) for g in group]
+            for generation in group:
+                generation._started(self.tokenizer, self.ends)
+            padded = len(group) * max(len(g.prompt) for g in group)
+            self._step(lambda: self.batch.join([g.prompt for g in group], rows), rows, prefilled=padded)  # noqa: B023
 
     def _step(self, call: Callable[[], list[int]], rows: list[Row] | None = None, prefilled: int = 0) -> None:
         """Run one model call (a prefill of ``prefilled`` padded tokens with ``join``, else a decode ``step``) and
@@ -272,6 +276,22 @@ class StepLoop:
 
     def _count(self, reason: str) -> None:
         self.stopped_by[reason] += 1
+
+
+def _chunks(joining: list[Generation], tokens: int) -> list[list[Generation]]:
+    """``joining`` in order, cut into groups whose prompts, padded to the group's longest, hold at most ``tokens``
+    tokens (a longer prompt is a group of its own)."""
+    groups: list[list[Generation]] = []
+    longest = 0
+    for generation in joining:
+        longer = max(longest, len(generation.prompt))
+        if groups and (len(groups[-1]) + 1) * longer <= tokens:
+            groups[-1].append(generation)
+            longest = longer
+        else:
+            groups.append([generation])
+            longest = len(generation.prompt)
+    return groups
 
 
 def _cancel_reason(generation: Generation, now: float) -> str | None:

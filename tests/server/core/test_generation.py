@@ -7,6 +7,7 @@ ended), never a speed: ``Finished`` carries the server's own times of the first 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -254,3 +255,28 @@ def test_a_stopped_worker_answers_a_new_generation_with_server_stopping(
 def test_an_unknown_join_rule_is_refused_with_the_rules(chat_model: tuple[Any, Any], worker: InferenceThread) -> None:
     with pytest.raises(InvalidSetting, match="join must be one of continuous, static, one_at_a_time"):
         StepLoop(*chat_model, worker, join="sometimes")
+
+
+def test_a_burst_is_prefilled_in_chunks_whose_first_tokens_go_out_before_the_next_chunk_runs(
+    chat_model: tuple[Any, Any], worker: InferenceThread
+) -> None:
+    model, tokenizer = chat_model
+    prompts = [_prompt(tokenizer, q) for q in ("Hi", "Hello", "Hey", "Good day")]
+    chunk = 2 * max(map(len, prompts))  # two prompts per prefill call
+    loop = StepLoop(model, tokenizer, worker, join="continuous", prefill_chunk_tokens=chunk)
+    gate = threading.Event()
+
+    async def body() -> list[Finished]:
+        worker.submit(gate.wait)  # the worker is busy: all four wait, and join in one step
+        generations = [Generation(p, Sampling(max_new_tokens=3)) for p in prompts]
+        for generation in generations:
+            loop.submit(generation)
+        gate.set()
+        return [await g.result() for g in generations]
+
+    done = _run(body)
+    assert loop.prefill_cost.seen == 2, "two prefill calls of two prompts each"
+    assert loop.rows_per_step[0] == 4, "then all four decode together"
+    firsts = [d.first_token_s for d in done]
+    assert all(f is not None for f in firsts)
+    assert max(firsts[:2]) < min(firsts[2:]), "the first chunk's tokens were out before the second chunk ran"  # type: ignore[operator]
