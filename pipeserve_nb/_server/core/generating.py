@@ -26,7 +26,10 @@ from .generation import STOP_REASONS, StepLoop
 from .inference import InferenceThread
 from .stream import Generation
 
-__all__ = ["Generating"]
+__all__ = ["Generating", "RECENT_S"]
+
+RECENT_S = 10.0
+"""The window of ``/stats``'s ``generation.recent`` (as the server's ``recent`` section)."""
 
 
 class Generating:
@@ -97,9 +100,18 @@ class Generating:
             "time_to_first_token_ms": _percentiles(firsts),
             "inter_token_ms": _percentiles(per_token),
             "mean_streams_per_step": sum(rows) / len(rows) if rows else None,
+            "recent": self._recent(),
             "prefill_cost": self.steps.prefill_cost.snapshot(),
             "step_cost": self.steps.step_cost.snapshot(),
         }
+
+    def _recent(self) -> dict[str, float]:
+        """Tokens written per second over the last ``RECENT_S`` seconds (or since the first call, if later)."""
+        now = clock()
+        calls = [(t, n) for t, n in list(self.steps.written) if t >= now - RECENT_S]
+        span = min(RECENT_S, now - self.steps.written[0][0]) if self.steps.written else 0.0
+        tokens = sum(n for _, n in calls)
+        return {"span_s": round(span, 3), "tokens_per_s": round(tokens / span, 3) if span > 0 else 0.0}
 
     def _retry_after_s(self) -> float:
         """How long a refused client should wait: the mean time a recent generation took (at least 1 s)."""

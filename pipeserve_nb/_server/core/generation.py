@@ -93,6 +93,8 @@ class StepLoop:
         """How many generations ended, by reason (``STOP_REASONS``)."""
         self.rows_per_step: deque[int] = deque(maxlen=10_000)
         """How many rows each recent decode step ran."""
+        self.written: deque[tuple[float, int]] = deque(maxlen=100_000)
+        """When each recent model call ended (``clock``) and how many tokens it wrote."""
         self.completion_tokens = 0
         """Tokens generated since the loop started (written on the inference thread)."""
         self.recent: deque[Finished] = deque(maxlen=10_000)
@@ -213,10 +215,12 @@ class StepLoop:
         except Exception as error:
             self._fail(rows, error)
             return
+        finished_s = clock()
+        self.written.append((finished_s, len(rows)))
         if prefilled:
-            self.prefill_cost.observe(prefilled, clock() - started)
+            self.prefill_cost.observe(prefilled, finished_s - started)
         else:
-            self.step_cost.observe(len(rows), clock() - started)
+            self.step_cost.observe(len(rows), finished_s - started)
             self.rows_per_step.append(len(rows))
         ended: dict[Row, str] = {}
         for row, token in zip(rows, tokens, strict=True):

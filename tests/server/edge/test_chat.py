@@ -58,6 +58,10 @@ def test_a_whole_answer_in_openais_shape_with_usage(server: Any) -> None:
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
     assert 'pipeserve_time_to_first_token_seconds_count{server="chat-tests"} 1.0' in metrics
     assert 'pipeserve_inter_token_seconds_count{server="chat-tests"} 1.0' in metrics
+    recent = _generation(server)["recent"]
+    assert recent["span_s"] > 0 and recent["tokens_per_s"] == pytest.approx(
+        usage["completion_tokens"] / recent["span_s"], rel=0.01
+    ), "every token of the one answer, over the time since the first call"
 
 
 def test_a_streamed_answer_comes_in_chunks_in_openais_order(server: Any) -> None:
