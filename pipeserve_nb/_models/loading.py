@@ -88,7 +88,7 @@ def _bundled_model(device: str | int | None, dtype: str) -> LoadedModel:
 
 
 def _bundled_chat_model(device: str | int | None, dtype: str) -> LoadedModel:
-    """The bundled chat model as a text-generation pipeline (whole answers, one ``generate()`` per batch)."""
+    """The bundled chat model as a text-generation pipeline, served one token at a time (``LoadedModel.chat``)."""
     from transformers import pipeline
 
     from .generation.bundled import SMOLLM2_NAME, load_smollm2
