@@ -63,7 +63,7 @@ class Sizes:
 
 
 FULL = Sizes(concurrency=(1, 8, 16), per_client=3, max_tokens=48, abandoned=8, abandoned_tokens=512)
-QUICK = Sizes(concurrency=(1, 4), per_client=1, max_tokens=8, abandoned=2, abandoned_tokens=32)
+QUICK = Sizes(concurrency=(1, 2), per_client=1, max_tokens=4, abandoned=1, abandoned_tokens=16)
 
 
 @dataclass(frozen=True)

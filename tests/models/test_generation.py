@@ -100,21 +100,22 @@ def test_bfloat16_weights_keep_float32s_greedy_answers_the_accuracy_guard(chat: 
     assert sum(agreements) / len(agreements) >= 0.9, agreements
 
 
-def test_the_chat_model_is_read_from_its_gguf_file_once_then_from_a_cache_that_mends_itself(
+def test_the_chat_model_is_read_from_its_cache_and_a_damaged_cache_from_the_gguf_file_again(
     chat: tuple[Any, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeserve_nb._models.generation.bundled import cache_folder, load_smollm2, smollm2_file
+    from pipeserve_nb._models.generation import bundled
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    folder = cache_folder(smollm2_file())
+    folder = bundled.cache_folder(bundled.smollm2_file())
     assert folder.parent == tmp_path / "pipeserve_nb" and not folder.exists()
     expected, tokenizer = chat
+    bundled._keep(expected, tokenizer, folder)  # what the first load of a machine writes (one GGUF read spared)
     messages = [{"role": "user", "content": QUESTIONS[0]}]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    for round_ in ("from the file", "from the cache", "from the file again"):
-        model, loaded_tokenizer = load_smollm2()
+    for round_ in ("from the cache", "from the file, the cache damaged", "from the cache it wrote again"):
+        model, loaded_tokenizer = bundled.load_smollm2()
         read_gguf = "quantization_config" in model.config.to_dict()  # only a model read from the file has it
-        assert read_gguf == (round_ != "from the cache"), round_
+        assert read_gguf == (round_ == "from the file, the cache damaged"), round_
         weights = model.state_dict()
         assert all(torch.equal(weights[k], v) for k, v in expected.state_dict().items()), round_
         assert loaded_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == prompt
