@@ -147,22 +147,24 @@ def _tail(path: str) -> str:
     return Path(path).read_text()[-2000:]
 
 
-def abandoned(url: str, model: str, sizes: Sizes, count: Callable[[str], int]) -> dict[str, float | None]:
+def abandoned(url: str, model: str, sizes: Sizes, count: Callable[[str], int]) -> dict[str, Any]:
     """A fresh request's tokens/s on the idle server, then again right after ``abandoned`` long streams were
-    dropped by their clients after their first token (None: no answer within a minute)."""
+    dropped by their clients after their first token; ``after_status``: how that second request was answered
+    (an HTTP status, or "no answer within 60 s")."""
     fresh = ps.StreamLoad(clients=1, requests_per_client=1, max_tokens=(sizes.max_tokens,))
 
-    def rate() -> float | None:
-        answer = ps.run_streams(url, fresh, model=model, count_tokens=count, timeout_s=60).answers[0]
-        return answer.tokens / (answer.end_s - answer.sent_s) if answer.status == 200 else None
+    def ask() -> tuple[float | None, int | str]:
+        try:
+            answer = ps.run_streams(url, fresh, model=model, count_tokens=count, timeout_s=60).answers[0]
+        except httpx.TimeoutException:
+            return None, "no answer within 60 s"
+        ok = answer.status == 200 and answer.first_s is not None
+        return (answer.tokens / (answer.end_s - answer.sent_s) if ok else None), answer.status
 
-    idle = rate()
+    idle, _ = ask()
     asyncio.run(_drop(url, model, sizes))
-    try:
-        after = rate()
-    except httpx.TimeoutException:
-        after = None
-    return {"idle": idle, "after": after}
+    after, status = ask()
+    return {"idle": idle, "after": after, "after_status": status}
 
 
 async def _drop(url: str, model: str, sizes: Sizes) -> None:

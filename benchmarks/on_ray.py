@@ -59,6 +59,22 @@ BATCH_SIZE_HEADER = "x-batch-size"
 deployment sends it too, so the load generator's summary reads both the same way."""
 
 
+def _start_serve(port: int, tries: int = 3) -> None:
+    """Start Serve's proxy; on a busy machine its actor can miss Ray's 60 s to start (Ray then kills it,
+    ``ActorDiedError``): shut Serve down and try again."""
+    import ray
+    from ray import serve
+
+    for attempt in range(tries):
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
+            return
+        except ray.exceptions.RayError:
+            serve.shutdown()  # type: ignore[no-untyped-call]
+            if attempt == tries - 1:
+                raise
+
+
 def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
     """Each target at c=1 and c=32, with the c=32 loop's CPU by role (see the module docstring)."""
     out: dict[str, Any] = {"cpus": os.cpu_count(), "targets": {}}
@@ -70,7 +86,7 @@ def measure_on_ray(texts: list[str], sizes: Sizes) -> dict[str, Any]:
     _start_ray()  # on this machine, whatever $RAY_ADDRESS says: its processes' CPU is read
     try:
         port = _free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
+        _start_serve(port)
         url = f"http://127.0.0.1:{port}"
         for label, replicas in ((ONE, 1), (TWO, 2)):
             with ps.serve_on_ray(replicas=replicas, name="bench-ray") as server:

@@ -57,7 +57,7 @@ def render(
     for name, rows in results.items():
         idle, after = rows["abandoned"]["idle"], rows["abandoned"]["after"]
         ratio = after / idle if idle and after else None
-        shown_after = _n(after) if after is not None else "no answer within 60 s"
+        shown_after = _n(after) if after is not None else f"not answered: {rows['abandoned']['after_status']}"
         lines.append(f"| {name} | {_n(idle)} | {shown_after} | {_n(ratio, 2)} |")
     lines += ["", "## Targets (issue 34)", ""]
     lines += [f"- {text} — {_verdict(ok)}" for text, ok in _targets(results, alone, concurrency)]

@@ -92,6 +92,6 @@ def test_quick_generation_bench_measures_every_server_and_says_each_target(tmp_p
         for load in ("c=1", "c=2"):
             assert rows[load]["answered"] == rows[load]["requests"] > 0, (name, load)  # every stream answered
             assert rows[load]["tokens"] > 0 and f"| {load[2:]} | {name} |" in report
-        assert rows["abandoned"]["idle"] is not None and rows["abandoned"]["after"] is not None, name
+        assert rows["abandoned"]["idle"] is not None and rows["abandoned"]["after_status"] == 200, (name, rows)
     assert set(measured["alone"]) == {"c=1", "c=2"} and measured["dtype"] in ("float32", "bfloat16")
     assert report.count(" — met") + report.count(" — missed") == 5

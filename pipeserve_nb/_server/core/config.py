@@ -34,8 +34,8 @@ class ServerConfig:
             caller will bear; lower it where a caller would rather be refused than wait.
             ``make reliability`` compares it with 0.25, 0.5 and 1 s under a 3x overload
             (``docs/performance.md``).
-            A generation is admitted by the same bound on its *first token*: the wait for a slot
-            and the prefill before it, forecast from the step loop's measured costs (``first_token``).
+            A generation is admitted by the same bound on its wait for its turn: for a slot and the
+            prefill of the prompts ahead of it, forecast from the step loop's measured costs (``first_token``).
         stuck_call_s: a model call running longer than this makes ``/health`` answer 503
             (it recovers when the call returns). None: ten times the call's predicted time,
             and at least 10 s (first calls and odd inputs are slow; a hung call is hung).

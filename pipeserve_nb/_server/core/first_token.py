@@ -8,8 +8,10 @@ prefill by its padded prompt tokens (the prompts padded to the longest); and it 
 end after its expected tokens: its own budget, or sooner where recent answers were shorter
 (``typical_tokens``).
 
-It is a forecast, not a bound: an answer can end early (its end token, a stop string) or a newcomer be delayed
-by prompts that arrive with it. Pure arithmetic; no clock.
+Admission holds the wait for a newcomer's turn (``FirstToken.wait_s``, before its own prefill) to the server's
+bound, as the batch path holds a request's wait to start: a long prompt's own prefill is the work it asked
+for, not a queue. It is a forecast, not a bound: an answer can end early (its end token, a stop string) or a
+newcomer be delayed by prompts that arrive with it. Pure arithmetic; no clock.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from .cost import CallCost
 
-__all__ = ["Occupancy", "first_token_s"]
+__all__ = ["FirstToken", "Occupancy", "first_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +38,18 @@ class Occupancy:
     typical_tokens: int
 
 
-def first_token_s(held: Occupancy, prompt_tokens: int, prefill: CallCost, decode: CallCost) -> float | None:
-    """Seconds until a newcomer with ``prompt_tokens`` would get its first token; None before the decode
-    step's cost is known (a prefill not yet measured counts as free: the forecast errs towards admitting)."""
+@dataclass(frozen=True, slots=True)
+class FirstToken:
+    """A newcomer's forecast: ``wait_s`` until its own prefill starts (what waiting for its turn costs it: the
+    bound admission holds it to), ``at_s`` until its first token (the wait plus its own prefill)."""
+
+    wait_s: float
+    at_s: float
+
+
+def first_token(held: Occupancy, prompt_tokens: int, prefill: CallCost, decode: CallCost) -> FirstToken | None:
+    """The forecast for a newcomer with ``prompt_tokens``; None before the decode step's cost is known (a
+    prefill not yet measured counts as free: the forecast errs towards admitting)."""
     rows = len(held.running_left)
     step_s = decode.predict(max(1, rows))
     if step_s is None:
@@ -46,23 +57,26 @@ def first_token_s(held: Occupancy, prompt_tokens: int, prefill: CallCost, decode
 
     def prefill_s(prompts: tuple[int, ...]) -> float:
         """A prefill of ``prompts`` in one call: they are padded to the longest."""
-        return prefill.predict(len(prompts) * max(prompts, default=0)) or 0.0
+        return prefill.predict(len(prompts) * max(prompts, default=0)) or 0.0 if prompts else 0.0
 
+    own = (prompt_tokens,)
     ahead = len(held.waiting_prompts)  # the newcomer's place in the line
     answer_s = held.typical_tokens * step_s  # how long one answer runs, once started
     if held.join == "continuous":
         free = held.max_rows - rows
-        if ahead < free:  # joins at the next step, after the prompts ahead of it (prefilled with it)
-            return step_s + prefill_s((*held.waiting_prompts, prompt_tokens))
+        if ahead < free:  # joins after the step running now, after the prompts ahead of it
+            now_s = step_s if rows else 0.0
+            return FirstToken(now_s + prefill_s(held.waiting_prompts), now_s + prefill_s((*held.waiting_prompts, *own)))
         later = ahead - free  # the slot it takes is the (later + 1)-th to free up
         ends = sorted(held.running_left)
         if later < len(ends):
-            return ends[later] * step_s + prefill_s((prompt_tokens,))
-        rounds = (later - len(ends)) // held.max_rows + 1
-        return (ends[-1] if ends else 0) * step_s + rounds * answer_s + prefill_s((prompt_tokens,))
+            wait = ends[later] * step_s
+        else:
+            wait = (ends[-1] if ends else 0) * step_s + ((later - len(ends)) // held.max_rows + 1) * answer_s
+        return FirstToken(wait, wait + prefill_s(own))
     # static and one at a time: a batch runs until its longest answer ends; the line joins in groups
     group = ahead // held.max_rows
     batch_end_s = max(held.running_left) * step_s if rows else 0.0
-    mates = (*held.waiting_prompts[group * held.max_rows :], prompt_tokens)
-    earlier = held.waiting_prompts[: group * held.max_rows]
-    return batch_end_s + group * answer_s + prefill_s(earlier) + prefill_s(mates)
+    mates = (*held.waiting_prompts[group * held.max_rows :], *own)
+    wait = batch_end_s + group * answer_s + prefill_s(held.waiting_prompts[: group * held.max_rows])
+    return FirstToken(wait, wait + prefill_s(mates))

@@ -3,7 +3,7 @@
 An engine whose model can be served one token at a time (``LoadedModel.chat``) has a ``Generating``:
 ``prompts`` checks a request and turns it into prompt ids (``ChatPrompts``, off the event loop in the caller's
 hands), ``start`` admits it (a fast ``Overloaded`` when ``max_queue`` generations already wait for a slot, or
-when its first token is forecast later than ``max_queue_wait_s``: ``first_token``) and hands it to the
+when it is forecast to wait longer than ``max_queue_wait_s`` for its turn: ``first_token``) and hands it to the
 ``StepLoop`` with the request's deadline (``timeout_s``); ``stop`` ends every generation within one model step
 (``ServerStopping`` for those with no text yet), and ``report`` gives ``/stats`` its generation section. It
 runs on the engine's inference thread, so a model never runs two calls at once, whether they are whole batches
@@ -21,7 +21,7 @@ from ..._models.generation.chat import ChatModel, ChatPrompts, PromptRequest
 from ..._percentile import percentiles
 from ..observe.stats import PERCENTILES, clock
 from .config import ServerConfig
-from .first_token import first_token_s
+from .first_token import FirstToken, first_token
 from .generation import STOP_REASONS, StepLoop
 from .inference import InferenceThread
 from .stream import Generation
@@ -44,7 +44,7 @@ class Generating:
 
     def start(self, request: PromptRequest) -> Generation:
         """Admit ``request`` and start its generation (on the event loop); ``Overloaded`` when too many wait,
-        or when its first token is forecast later than ``max_queue_wait_s``."""
+        or when it is forecast to wait longer than ``max_queue_wait_s`` for its turn (its own prefill not counted)."""
         waiting = self.steps.waiting
         if waiting >= self.config.max_queue:
             raise Overloaded(
@@ -52,12 +52,12 @@ class Generating:
                 self._retry_after_s(),
             )
         bound = self.config.max_queue_wait_s
-        forecast = self.forecast_s(len(request.ids))
-        if bound is not None and forecast is not None and forecast > bound:
+        forecast = self.forecast(len(request.ids))
+        if bound is not None and forecast is not None and forecast.wait_s > bound:
             raise Overloaded(
-                f"the first token is forecast in {forecast:.1f} s, over the server's bound of {bound:g} s "
+                f"it would wait about {forecast.wait_s:.1f} s for its turn, over the server's bound of {bound:g} s "
                 f"(max_queue_wait_s): {self.steps.running} generations are running and {waiting} waiting; retry later",
-                forecast,
+                forecast.wait_s,
             )
         generation = Generation(request.ids, request.sampling, deadline_s=clock() + self.config.timeout_s)
         self.active.add(generation)
@@ -66,9 +66,9 @@ class Generating:
         self.steps.submit(generation)
         return generation
 
-    def forecast_s(self, prompt_tokens: int) -> float | None:
-        """Seconds until a newcomer with ``prompt_tokens`` would see its first token (None: not known yet)."""
-        return first_token_s(self.steps.occupancy(), prompt_tokens, self.steps.prefill_cost, self.steps.step_cost)
+    def forecast(self, prompt_tokens: int) -> FirstToken | None:
+        """When a newcomer with ``prompt_tokens`` would start and see its first token (None: not known yet)."""
+        return first_token(self.steps.occupancy(), prompt_tokens, self.steps.prefill_cost, self.steps.step_cost)
 
     async def stop(self, timeout_s: float) -> None:
         """End every generation within one model step (reason ``stopping``) and wait up to ``timeout_s`` for them."""
