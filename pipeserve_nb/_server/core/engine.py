@@ -44,7 +44,7 @@ from .inference import InferenceThread, set_torch_threads
 from .policy import Policy
 from .preparation import Preparation, Prepared
 from .request import Request, Result, stopping, worker_died
-from .stream import Finished, Generation
+from .stream import Generation
 
 __all__ = ["Engine", "EngineState", "Reservation"]
 
@@ -143,12 +143,8 @@ class Engine:
         if model.chat is not None:
             self._generating = Generating(model.chat, worker, self.config)
             observe = self.stats.metrics.watch_generation(self._generating.numbers)
-
-            def finished(f: Finished) -> None:  # on the inference thread: the histograms are thread-safe
-                if f.first_token_s is not None:
-                    observe(f.first_token_s, f.inter_token_s)
-
-            self._generating.steps.on_finished = finished
+            # called on the inference thread: the histograms are thread-safe
+            self._generating.steps.on_finished = lambda f: observe(f.first_token_s, f.inter_token_s)
         self._task = asyncio.create_task(self._batches.run(), name="pipeserve-batch-loop")
         self._task.add_done_callback(self._on_batch_loop_exit)
         self.state = EngineState.RUNNING

@@ -39,8 +39,7 @@ class Metrics:
         self._labels = {"server": server} | ({"replica": replica} if replica is not None else {})
         names = list(self._labels)
 
-        def histogram(name: str, text: str, buckets: tuple[float, ...] = _SECONDS) -> Any:
-            return Histogram(name, text, names, registry=r, buckets=buckets).labels(**self._labels)
+        histogram = self._histogram
 
         def counter(name: str, text: str) -> Any:
             return Counter(name, text, names, registry=r).labels(**self._labels)
@@ -78,34 +77,30 @@ class Metrics:
         self._depth.set_function(queue_depth)
         self._healthy.set_function(lambda: 1.0 if healthy() else 0.0)
 
-    def watch_generation(self, read: Callable[[], Mapping[str, Any]]) -> Callable[[float, float | None], None]:
+    def watch_generation(self, read: Callable[[], Mapping[str, Any]]) -> Callable[[float | None, float | None], None]:
         """Read the generations' numbers at each scrape: ``read()`` gives ``running`` and ``waiting`` streams,
         ``ended`` (a count per reason) and ``completion_tokens`` (generated since the server started).
         Returns what to call with each finished generation's time to first token and mean inter-token time
-        (seconds; None for an answer of one token): the two histograms."""
+        (seconds; None where it has none): the two histograms."""
         self.registry.register(_Generations(read, self._labels))
-        names = list(self._labels)
-        first = Histogram(
-            "pipeserve_time_to_first_token_seconds",
-            "Time from a generation's arrival to its first token",
-            names,
-            registry=self.registry,
-            buckets=_SECONDS,
-        ).labels(**self._labels)
-        between = Histogram(
-            "pipeserve_inter_token_seconds",
-            "Mean time between a generation's tokens after its first",
-            names,
-            registry=self.registry,
-            buckets=_SECONDS,
-        ).labels(**self._labels)
+        first = self._histogram(
+            "pipeserve_time_to_first_token_seconds", "Time from a generation's arrival to its first token"
+        )
+        between = self._histogram(
+            "pipeserve_inter_token_seconds", "Mean time between a generation's tokens after its first"
+        )
 
-        def finished(first_token_s: float, inter_token_s: float | None) -> None:
-            first.observe(first_token_s)
+        def finished(first_token_s: float | None, inter_token_s: float | None) -> None:
+            if first_token_s is not None:
+                first.observe(first_token_s)
             if inter_token_s is not None:
                 between.observe(inter_token_s)
 
         return finished
+
+    def _histogram(self, name: str, text: str, buckets: tuple[float, ...] = _SECONDS) -> Any:
+        """A histogram of this server's registry, with its labels."""
+        return Histogram(name, text, list(self._labels), registry=self.registry, buckets=buckets).labels(**self._labels)
 
     def response(self, status: int, latency_s: float) -> None:
         child = self._by_status.get(status)
