@@ -28,7 +28,6 @@ with ``config.auth_token`` set), ``Shedding`` (a ``POST /`` the engine has no ro
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,7 +49,7 @@ from ..core.request import Result
 from ..observe.metrics import CONTENT_TYPE
 from .body import parse_body
 from .chat import chat_completions
-from .disconnect import answered_before_disconnect
+from .disconnect import unless_disconnected
 from .errors import error_response, failure_body, internal_error_response, refusal, web_error_response
 from .generate import generated_texts
 from .middleware import REPORT, RESERVATION, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
@@ -86,14 +85,9 @@ def create_app(engine: Engine) -> Starlette:
             finally:
                 if reservation is not None:
                     reservation.release()  # a refused body gives the room back (nothing once submitted)
-            try:
-                answered = await answered_before_disconnect(future, request)
-            except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
-                future.cancel()
-                raise
-            if not answered:  # nobody is left to read it; ``Counting`` counts it
+            result = await unless_disconnected(future, (), request)  # cancelled when its client leaves
+            if result is None:  # nobody is left to read it; ``Counting`` counts it
                 return refusal("ClientClosed", "the client went away before its answer")
-            result = future.result()
         except RequestFailed as exc:
             response = error_response(exc, debug)
         else:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -35,12 +35,10 @@ from ..._wire import error_body
 from ..core.engine import Engine
 from ..core.stream import Finished, Generation, Piece
 from .body import parse_json_object
-from .disconnect import answered_before_disconnect
+from .disconnect import unless_disconnected
 from .errors import error_response, refusal
 
 __all__ = ["chat_completions"]
-
-T = TypeVar("T")
 
 MODEL_ENDS = {"stop": "stop", "length": "length"}
 """The reasons the model ended an answer, as OpenAI names them; any other reason is the server's."""
@@ -66,12 +64,12 @@ async def chat_completions(request: Request, engine: Engine, body: bytes) -> Res
     pieces = generation.pieces()
     try:
         if not stream:
-            texts = await _unless_disconnected(_collect(pieces), generation, request)
+            texts = await unless_disconnected(_collect(pieces), [generation], request)
             if texts is None:  # nobody is left to read it; ``Counting`` counts the answer never sent
                 return refusal("ClientClosed", "the client went away before its answer")
             assert generation.finished is not None
             return JSONResponse(completion.whole("".join(texts), generation.finished))
-        first = await _unless_disconnected(_first(pieces, generation), generation, request)
+        first = await unless_disconnected(_first(pieces, generation), [generation], request)
     except RequestFailed as exc:  # it ended before its first token: its own status
         return error_response(exc, config.debug)
     if first is None:
@@ -94,21 +92,6 @@ async def _first(pieces: AsyncIterator[Piece], generation: Generation) -> Piece 
         assert generation.finished is not None
         return generation.finished
     return piece
-
-
-async def _unless_disconnected(work: Awaitable[T], generation: Generation, request: Request) -> T | None:
-    """``work``'s result, or None (the generation cancelled) when the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    try:
-        answered = await answered_before_disconnect(task, request)
-    except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
-        generation.cancel("client_gone")
-        task.cancel()
-        raise
-    if not answered:
-        generation.cancel("client_gone")
-        return None
-    return task.result()  # raises what ended the generation before an answer
 
 
 def _include_usage(options: Any) -> bool:

@@ -1,13 +1,17 @@
-"""Waiting for an answer while listening for the client to leave (every route that awaits the model)."""
+"""Waiting for an answer while listening for the client to leave (every route that awaits the model), and
+cancelling what the request started when it leaves."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-__all__ = ["answered_before_disconnect"]
+__all__ = ["answered_before_disconnect", "unless_disconnected"]
+
+T = TypeVar("T")
 
 
 async def answered_before_disconnect(future: asyncio.Future[Any], request: Request) -> bool:
@@ -26,6 +30,27 @@ async def answered_before_disconnect(future: asyncio.Future[Any], request: Reque
         return True
     future.cancel()
     return False
+
+
+async def unless_disconnected(work: Awaitable[T], generations: Iterable[Any], request: Request) -> T | None:
+    """``work``'s result, or None when the client disconnects first; either way a client that leaves (or an
+    ASGI server that gives up on the request: ``CancelledError``) cancels ``generations`` (``client_gone``)."""
+    task = asyncio.ensure_future(work)
+    try:
+        answered = await answered_before_disconnect(task, request)
+    except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
+        _cancel(generations)
+        task.cancel()
+        raise
+    if not answered:
+        _cancel(generations)
+        return None
+    return task.result()  # raises what ended the work before an answer
+
+
+def _cancel(generations: Iterable[Any]) -> None:
+    for generation in generations:
+        generation.cancel("client_gone")
 
 
 async def _disconnected(request: Request) -> None:

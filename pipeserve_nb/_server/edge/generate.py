@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,9 +23,9 @@ from ..._exceptions import InferenceFailed, RequestFailed, RequestTimeout
 from ..._models.generation.parameters import full_text, openai_fields
 from ..core.engine import Engine
 from ..core.request import stopping
-from ..core.stream import Finished, Generation
+from ..core.stream import Generation
 from .body import ParsedRequest
-from .disconnect import answered_before_disconnect
+from .disconnect import unless_disconnected
 from .errors import error_response, refusal
 
 __all__ = ["generated_texts"]
@@ -53,16 +52,9 @@ async def generated_texts(request: Request, engine: Engine, parsed: ParsedReques
         ]
         for prompt in prompts:
             generations.append(engine.generate(prompt))
-        whole = asyncio.ensure_future(asyncio.gather(*(g.result() for g in generations)))
-        try:
-            answered = await answered_before_disconnect(whole, request)
-        except asyncio.CancelledError:  # the ASGI server gave up on the request (Ray Serve: its client left)
-            _cancel(generations, whole)
-            raise
-        if not answered:
-            _cancel(generations, whole)
+        finished = await unless_disconnected(asyncio.gather(*(g.result() for g in generations)), generations, request)
+        if finished is None:
             return refusal("ClientClosed", "the client went away before its answer")
-        finished: list[Finished] = whole.result()
         for end in finished:
             if end.reason in _SERVER_ENDS:
                 raise _SERVER_ENDS[end.reason]()
@@ -75,9 +67,3 @@ async def generated_texts(request: Request, engine: Engine, parsed: ParsedReques
         for text, end in zip(parsed.inputs, finished, strict=True)
     ]
     return JSONResponse(outputs[0] if parsed.single else outputs)
-
-
-def _cancel(generations: list[Generation], whole: asyncio.Future[Any]) -> None:
-    whole.cancel()
-    for generation in generations:
-        generation.cancel("client_gone")
