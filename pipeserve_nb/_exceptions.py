@@ -10,6 +10,7 @@ The tree::
     └── RequestFailed             one request could not be answered with a result
         ├── InvalidInput          the body or its inputs are malformed        -> 400
         ├── UnsupportedMediaType  the Content-Type is not text or JSON        -> 415
+        ├── ModelNotFound         the request names a model the server does not hold -> 404
         ├── TooLarge              body, input count or an input's tokens over a limit -> 413
         ├── Overloaded            the queue is full (circuit breaker)         -> 503
         ├── ServerStopping        the server is draining or stopped           -> 503
@@ -31,6 +32,7 @@ __all__ = [
     "LoadGeneratorError",
     "RequestFailed",
     "InvalidInput",
+    "ModelNotFound",
     "UnsupportedMediaType",
     "TooLarge",
     "Overloaded",
@@ -68,11 +70,20 @@ class LoadGeneratorError(PipeserveError):
 
 
 class RequestFailed(PipeserveError):
-    """One request could not be answered with a result."""
+    """One request could not be answered with a result; ``param`` names the request field at fault, where
+    one is (OpenAI's error body reports it)."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class InvalidInput(RequestFailed):
     """The request body or its inputs are malformed, or the model rejected its parameters."""
+
+
+class ModelNotFound(RequestFailed):
+    """The request names a model this server does not hold (the ``model`` field, or the path)."""
 
 
 class UnsupportedMediaType(RequestFailed):

@@ -29,8 +29,10 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
 
 
 def error_of(document: Any) -> tuple[str, str] | None:
-    """``(type, message)`` of an error body, or None if ``document`` is not one."""
+    """``(type, message)`` of an error body, or None if ``document`` is not one; of OpenAI's shape (on ``/v1``),
+    its ``code`` is the type (``invalid_input``, ``model_not_found``: its ``type`` is only a category)."""
     error = document.get("error") if isinstance(document, dict) else None
     if not isinstance(error, dict) or "type" not in error or "message" not in error:
         return None
-    return str(error["type"]), str(error["message"])
+    kind = error["code"] if "param" in error and error.get("code") else error["type"]
+    return str(kind), str(error["message"])

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from starlette.applications import Starlette
 
-from ._server.core.engine import Engine
+from ._server.core.models import Models
 from ._server.edge.app import create_app
 from ._server.edge.http_protocol import http_protocol
 from ._server.run.settings import from_environment, refuse_unused
@@ -36,17 +36,17 @@ __all__ = ["app", "app_from_env", "HttpProtocol"]
 
 def app_from_env(env: Mapping[str, str] | None = None) -> Starlette:
     """Build the app from ``PIPESERVE_*`` variables (``os.environ`` by default)."""
-    return create_app(_engine(os.environ if env is None else env))
+    return create_app(_models(os.environ if env is None else env))
 
 
-def _engine(env: Mapping[str, str]) -> Engine:
+def _models(env: Mapping[str, str]) -> Models:
     refuse_unused(env, "address", "under uvicorn: pass uvicorn's own --host and --port")
     settings = from_environment(env)
-    return Engine(settings.model, settings.policy, settings.config, "pipeserve")
+    return Models.build(settings.models, settings.policy, settings.config, "pipeserve")
 
 
-_served = _engine(os.environ)
+_served = _models(os.environ)
 app = create_app(_served)
-HttpProtocol = http_protocol(_served.config.max_head_bytes, _served.stats.record_response)
+HttpProtocol = http_protocol(_served.config.max_head_bytes, _served.record_response)
 """pipeserve's HTTP protocol for ``app``: a bounded head, one write per response, its refusals counted in
 ``app``'s numbers (``--http pipeserve_nb.asgi:HttpProtocol``)."""

@@ -71,6 +71,7 @@ PUBLIC = {
     "LoadGeneratorError",
     "RequestFailed",
     "InvalidInput",
+    "ModelNotFound",
     "UnsupportedMediaType",
     "TooLarge",
     "Overloaded",

@@ -144,11 +144,13 @@ def run_streams(
 ) -> StreamResult:
     """Run ``load`` against ``target`` (a server handle or a base URL) and return what its clients saw.
 
-    ``model`` is the request's ``model`` field (a server that serves several needs it); ``token`` the bearer
+    ``model`` is the request's ``model`` field (None: the server's default model); ``token`` the bearer
     token (a handle's own is used when it has one)."""
     url = str(getattr(target, "url", target)).rstrip("/")
     token = token if token is not None else getattr(target, "_token", None)
-    body = {"model": model or "default", "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    body = {"temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    if model is not None:  # else the server's default model
+        body["model"] = model
     result: list[StreamResult] = []
     failure: list[BaseException] = []
 

@@ -89,7 +89,7 @@ class ChatPrompts:
         """A plain prompt, continued as it is (no chat template); ``budget`` is the caller's name for the
         token budget, used in the errors (``max_new_tokens`` on ``POST /``)."""
         if not isinstance(prompt, str) or not prompt:
-            raise InvalidInput("prompt must be a non-empty string")
+            raise InvalidInput("prompt must be a non-empty string", param="prompt")
         return self._request(self._encode(prompt, special=True), fields, budget)
 
     def _encode(self, text: str, special: bool) -> list[int]:
@@ -101,25 +101,29 @@ class ChatPrompts:
     def _request(self, ids: list[int], fields: Mapping[str, Any], budget: str = "max_tokens") -> PromptRequest:
         for name, why in _REFUSED.items():
             if fields.get(name) not in (None, False, [], "none"):
-                raise InvalidInput(f"{name}: {why}")
+                raise InvalidInput(f"{name}: {why}", param=name)
         n = fields.get("n", 1)
         if n != 1 or isinstance(n, bool):
-            raise InvalidInput(f"n must be 1: this server writes one answer per request (got {n!r})")
+            raise InvalidInput(f"n must be 1: this server writes one answer per request (got {n!r})", param="n")
         room = self.context_tokens - len(ids)
         asked = _budget(fields)
         if asked is not None and (isinstance(asked, bool) or not isinstance(asked, int) or asked < 1):
-            raise InvalidInput(f"{budget} must be an integer >= 1, got {asked!r}")
+            raise InvalidInput(f"{budget} must be an integer >= 1, got {asked!r}", param=budget)
         if asked is not None and asked > self.max_new_tokens:
-            raise InvalidInput(f"{budget} is {asked}, over this server's cap of {self.max_new_tokens} tokens")
+            raise InvalidInput(
+                f"{budget} is {asked}, over this server's cap of {self.max_new_tokens} tokens", param=budget
+            )
         if room < 1:
             raise InvalidInput(
                 f"the prompt has {len(ids)} tokens, which leaves no room in the model's context of "
-                f"{self.context_tokens} tokens for an answer"
+                f"{self.context_tokens} tokens for an answer",
+                param="messages",
             )
         if asked is not None and len(ids) + asked > self.context_tokens:
             raise InvalidInput(
                 f"the prompt has {len(ids)} tokens and {budget} is {asked}: together over the model's context "
-                f"of {self.context_tokens} tokens; ask for at most {room} or send less"
+                f"of {self.context_tokens} tokens; ask for at most {room} or send less",
+                param=budget,
             )
         sampling = Sampling(
             max_new_tokens=min(self.max_new_tokens, room) if asked is None else asked,
@@ -146,17 +150,17 @@ def _budget(fields: Mapping[str, Any]) -> Any:
 
 def _message_list(messages: Any) -> Sequence[Any]:
     if not isinstance(messages, list) or not messages:
-        raise InvalidInput("messages must be a non-empty list of {role, content} objects")
+        raise InvalidInput("messages must be a non-empty list of {role, content} objects", param="messages")
     return messages
 
 
 def _turn(index: int, message: Any) -> dict[str, str]:
     where = f"messages[{index}]"
     if not isinstance(message, Mapping):
-        raise InvalidInput(f"{where} must be an object with a role and a content")
+        raise InvalidInput(f"{where} must be an object with a role and a content", param=where)
     role = message.get("role")
     if role not in ROLES:
-        raise InvalidInput(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}")
+        raise InvalidInput(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}", param=f"{where}.role")
     return {"role": "system" if role == "developer" else role, "content": _text(where, message.get("content"))}
 
 
@@ -181,4 +185,4 @@ def _stops(stop: Any) -> tuple[str, ...]:
         return (stop,)
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         return tuple(stop)
-    raise InvalidInput("stop must be a string or a list of at most 4 strings")
+    raise InvalidInput("stop must be a string or a list of at most 4 strings", param="stop")

@@ -90,15 +90,16 @@ class Admission:
             accepted = ", ".join(sorted(names)) or "none"
             raise InvalidInput(f"unknown parameter(s) {unknown} for this model; it takes: {accepted}")
 
-    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> tuple[list[Any], int, str]:
-        """The model's inputs for ``texts``, the longest one's tokens (at most the model's limit) and
-        the batching key; ``TooLarge`` for an input over the limit. Runs on the preparation thread."""
+    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> tuple[list[Any], int, str, int]:
+        """The model's inputs for ``texts``, the longest one's tokens (at most the model's limit), the
+        batching key and the tokens of all its inputs (each at most the limit: what the model reads);
+        ``TooLarge`` for an input over the limit. Runs on the preparation thread."""
         runner = self.runner
         prepared = runner.prepare(texts, parameters)
         counts, limit = prepared.tokens, runner.max_tokens
         key = batching_key(parameters)
         if limit is None:
-            return prepared.inputs, max(counts), key
+            return prepared.inputs, max(counts), key, sum(counts)
         if not parameters.get("truncation"):
             for i, n in enumerate(counts):
                 if n > limit:
@@ -108,4 +109,4 @@ class Admission:
                     )
                     where = "the input" if len(texts) == 1 else f"input {i}"
                     raise TooLarge(f"{where} has {n} tokens; this model takes at most {limit}: shorten it{hint}")
-        return prepared.inputs, min(max(counts), limit), key
+        return prepared.inputs, min(max(counts), limit), key, sum(min(n, limit) for n in counts)

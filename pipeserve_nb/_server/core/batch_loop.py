@@ -26,8 +26,9 @@ Every request of the running batch is answered also when the loop ends abnormall
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Any
 
 from ..._exceptions import RequestFailed
 from ..._models.runner import Runner
@@ -113,12 +114,13 @@ class BatchLoop:
                 if request.forecast is not None:
                     self.calibration.observe(request.forecast, waits[-1])
         if all(s.request.ready for s in batch.slices) or self.prepare is None:
-            job = partial(run_batch, self.runner, [s.inputs for s in batch.slices], batch.parameters)
-            outcomes, prepare_s = await asyncio.wrap_future(self.worker.submit(job)), 0.0
+            call = partial(_run_prepared, self.runner, [s.inputs for s in batch.slices], batch.parameters)
         else:
-            both = partial(prepare_and_run, self.prepare, self.runner, batch)
-            outcomes, prepare_s = await asyncio.wrap_future(self.worker.submit(both))
-        inference_s = clock() - started - prepare_s  # the model's time: preparing is not the call's cost
+            call = partial(prepare_and_run, self.prepare, self.runner, batch)
+        submitted = clock()
+        outcomes, prepare_s, began = await asyncio.wrap_future(self.worker.submit(partial(_timed, call)))
+        # the model's time: not the preparing, nor a wait behind another model's call on a shared device thread
+        inference_s = clock() - started - prepare_s - (began - submitted)
         if any(s.request.ready for s in batch.slices):  # a call ran (not only refusals found in preparing)
             self.cost.observe(batch.padded_tokens, inference_s)
             self.stats.record_batch(batch.size, inference_s, waits, batch.real_tokens, batch.padded_tokens)
@@ -133,6 +135,20 @@ class BatchLoop:
             for piece in self.running.slices:
                 piece.request.fail(error())
             self.running = None
+
+
+def _run_prepared(
+    runner: Runner, inputs: list[list[Any]], parameters: Mapping[str, Any]
+) -> tuple[list[Outcome], float]:
+    """``run_batch`` of a batch with nothing left to prepare (no time spent preparing)."""
+    return run_batch(runner, inputs, parameters), 0.0
+
+
+def _timed(call: Callable[[], tuple[list[Outcome], float]]) -> tuple[list[Outcome], float, float]:
+    """On the inference thread: ``call``'s outcomes, its seconds preparing, and when it began (``clock``)."""
+    began = clock()
+    outcomes, prepare_s = call()
+    return outcomes, prepare_s, began
 
 
 def prepare_and_run(prepare: Prepare, runner: Runner, batch: Batch) -> tuple[list[Outcome], float]:

@@ -90,11 +90,21 @@ class Engine:
     """
 
     def __init__(
-        self, spec: ModelSpec, policy: Policy, config: ServerConfig, name: str = "default", replica: str | None = None
+        self,
+        spec: ModelSpec,
+        policy: Policy,
+        config: ServerConfig,
+        name: str = "default",
+        replica: str | None = None,
+        *,
+        model: str | None = None,
+        worker: Callable[[], InferenceThread] | None = None,
     ) -> None:
         self.spec, self.policy, self.config = spec, policy, config
         self.replica = replica  # which replica of a Ray Serve deployment this is (None: a server of its own)
-        self.stats = Stats(name, replica=replica)
+        self.name = model or "default"
+        """The model's name in its server (what requests route by, the ``model`` label of its metrics)."""
+        self.stats = Stats(name, replica=replica, model=self.name)
         self.state = EngineState.CREATED
         self.failure: BaseException | None = None
         self.model_name = spec.describe()
@@ -102,6 +112,8 @@ class Engine:
         self.dtype: str | None = None
         self._model: LoadedModel | None = None
         self._worker: InferenceThread | None = None
+        self._new_worker = worker or InferenceThread  # given: the device's thread, shared with its other engines
+        self._owns_worker = worker is None
         self._queue: BatchQueue | None = None
         self._admission: Admission | None = None
         self._batches: BatchLoop | None = None
@@ -175,7 +187,7 @@ class Engine:
         if self._preparation is not None:  # it skips what is answered: it ends at once
             await asyncio.to_thread(self._preparation.close, 1.0)
         self.release()
-        if self._worker is not None:  # a model call that never returns keeps its daemon thread: wait 1 s at most
+        if self._worker is not None and self._owns_worker:  # a call that never returns keeps its daemon thread
             await asyncio.wait([asyncio.wrap_future(self._worker.ended)], timeout=1.0)
         if self.state is not EngineState.FAILED:
             self.state = EngineState.STOPPED
@@ -188,7 +200,9 @@ class Engine:
         if self._torch_threads_before is not None:
             set_torch_threads(self._torch_threads_before)
             self._torch_threads_before = None
-        return self._worker is None or self._worker.close(timeout_s)
+        if self._worker is None or not self._owns_worker:  # a shared thread is closed by its owner (``Models``)
+            return True
+        return self._worker.close(timeout_s)
 
     @property
     def model(self) -> LoadedModel | None:
@@ -331,7 +345,7 @@ class Engine:
     def _load_on_worker(self) -> Future[LoadedModel]:
         """Load the model on the inference thread, the only thread that will run it."""
         if self._worker is None:
-            self._worker = InferenceThread()
+            self._worker = self._new_worker()
         return self._worker.submit(self._load)
 
     def _load(self) -> LoadedModel:

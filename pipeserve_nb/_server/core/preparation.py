@@ -27,10 +27,10 @@ from .request import Request
 
 __all__ = ["Preparation", "Prepared", "Prepare", "Deliver", "prepare_one"]
 
-Prepared = tuple[list[Any], int, str] | RequestFailed
+Prepared = tuple[list[Any], int, str, int] | RequestFailed
 """What preparing one request gave: ``(inputs, tokens, key)`` (``Request.prepared``), or its error."""
 
-Prepare = Callable[[list[str], Mapping[str, Any]], tuple[list[Any], int, str]]
+Prepare = Callable[[list[str], Mapping[str, Any]], tuple[list[Any], int, str, int]]
 Deliver = Callable[[list[tuple[Request, Prepared]]], None]
 
 

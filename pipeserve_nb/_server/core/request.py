@@ -32,6 +32,8 @@ class Result:
     queue_wait_s: float
     batch_size: int
     inference_s: float
+    input_tokens: int = 0
+    """Tokens of all its inputs as the model read them (characters where the model has no tokenizer)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -56,6 +58,7 @@ class Request:
     deadline_s: float
     key: str = ""
     tokens: int = 0
+    input_tokens: int = 0  # of all its inputs (set when prepared)
     ready: bool = False  # prepared: ``inputs`` are the model's, ``tokens`` counted
     taken: int = 0  # inputs handed to a batch so far
     started_s: float | None = None  # when its first slice reached the model
@@ -70,9 +73,11 @@ class Request:
         """Inputs it still has to run (what it adds to the next batch)."""
         return len(self.inputs) - self.taken
 
-    def prepared(self, inputs: list[Any], tokens: int, key: str) -> None:
-        """Its texts were prepared: the model's ``inputs``, the longest one's ``tokens``, the batching ``key``."""
+    def prepared(self, inputs: list[Any], tokens: int, key: str, input_tokens: int = 0) -> None:
+        """Its texts were prepared: the model's ``inputs``, the longest one's ``tokens``, the batching ``key``,
+        the tokens of all its inputs."""
         self.inputs, self.tokens, self.key, self.ready = inputs, tokens, key, True
+        self.input_tokens = input_tokens
 
     def expire(self) -> None:
         """Answer the request with ``RequestTimeout``, unless it was answered already."""
@@ -97,7 +102,8 @@ class Request:
         if len(self.outputs) == len(self.inputs):
             started = self.started_s if self.started_s is not None else self.arrived_s
             wait = started - self.arrived_s
-            self.future.set_result(Result(self.outputs, wait, self.batch_size, self.inference_s))
+            result = Result(self.outputs, wait, self.batch_size, self.inference_s, self.input_tokens)
+            self.future.set_result(result)
 
     def drop_reason(self) -> str | None:
         """Why it was answered before reaching the model (one of ``DROP_REASONS``), or None when it

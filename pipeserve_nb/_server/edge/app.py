@@ -1,9 +1,12 @@
 """The Starlette app: HTTP in, engine call, HTTP out. The one place errors become statuses.
 
-Routes:
-    POST /              run the model (raw text or JSON body, see ``body``); on a model served one token
-                        at a time, one generation of the step loop per input (``generate``)
-    POST /v1/chat/completions  a chat model's answer, whole or streamed (OpenAI's shapes, ``chat``)
+Routes (the native face, then OpenAI's, ``v1``):
+    POST /              run the default model (raw text or JSON body, see ``body``); on a model served one
+                        token at a time, one generation of the step loop per input (``generate``)
+    POST /models/{name} the same, on the model named ``name`` (a server with several models)
+    POST /v1/chat/completions, /v1/completions   a chat model's answer, whole or streamed (``v1.chat``,
+                        ``v1.completions``); POST /v1/embeddings (``v1.embeddings``)
+    GET  /v1/models     the models held (``v1.listing``); OpenAI routes route by the body's ``model``
     GET  /health        200 while the server can serve, else 503 with the reason (``health``)
     GET  /stats         queue depth, requests by status, batch sizes, latency percentiles
     GET  /metrics       the same numbers for Prometheus (``metrics``)
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import orjson
@@ -39,44 +43,68 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..._exceptions import RequestFailed, TooLarge
+from ..._exceptions import RequestFailed
 from ..._models.generation.parameters import PIPELINE_PARAMETERS
 from ..._wire import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER
 from ..core.engine import Engine
 from ..core.health import check
+from ..core.models import Models
 from ..core.report import stats_report
 from ..core.request import Result
-from ..observe.metrics import CONTENT_TYPE
-from .body import parse_body
-from .chat import chat_completions
+from ..observe.metrics import CONTENT_TYPE, render_together
+from .body import parse_body, read_body
 from .disconnect import unless_disconnected
-from .errors import error_response, failure_body, internal_error_response, refusal, web_error_response
+from .errors import (
+    error_response,
+    failure_body,
+    internal_error_response,
+    openai_face,
+    refusal,
+    web_error_response,
+)
 from .generate import generated_texts
-from .middleware import REPORT, RESERVATION, BearerTokenMiddleware, Counting, ReplicaHeader, RequestLimits, Shedding
+from .middleware import (
+    MODEL,
+    REPORT,
+    RESERVATION,
+    BearerTokenMiddleware,
+    Counting,
+    ReplicaHeader,
+    RequestLimits,
+    Shedding,
+)
 from .openapi import openapi_document
+from .v1.chat import chat_completions
+from .v1.completions import completions
+from .v1.embeddings import embeddings
+from .v1.listing import model_entry, model_list, started_now
 
 __all__ = ["create_app"]
 
 
-def create_app(engine: Engine) -> Starlette:
-    """Build the ASGI app around ``engine``; its lifespan starts and closes the engine."""
-    config = engine.config
+def create_app(served: Engine | Models) -> Starlette:
+    """Build the ASGI app around one engine or the ``Models`` of a server; its lifespan starts and closes them."""
+    models = served if isinstance(served, Models) else Models.single(served)
+    config = models.config
     debug = config.debug
+    started = started_now()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await engine.start()
+        await models.start()
         try:
             yield
         finally:
-            await engine.close()
+            await models.close()
 
     async def predict(request: Request) -> Response:
         response: Response
         reservation = request.scope.pop(RESERVATION, None)  # its room, taken by ``Shedding``
         try:
             try:
-                body = await _read_body(request, config.max_body_bytes)
+                engine = models.get(request.path_params.get("name"))
+                request.scope[MODEL] = engine.name
+                body = await read_body(request, config.max_body_bytes)
                 content_type = request.headers.get("content-type")
                 parsed = parse_body(content_type, body, config.max_inputs_per_request, config.max_json_depth)
                 if engine.generating is not None:  # served one token at a time: the step loop answers it
@@ -96,24 +124,38 @@ def create_app(engine: Engine) -> Starlette:
         return response
 
     async def chat(request: Request) -> Response:
-        try:
-            body = await _read_body(request, config.max_body_bytes)
-        except RequestFailed as exc:
-            return error_response(exc, debug)
-        return await chat_completions(request, engine, body)
+        return await chat_completions(request, models)
+
+    async def text_completions(request: Request) -> Response:
+        return await completions(request, models)
+
+    async def embed(request: Request) -> Response:
+        return await embeddings(request, models)
+
+    async def list_models(request: Request) -> Response:
+        request.scope[REPORT] = True
+        return model_list(models, started)
+
+    async def one_model(request: Request) -> Response:
+        request.scope[REPORT] = True
+        return model_entry(request, models, started)
 
     async def health(request: Request) -> Response:
         request.scope[REPORT] = True
-        report = check(engine, debug)
-        body = report.body if report.failure is None else report.body | failure_body(report.failure, debug)
-        return JSONResponse(body, status_code=200 if report.ok else 503)
+        reports = {name: check(engine, debug) for name, engine in models}
+        body = reports[models.default_name].body | {"models": {name: r.body for name, r in reports.items()}}
+        failing = next((r for r in reports.values() if not r.ok), None)
+        if failing is not None and failing.failure is not None:
+            body |= failure_body(failing.failure, debug)
+        return JSONResponse(body, status_code=503 if failing is not None else 200)
 
     async def metrics(request: Request) -> Response:
         request.scope[REPORT] = True
-        return Response(engine.stats.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(render_together([engine.stats.metrics for _, engine in models]), media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
         request.scope[REPORT] = True
+        engine = models.default
         model = engine.model
         names = model.parameter_names if model is not None else None
         if engine.generating is not None:  # ``POST /`` takes a generation's parameters
@@ -122,19 +164,26 @@ def create_app(engine: Engine) -> Starlette:
 
     async def stats(request: Request) -> Response:
         request.scope[REPORT] = True
-        return JSONResponse(stats_report(engine))
+        default = stats_report(models.default)
+        each = {name: default if engine is models.default else stats_report(engine) for name, engine in models}
+        return JSONResponse({**default, "default_model": models.default_name, "models": each})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        return web_error_response(status, str(getattr(exc, "detail", exc)))
+        return web_error_response(status, str(getattr(exc, "detail", exc)), openai_face(request.url.path))
 
     async def internal_error(request: Request, exc: Exception) -> Response:
-        return internal_error_response(exc, debug)
+        return internal_error_response(exc, debug, openai_face(request.url.path))
 
     app = Starlette(
         routes=[
             Route("/", predict, methods=["POST"]),
+            Route("/models/{name:path}", predict, methods=["POST"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", text_completions, methods=["POST"]),
+            Route("/v1/embeddings", embed, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", one_model, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/stats", stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
@@ -143,35 +192,26 @@ def create_app(engine: Engine) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
-    engine.stats.metrics.watch(engine.queue_depth, lambda: check(engine).ok)
-    app.add_middleware(Shedding, engine=engine)  # added first: the innermost, inside the token check
+    for _, engine in models:
+        engine.stats.metrics.watch(engine.queue_depth, partial(_healthy, engine))
+    app.add_middleware(Shedding, models=models)  # added first: the innermost, inside the token check
     if config.auth_token is not None:
         app.add_middleware(BearerTokenMiddleware, token=config.auth_token)
-    if engine.replica is not None:
-        app.add_middleware(ReplicaHeader, replica=engine.replica)
+    replica = models.default.replica
+    if replica is not None:
+        app.add_middleware(ReplicaHeader, replica=replica)
     app.add_middleware(
         RequestLimits,
         max_url_bytes=config.max_url_bytes,
         max_headers=config.max_headers,
         max_header_bytes=config.max_header_bytes,
     )
-    app.add_middleware(Counting, record=engine.stats.record_response)  # added last: the outermost
+    app.add_middleware(Counting, record=models.record_response)  # added last: the outermost
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with ``TooLarge`` as soon as it is known to pass ``limit`` bytes."""
-    refusal = f"the body is over the limit of {limit} bytes; send less per request"
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(refusal)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(refusal)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _healthy(engine: Engine) -> bool:
+    return check(engine).ok
 
 
 class _OutputsResponse(Response):

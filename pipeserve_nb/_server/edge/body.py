@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
 from ..._exceptions import InvalidInput, TooLarge, UnsupportedMediaType
 
-__all__ = ["WHITESPACE", "ParsedRequest", "parse_body", "parse_json_object"]
+__all__ = ["WHITESPACE", "ParsedRequest", "parse_body", "parse_json_object", "read_body"]
 
 WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
@@ -141,3 +142,18 @@ def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
     )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with ``TooLarge`` as soon as it is known to pass ``limit`` bytes."""
+    refusal = f"the body is over the limit of {limit} bytes; send less per request"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(refusal)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(refusal)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -7,18 +7,25 @@ Every error answer the server sends is built here, from ``ERRORS``: a failure th
 protocol to a request head that never ends (``raw_refusal``). The OpenAPI document's responses and the
 table in ``docs/http-api.md`` are made from the same ``ERRORS``.
 
-Every error body is ``{"error": {"type": ..., "message": ...}}``; messages name exception types,
-never their text, file paths or tracebacks, unless ``debug`` is set. ``Retry-After`` is computed here
-and only here, from ``Overloaded.retry_after_s``: the forecast wait in whole seconds, rounded up, at
-least 1.
+Two faces, one table: a native route's error body is ``{"error": {"type": ..., "message": ...}}``; on
+OpenAI's routes (``/v1/...``, ``openai_face``) it is OpenAI's ``{"error": {"message", "type", "param",
+"code"}}``, with OpenAI's category as ``type`` (``invalid_request_error``, ``authentication_error``,
+``server_error``), the kind's name in snake case as ``code`` (``model_not_found`` and ``invalid_api_key``
+as OpenAI names them) and the request field at fault as ``param``. The status is the same on both faces.
+Messages name exception types, never their text, file paths or tracebacks, unless ``debug`` is set.
+``Retry-After`` is computed here and only here, from ``Overloaded.retry_after_s``: the forecast wait in
+whole seconds, rounded up, at least 1; a 504 says ``x-should-retry: false`` (OpenAI's clients otherwise
+retry it, sending the same work again to a server that could not finish it in time).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
@@ -26,6 +33,7 @@ from starlette.responses import JSONResponse
 from ..._exceptions import (
     InferenceFailed,
     InvalidInput,
+    ModelNotFound,
     Overloaded,
     RequestFailed,
     RequestTimeout,
@@ -37,7 +45,8 @@ from ..._exceptions import (
 from ..._wire import error_body
 
 __all__ = ["ErrorKind", "ERRORS", "STATUS_OF", "CLIENT_CLOSED", "error_response", "refusal", "web_error_response"]
-__all__ += ["internal_error_response", "raw_refusal", "retry_after", "failure_body", "markdown_table"]
+__all__ += ["internal_error_response", "raw_refusal", "retry_after", "failure_body", "markdown_table", "openai_face"]
+__all__ += ["openai_error"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,13 @@ ERRORS: tuple[ErrorKind, ...] = (
     ),
     ErrorKind("Unauthorized", 401, "the server has a token and the request lacks `Authorization: Bearer <token>`"),
     ErrorKind("NotFound", 404, "unknown path"),
+    ErrorKind(
+        "ModelNotFound",
+        404,
+        "the request names a model the server does not hold (the `model` field on `/v1`, the path on "
+        "`POST /models/{name}`); the message lists the models it holds",
+        ModelNotFound,
+    ),
     ErrorKind("MethodNotAllowed", 405, "wrong method for the path"),
     ErrorKind(
         "TooLarge",
@@ -130,38 +146,66 @@ def retry_after(exc: Overloaded) -> str:
     return str(max(1, math.ceil(exc.retry_after_s)))
 
 
-def failure_body(exc: RequestFailed, debug: bool = False) -> dict[str, dict[str, str]]:
+def openai_face(path: str) -> bool:
+    """Whether ``path`` is one of OpenAI's routes, whose errors take OpenAI's shape."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
+_OPENAI_CODES = {"ModelNotFound": "model_not_found", "Unauthorized": "invalid_api_key"}
+
+
+def openai_error(name: str, status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body for the kind ``name`` answered with ``status``."""
+    if status == 401:
+        category = "authentication_error"
+    elif status >= 500:
+        category = "server_error"
+    else:
+        category = "invalid_request_error"
+    code = _OPENAI_CODES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return {"error": {"message": message, "type": category, "param": param, "code": code}}
+
+
+def _body(name: str, status: int, message: str, openai: bool, param: str | None = None) -> dict[str, Any]:
+    return openai_error(name, status, message, param) if openai else error_body(name, message)
+
+
+def failure_body(exc: RequestFailed, debug: bool = False, openai: bool = False) -> dict[str, Any]:
     """The error body of a request that failed with ``exc`` (with its cause when ``debug``)."""
-    body = error_body(type(exc).__name__, str(exc))
-    if debug and exc.__cause__ is not None:
-        cause = exc.__cause__
-        body["error"]["message"] += f" ({type(cause).__name__}: {cause})"
+    message = str(exc)
+    cause = exc.__cause__
+    if debug and cause is not None:
+        message += f" ({type(cause).__name__}: {cause})"
+    body = _body(type(exc).__name__, STATUS_OF[type(exc)], message, openai, exc.param)
+    if debug and cause is not None:
         body["error"]["traceback"] = "".join(traceback.format_exception(cause))
     return body
 
 
-def error_response(exc: RequestFailed, debug: bool) -> JSONResponse:
-    """The answer to a request that failed with ``exc``."""
+def error_response(exc: RequestFailed, debug: bool, openai: bool = False) -> JSONResponse:
+    """The answer to a request that failed with ``exc``, in the face's shape."""
     headers = {"retry-after": retry_after(exc)} if isinstance(exc, Overloaded) else {}
-    return JSONResponse(failure_body(exc, debug), status_code=STATUS_OF[type(exc)], headers=headers)
+    if isinstance(exc, RequestTimeout):
+        headers["x-should-retry"] = "false"
+    return JSONResponse(failure_body(exc, debug, openai), status_code=STATUS_OF[type(exc)], headers=headers)
 
 
-def refusal(name: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def refusal(name: str, message: str, headers: Mapping[str, str] | None = None, openai: bool = False) -> JSONResponse:
     """The answer of the edge's own refusal ``name`` (a kind of ``ERRORS`` without an exception)."""
     kind = _BY_NAME[name]
-    return JSONResponse(error_body(kind.name, message), status_code=kind.status, headers=headers)
+    return JSONResponse(_body(kind.name, kind.status, message, openai), status_code=kind.status, headers=headers)
 
 
-def web_error_response(status: int, message: str) -> JSONResponse:
+def web_error_response(status: int, message: str, openai: bool = False) -> JSONResponse:
     """The answer to a request Starlette refused before any handler, by status (404, 405)."""
     name = next((k.name for k in ERRORS if k.exception is None and k.status == status), "HTTPError")
-    return JSONResponse(error_body(name, message), status_code=status)
+    return JSONResponse(_body(name, status, message, openai), status_code=status)
 
 
-def internal_error_response(exc: BaseException, debug: bool) -> JSONResponse:
+def internal_error_response(exc: BaseException, debug: bool, openai: bool = False) -> JSONResponse:
     """The answer when the server itself failed (an exception no handler expected)."""
     message = "internal server error" + (f": {type(exc).__name__}: {exc}" if debug else "")
-    body = error_body("InternalError", message)
+    body = _body("InternalError", 500, message, openai)
     if debug:
         body["error"]["traceback"] = "".join(traceback.format_exception(exc))
     return JSONResponse(body, status_code=500)

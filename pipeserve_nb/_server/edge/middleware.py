@@ -10,10 +10,11 @@
 3. ``BearerTokenMiddleware`` (with ``ServerConfig.auth_token`` set): a request without
    ``Authorization: Bearer <token>`` gets 401. The token is compared with ``hmac.compare_digest``,
    so the time taken does not reveal how much matched.
-4. ``Shedding``: a ``POST /`` takes its room in the engine here (``Engine.reserve``: the one room
-   check it gets), or is refused (503) before the router, the request object, the handler and the
-   body read: under overload most requests are refused, and a refusal must cost the model's cores
-   as little as it can. The room is held while the body is read; the handler uses or releases it.
+4. ``Shedding``: a ``POST /`` (or ``POST /models/{name}``) takes its room in its model's engine here
+   (``Engine.reserve``: the one room check it gets), or is refused (503) before the router, the request
+   object, the handler and the body read: under overload most requests are refused, and a refusal
+   must cost the model's cores as little as it can. The room is held while the body is read; the
+   handler uses or releases it.
 
 Each is a pure ASGI callable (no ``BaseHTTPMiddleware``): one function call per request.
 """
@@ -21,6 +22,7 @@ Each is a pure ASGI callable (no ``BaseHTTPMiddleware``): one function call per 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 from collections.abc import Callable
 from typing import Any
@@ -29,11 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._exceptions import RequestFailed
 from ..._wire import REPLICA_HEADER
-from ..core.engine import Engine
+from ..core.models import Models
 from ..observe.stats import clock
-from .errors import CLIENT_CLOSED, error_response, refusal
+from .errors import CLIENT_CLOSED, error_response, openai_face, refusal
 
-__all__ = ["Counting", "REPORT", "RESERVATION", "RequestLimits", "ReplicaHeader", "BearerTokenMiddleware", "Shedding"]
+__all__ = ["Counting", "REPORT", "RESERVATION", "MODEL", "RequestLimits", "ReplicaHeader", "BearerTokenMiddleware"]
+__all__ += ["Shedding", "native_model"]
 
 REPORT = "pipeserve.report"
 """The scope key a report route (``/health``, ``/stats``, ``/metrics``, ``/openapi.json``) sets on a
@@ -42,6 +45,25 @@ request it serves: its answer describes the server and is not counted as a reque
 
 RESERVATION = "pipeserve.reservation"
 """The scope key under which ``Shedding`` hands the handler of ``POST /`` its request's room."""
+
+MODEL = "pipeserve.model"
+"""The scope key of the model a request was routed to (its name): ``Counting`` counts the answer there."""
+
+MODELS_PATH = "/models/"
+"""The native route of a named model: ``POST /models/{name}`` (``POST /`` is the default model's)."""
+
+
+def native_model(scope: Scope) -> str | None:
+    """The model a native ``POST`` names by its path: ``""`` for ``POST /`` (the default), the name for
+    ``POST /models/{name}``, None for any other request."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    if path == "/":
+        return ""
+    if path.startswith(MODELS_PATH) and len(path) > len(MODELS_PATH):
+        return path[len(MODELS_PATH) :]
+    return None
 
 
 class Counting:
@@ -54,7 +76,7 @@ class Counting:
     counts as the 500 that Starlette then sends.
     """
 
-    def __init__(self, app: ASGIApp, record: Callable[[int, float], None]) -> None:
+    def __init__(self, app: ASGIApp, record: Callable[[int, float, str | None], None]) -> None:
         self.app = app
         self.record = record
 
@@ -74,13 +96,13 @@ class Counting:
         try:
             await self.app(scope, receive, send_counted)
         except asyncio.CancelledError:
-            self.record(CLIENT_CLOSED, clock() - started)
+            self.record(CLIENT_CLOSED, clock() - started, scope.get(MODEL))
             raise
         except Exception:
-            self.record(status or 500, clock() - started)
+            self.record(status or 500, clock() - started, scope.get(MODEL))
             raise
         if not scope.get(REPORT):
-            self.record(status or 500, clock() - started)
+            self.record(status or 500, clock() - started, scope.get(MODEL))
 
 
 class RequestLimits:
@@ -101,20 +123,27 @@ class RequestLimits:
         await self.app(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> Any:
+        openai = openai_face(scope["path"])
         target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
         if target > self.max_url_bytes:
             return refusal(
-                "UriTooLong", f"the request target has {target} bytes, over max_url_bytes={self.max_url_bytes}"
+                "UriTooLong",
+                f"the request target has {target} bytes, over max_url_bytes={self.max_url_bytes}",
+                openai=openai,
             )
         headers = scope["headers"]
         if len(headers) > self.max_headers:
             return refusal(
-                "HeadersTooLarge", f"the request has {len(headers)} header fields, over max_headers={self.max_headers}"
+                "HeadersTooLarge",
+                f"the request has {len(headers)} header fields, over max_headers={self.max_headers}",
+                openai=openai,
             )
         size = sum(len(name) + len(value) for name, value in headers)
         if size > self.max_header_bytes:
             return refusal(
-                "HeadersTooLarge", f"the headers have {size} bytes, over max_header_bytes={self.max_header_bytes}"
+                "HeadersTooLarge",
+                f"the headers have {size} bytes, over max_header_bytes={self.max_header_bytes}",
+                openai=openai,
             )
         return None
 
@@ -152,6 +181,7 @@ class BearerTokenMiddleware:
                 "Unauthorized",
                 "send the server's token as 'Authorization: Bearer <token>'",
                 {"www-authenticate": 'Bearer realm="pipeserve_nb"'},
+                openai=openai_face(scope["path"]),
             )
             await denied(scope, receive, send)
             return
@@ -168,19 +198,25 @@ class BearerTokenMiddleware:
 
 
 class Shedding:
-    """Takes room for a ``POST /`` (``scope[RESERVATION]``), or answers the refusal ``engine.reserve()``
-    raises; passes everything else on (a generation is admitted when it starts: ``Generating.start``)."""
+    """Takes room for a native ``POST`` in its model's engine (``scope[RESERVATION]``), or answers the refusal
+    ``Engine.reserve()`` raises; passes everything else on (a generation is admitted when it starts:
+    ``Generating.start``; a name the server does not hold is the route's 404)."""
 
-    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+    def __init__(self, app: ASGIApp, models: Models) -> None:
         self.app = app
-        self.engine = engine
+        self.models = models
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        whole_calls = self.engine.generating is None
-        if whole_calls and scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
+        name = native_model(scope)
+        engine = None
+        if name is not None:
+            with contextlib.suppress(RequestFailed):
+                engine = self.models.get(name or None)
+        if engine is not None and engine.generating is None:
+            scope[MODEL] = engine.name
             try:
-                scope[RESERVATION] = self.engine.reserve()
+                scope[RESERVATION] = engine.reserve()
             except RequestFailed as exc:
-                await error_response(exc, self.engine.config.debug)(scope, receive, send)
+                await error_response(exc, engine.config.debug)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

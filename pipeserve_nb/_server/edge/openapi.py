@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..._exceptions import ModelNotFound
 from ..core.config import ServerConfig
 from .body import WHITESPACE
 from .errors import ERRORS, ErrorKind
@@ -54,7 +55,7 @@ def openapi_document(config: ServerConfig, model_name: str, parameter_names: fro
             "parameters": parameters,
         },
     }
-    errors = _error_responses(lambda kind: kind.exception is not None, config)
+    errors = _error_responses(lambda kind: kind.exception not in (None, ModelNotFound), config)
     denied = _error_responses(lambda kind: False, config)
     return {
         "openapi": "3.1.0",

@@ -7,22 +7,25 @@ server's numbers. A registry per server means that starting, stopping and re-run
 servers' numbers (the process-wide default registry is not used).
 
 Names follow Prometheus conventions: base units (seconds), ``_total`` on counters (the
-client adds it), a ``server`` label, and a ``replica`` label on a replica of a Ray Serve
+client adds it), a ``server`` label, a ``model`` label (the name a server with several models routes by;
+each model keeps its own registry and ``render_together`` writes them as one exposition, each family once),
+and a ``replica`` label on a replica of a Ray Serve
 deployment (``serve_on_ray``), so each replica's series stay apart when summed. Padding efficiency is
 ``rate(pipeserve_real_tokens_total) / rate(pipeserve_padded_tokens_total)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "CONTENT_TYPE"]
+__all__ = ["Metrics", "CONTENT_TYPE", "render_together"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The ``Content-Type`` of the text format ``render()`` returns."""
@@ -32,11 +35,11 @@ _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
-    """The metrics of the server named ``server`` (of its ``replica``, on Ray Serve)."""
+    """The metrics of the model named ``model`` in the server named ``server`` (of its ``replica``, on Ray Serve)."""
 
-    def __init__(self, server: str, replica: str | None = None) -> None:
+    def __init__(self, server: str, replica: str | None = None, model: str = "default") -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self._labels = {"server": server} | ({"replica": replica} if replica is not None else {})
+        self._labels = {"server": server, "model": model} | ({"replica": replica} if replica is not None else {})
         names = list(self._labels)
 
         histogram = self._histogram
@@ -127,6 +130,32 @@ class Metrics:
     def render(self) -> bytes:
         """The metrics in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def render_together(parts: Sequence[Metrics]) -> bytes:
+    """The metrics of several models of one server as one exposition (each family once, every model's series)."""
+    if len(parts) == 1:
+        return parts[0].render()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged([part.registry for part in parts]))
+    return generate_latest(registry)
+
+
+class _Merged(Collector):
+    """The families of several registries, merged by name (their series differ by the ``model`` label)."""
+
+    def __init__(self, registries: Sequence[CollectorRegistry]) -> None:
+        self._registries = registries
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for registry in self._registries:
+            for family in registry.collect():
+                merged = families.get(family.name)
+                if merged is None:
+                    merged = families[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                merged.samples.extend(family.samples)
+        yield from families.values()
 
 
 class _Generations(Collector):

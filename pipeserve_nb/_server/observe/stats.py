@@ -33,8 +33,10 @@ PERCENTILES = (50, 90, 99)
 class Stats:
     """Counters and recent timings of one server."""
 
-    def __init__(self, server: str = "default", window: int = 10_000, replica: str | None = None) -> None:
-        self.metrics = Metrics(server, replica)
+    def __init__(
+        self, server: str = "default", window: int = 10_000, replica: str | None = None, model: str | None = None
+    ) -> None:
+        self.metrics = Metrics(server, replica, model or "default")
         self.metrics.declare_reasons(DROP_REASONS)
         self.recent = RecentWindow(clock)
         self.model_busy_s = 0.0

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from ..._exceptions import InvalidSetting, ServerStartError
-from ..core.engine import Engine
+from ..core.models import Models
 from ..edge.app import create_app
 from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
@@ -74,29 +74,31 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         settings = from_command_line(args, env)
         address, config = settings.address, settings.config
         check_exposure(address.host, config.auth_token, address.allow_unauthenticated)
-        engine = Engine(settings.model, settings.policy, config, "pipeserve")
+        models = Models.build(settings.models, settings.policy, config, "pipeserve")
         sock = bind_socket(address.host, address.port)
     except (InvalidSetting, ServerStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"pipeserve_nb: loading {engine.model_name} ...", flush=True)
+    for name, engine in models:
+        print(f"pipeserve_nb: loading {engine.model_name} as {name!r} ...", flush=True)
     try:
-        engine.load()
+        models.load()
     except Exception as exc:
         sock.close()
-        engine.release(timeout_s=5.0)
-        print(f"error: could not load model {engine.model_name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        failed = settings.models[models.not_loaded or models.default_name].describe()
+        print(f"error: could not load model {failed!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    announcement = f"pipeserve_nb: serving {engine.model_name} at http://{shown}:{port}/ (Ctrl-C to stop)"
+    names = ", ".join(name for name, _ in models)
+    announcement = f"pipeserve_nb: serving {names} at http://{shown}:{port}/ (OpenAI API at /v1; Ctrl-C to stop)"
     server = Server(
-        create_app(engine),
-        drain=engine.drain,
+        create_app(models),
+        drain=models.drain,
         drain_timeout_s=config.drain_timeout_s,
         on_started=lambda: print(announcement, flush=True),
         log=True,
-        http=http_protocol(config.max_head_bytes, engine.stats.record_response),
+        http=http_protocol(config.max_head_bytes, models.record_response),
     )
     server.run(sockets=[sock])
     return 0 if server.started else 1
@@ -109,6 +111,8 @@ def _serve_on_ray(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         settings = from_command_line(args, env)
         placement = section_from_command_line(RayPlacement, args, env)
+        if len(settings.models) > 1:
+            raise InvalidSetting("serve --ray serves one model: deploy each model on its own (docs/ray.md)")
     except InvalidSetting as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ..._client import Queries, auth_headers
 from ..core.config import ServerConfig
-from ..core.engine import Engine
+from ..core.models import Models
 from ..core.policy import Policy
 from . import registry
 from .uvicorn_runner import ServerThread
@@ -113,19 +113,42 @@ class AppHandle(Handle):
 class ServerHandle(AppHandle, Queries):
     """A model server running in a background thread: address, helpers and ``stop()``."""
 
-    def __init__(self, name: str, runner: ServerThread, engine: Engine) -> None:
+    def __init__(self, name: str, runner: ServerThread, models: Models) -> None:
         import httpx  # not at import: see _client
 
-        super().__init__(name, runner, engine.config.drain_timeout_s)
-        self._engine = engine
-        self._token = engine.config.auth_token
+        super().__init__(name, runner, models.config.drain_timeout_s)
+        self._models = models
+        self._engine = models.default
+        self._token = models.config.auth_token
         self._client = httpx.Client(trust_env=False, headers=auth_headers(self._token))
         self._dashboards: list[Dashboard] = []
 
     @property
     def model(self) -> str:
-        """The served model's name."""
+        """The served model's name (the default model's, in a server with several)."""
         return self._engine.model_name
+
+    @property
+    def models(self) -> list[str]:
+        """The names of the models this server holds, the default first: what requests route by (the ``model``
+        field on ``/v1``, ``POST /models/{name}``)."""
+        return list(self._models.engines)
+
+    def openai(self, **options: Any) -> Any:
+        """An ``openai.OpenAI`` client of this server (its ``/v1`` URL, its token as the ``api_key``).
+        ``options`` go to the client (``max_retries``, ``timeout``, ...). Needs the ``openai`` package.
+
+        Example:
+            >>> client = server.openai()  # doctest: +SKIP
+            >>> client.embeddings.create(model="minilm", input="hello").data[0].embedding[:2]  # doctest: +SKIP
+        """
+        try:
+            import openai
+        except ImportError as exc:  # pragma: no cover - the openai extra
+            raise ImportError("server.openai() needs the openai package: pip install 'pipeserve_nb[openai]'") from exc
+        key = self._token if self._token is not None else "pipeserve-needs-no-key"
+        options.setdefault("http_client", openai.DefaultHttpxClient(trust_env=False))  # no proxy to 127.0.0.1
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, **options)
 
     @property
     def device(self) -> str | None:
@@ -230,6 +253,8 @@ class ServerHandle(AppHandle, Queries):
 
     def details(self) -> list[tuple[str, Any]]:
         details: list[tuple[str, Any]] = [("model", self.model)]
+        if len(self._models) > 1:
+            details.append(("models", ", ".join(self.models)))
         details += [(k, v) for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None]
         details.append(("policy", self.policy))
         if self.failure is not None:

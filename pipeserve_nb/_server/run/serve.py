@@ -8,12 +8,14 @@ wait until ``/health`` answers 200 -> register the handle under its name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ..._exceptions import ServerStartError
+from ..._exceptions import InvalidSetting, ServerStartError
+from ..._models.naming import named
 from ..._models.spec import ModelSpec
 from ..core.config import ServerConfig
-from ..core.engine import Engine
+from ..core.models import Models
 from ..core.policy import BatchPolicy, Policy
 from ..edge.app import create_app
 from ..edge.http_protocol import http_protocol
@@ -28,7 +30,7 @@ __all__ = ["serve", "serve_app"]
 
 def serve(
     model: Any = ModelSpec.model,
-    *,
+    *more_models: Any,
     task: str | None = ModelSpec.task,
     device: str | int | None = ModelSpec.device,
     dtype: str = ModelSpec.dtype,
@@ -43,9 +45,14 @@ def serve(
     """Start a model server in a background thread and return once it answers ``/health``.
 
     Parameters:
-        model: None for the bundled all-MiniLM-L6-v2 sentence embedder, a Hub id or local
-            path, a ``transformers`` pipeline, a model from ``load_model()`` (served as it
-            is: no second copy), or a callable ``fn(inputs: list, **params) -> list``.
+        model: None for the bundled all-MiniLM-L6-v2 sentence embedder, ``"smollm2"`` for the
+            bundled chat model, a Hub id or local path, a ``transformers`` pipeline, a model from
+            ``load_model()`` (served as it is: no second copy), or a callable
+            ``fn(inputs: list, **params) -> list``. Several models: more positional arguments
+            (``serve("minilm", "smollm2")``), a list, or a dict of name to model; a string
+            ``"NAME=SPEC"`` names one (``"emb=minilm"``). The first is the default (``POST /``);
+            each has its own queue and policy, and requests route by name (``docs/serving.md``).
+        more_models: the other models of a server with several.
         task: pipeline task when ``model`` is a Hub id or path (e.g. ``"fill-mask"``).
         device: e.g. ``"cuda:0"``; None keeps transformers' default. Only for a model
             pipeserve loads (None or a Hub id or path).
@@ -77,7 +84,13 @@ def serve(
         384
         >>> server.stop()                         # doctest: +SKIP
     """
-    spec = ModelSpec(model=model, task=task, device=device, dtype=dtype)
+    given = model if isinstance(model, Mapping) else list(model) if isinstance(model, list | tuple) else [model]
+    if more_models and isinstance(model, Mapping):
+        raise InvalidSetting("give several models either as a dict of name to model or as arguments, not both")
+    specs = {
+        served: ModelSpec(model=m, task=task, device=device, dtype=dtype)
+        for served, m in named([*given, *more_models] if not isinstance(given, Mapping) else given, task).items()
+    }
     address = Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated)
     policy = BatchPolicy() if policy is None else policy
     config = ServerConfig() if config is None else config
@@ -85,31 +98,31 @@ def serve(
     stop_named(name)
 
     sock = bind_socket(address.host, address.port)
-    engine = Engine(spec, policy, config, name)
+    models = Models.build(specs, policy, config, name)
     try:
-        engine.load()
+        models.load()
     except Exception as exc:
         sock.close()
-        engine.release(timeout_s=5.0)
-        raise ServerStartError(f"could not load model {spec.describe()!r}: {type(exc).__name__}: {exc}") from exc
+        which = specs[models.not_loaded or models.default_name].describe()
+        raise ServerStartError(f"could not load model {which!r}: {type(exc).__name__}: {exc}") from exc
 
     runner = ServerThread(
-        create_app(engine),
+        create_app(models),
         sock,
         name=name,
-        drain=engine.drain,
+        drain=models.drain,
         drain_timeout_s=config.drain_timeout_s,
-        http=http_protocol(config.max_head_bytes, engine.stats.record_response),
+        http=http_protocol(config.max_head_bytes, models.record_response),
     )
     try:
         runner.start(start_timeout_s)
     except ServerStartError:
-        engine.release(timeout_s=1.0)
-        if engine.failure is None:
+        models.release(timeout_s=1.0)
+        cause = models.failure
+        if cause is None:
             raise
-        cause = engine.failure
         raise ServerStartError(f"the server thread ended during start-up: {type(cause).__name__}: {cause}") from cause
-    handle = ServerHandle(name, runner, engine)
+    handle = ServerHandle(name, runner, models)
     health = handle._client.get(f"{handle.url}/health", timeout=10.0)
     if health.status_code != 200:
         handle.stop(timeout_s=1.0)

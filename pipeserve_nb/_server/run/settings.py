@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..._exceptions import InvalidSetting
+from ..._models.naming import name_of, named
 from ..._models.spec import ModelSpec
 from ..._options import NOT_SET, Flag, Int, Option, Text, check_fields, declared, option, parse_text
 from ..core.config import ServerConfig
@@ -96,12 +97,13 @@ SECTIONS: dict[str, type] = {"model": ModelSpec, "address": Address, "policy": B
 
 @dataclass(frozen=True)
 class Settings:
-    """One value of every option, by section."""
+    """One value of every option, by section; ``models`` every model by name (``model`` is the first's)."""
 
     model: ModelSpec
     address: Address
     policy: BatchPolicy
     config: ServerConfig
+    models: dict[str, ModelSpec]
 
 
 def env_name(name: str) -> str:
@@ -132,6 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type | None = None) -> N
         text = f"{meta.help} (default {shown}{unit}; ${env_name(name)})"
         if isinstance(meta.rule, Flag):
             parser.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction, help=text)
+        elif name == "model":  # a server may hold several: repeat the flag, NAME=SPEC to name one
+            text += "; repeat it to serve several models (the first is the default), NAME=SPEC names one"
+            parser.add_argument(flag_name(name), dest=name, metavar="MODEL", action="append", help=text)
         else:
             metavar = {"s": "seconds", "": "value"}.get(meta.unit, meta.unit).upper()
             parser.add_argument(flag_name(name), dest=name, metavar=metavar, help=text)
@@ -155,8 +160,30 @@ def section_from_command_line(cls: type[T], args: argparse.Namespace, env: Mappi
 
 
 def _build(env: Mapping[str, str], given: Mapping[str, Any], *, cli: bool) -> Settings:
-    built = {section: cls(**_values(cls, env, given, cli=cli)) for section, cls in SECTIONS.items()}
-    return Settings(**built)
+    built = {
+        section: cls(**_values(cls, env, given, cli=cli)) for section, cls in SECTIONS.items() if section != "model"
+    }
+    models = _models(env, given, cli=cli)
+    return Settings(model=next(iter(models.values())), models=models, **built)
+
+
+def _models(env: Mapping[str, str], given: Mapping[str, Any], *, cli: bool) -> dict[str, ModelSpec]:
+    """Every model asked for, by name: the repeated ``--model`` flag, else ``PIPESERVE_MODEL`` (several
+    separated by commas), else the default; the other model options apply to each."""
+    texts = given.get("model")
+    if isinstance(texts, str):
+        texts = [texts]
+    if texts is None and env.get(env_name("model"), "").strip():
+        texts = [text.strip() for text in env[env_name("model")].split(",")]
+    others = {name: value for name, value in given.items() if name != "model"}
+    env_others = {key: value for key, value in env.items() if key != env_name("model")}
+    if texts is None:  # the default model, named by what it is (minilm, or smollm2 for text-generation)
+        spec = ModelSpec(**_values(ModelSpec, env_others, others, cli=cli))
+        return {name_of(spec.model, spec.task): spec}
+    return {
+        name: ModelSpec(**_values(ModelSpec, env_others, {**others, "model": text}, cli=cli))
+        for name, text in named(texts).items()
+    }
 
 
 def _values(cls: type, env: Mapping[str, str], given: Mapping[str, Any], *, cli: bool) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def test_a_hung_model_call_turns_health_503_until_it_returns(gated: GatedModel) 
         assert body["model_call_running_s"] > 0.2
         assert hung.result(30).status_code == 504  # its deadline still answers it
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-        assert 'pipeserve_healthy{server="default"} 0.0' in metrics
+        assert f'pipeserve_healthy{{model="{server.models[0]}",server="default"}} 0.0' in metrics
         gated.gate.set()  # the call returns: the server is healthy again
         wait_for(lambda: _health(server.url).status_code == 200)
         assert server.query("after") is not None

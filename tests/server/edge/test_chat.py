@@ -56,8 +56,8 @@ def test_a_whole_answer_in_openais_shape_with_usage(server: Any) -> None:
         usage["completion_tokens"] >= 1 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     )
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-    assert 'pipeserve_time_to_first_token_seconds_count{server="chat-tests"} 1.0' in metrics
-    assert 'pipeserve_inter_token_seconds_count{server="chat-tests"} 1.0' in metrics
+    assert 'pipeserve_time_to_first_token_seconds_count{model="smollm2",server="chat-tests"} 1.0' in metrics
+    assert 'pipeserve_inter_token_seconds_count{model="smollm2",server="chat-tests"} 1.0' in metrics
     recent = _generation(server)["recent"]
     assert recent["span_s"] > 0 and recent["tokens_per_s"] == pytest.approx(
         usage["completion_tokens"] / recent["span_s"], rel=0.01
@@ -125,9 +125,10 @@ def test_bad_chat_requests_get_400_with_what_to_change_and_the_server_keeps_serv
 ) -> None:
     refused = httpx.post(server.url + CHAT, json=body, timeout=30)
     assert refused.status_code == 400
-    assert refused.json()["error"]["type"] == "InvalidInput"
+    assert refused.json()["error"]["type"] == "invalid_request_error"  # OpenAI's shape on /v1
+    assert refused.json()["error"]["code"] == "invalid_input"
     assert __import__("re").search(message, refused.json()["error"]["message"])
-    with pytest.raises(ServerError, match="400 InvalidInput: n must be 1"):
+    with pytest.raises(ServerError, match="400 invalid_input: n must be 1"):
         list(server.stream("Hi", n=2))
     assert server.health()["status"] == "ok"
 
@@ -145,8 +146,11 @@ def test_a_client_that_leaves_mid_answer_frees_its_slot(server: Any) -> None:
     report = _generation(server)
     assert report["running"] == 0 and report["waiting"] == 0
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text  # the same numbers for Prometheus
-    assert f'pipeserve_generations_ended_total{{reason="client_gone",server="chat-tests"}} {before + 1}.0' in metrics
-    assert 'pipeserve_generations_running{server="chat-tests"} 0.0' in metrics
+    assert (
+        f'pipeserve_generations_ended_total{{model="smollm2",reason="client_gone",server="chat-tests"}} {before + 1}.0'
+        in metrics
+    )
+    assert 'pipeserve_generations_running{model="smollm2",server="chat-tests"} 0.0' in metrics
     tokens = next(line for line in metrics.splitlines() if line.startswith("pipeserve_completion_tokens_total"))
     assert float(tokens.split()[-1]) == report["completion_tokens"] >= 1
 
@@ -279,7 +283,7 @@ def test_a_request_whose_first_token_is_forecast_past_the_bound_gets_a_fast_503(
                 next(chunks)
             refused = httpx.post(busy.url + CHAT, json={"messages": FRANCE, "max_tokens": 8}, timeout=60)
             report = _generation(busy)
-        assert refused.status_code == 503 and refused.json()["error"]["type"] == "Overloaded"
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
         assert "would wait about" in refused.json()["error"]["message"]
         assert int(refused.headers["retry-after"]) > 1, "the forecast wait: the running answer's tokens to go"
         assert report["step_cost"]["fixed_ms"] is not None and report["running"] == 1

@@ -26,7 +26,7 @@ def scrape(url: str, **headers: str) -> dict[str, dict[tuple[tuple[str, str], ..
 
 
 def one(samples: dict[str, Any], name: str, **labels: str) -> float:
-    return samples[name][tuple(sorted({"server": "metrics-test", **labels}.items()))]
+    return samples[name][tuple(sorted({"server": "metrics-test", "model": "minilm", **labels}.items()))]
 
 
 def test_metrics_agree_with_the_workload_and_with_stats(embedder: LoadedModel) -> None:
@@ -63,7 +63,7 @@ def test_each_server_has_its_own_registry_across_reruns(embedder: LoadedModel) -
                 other.query("one")
                 assert one(scrape(server.url), "pipeserve_requests_total", status="200") == run + 1
                 others = scrape(other.url)["pipeserve_requests_total"]
-                assert others == {(("server", "metrics-other"), ("status", "200")): 1.0}
+                assert others == {(("model", "minilm"), ("server", "metrics-other"), ("status", "200")): 1.0}
 
 
 def test_the_token_protects_metrics_too(embedder: LoadedModel) -> None:

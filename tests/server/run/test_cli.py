@@ -78,7 +78,8 @@ def test_the_serve_command_serves_until_sigterm(tiny_fill_mask: Path) -> None:
         health = httpx.get(f"{url}/health", trust_env=False).json()
         assert health["status"] == "ok" and health["device"] == "cpu" and health["worker_alive"] is True
         metrics = httpx.get(f"{url}/metrics", trust_env=False).text
-        assert 'pipeserve_requests_total{server="pipeserve",status="200"} 1.0' in metrics
+        name = tiny_fill_mask.name  # a local folder is served under its last part
+        assert f'pipeserve_requests_total{{model="{name}",server="pipeserve",status="200"}} 1.0' in metrics
         assert _endless_head(url) == 431  # the command's uvicorn runs the bounded parser
         policy = httpx.get(f"{url}/stats", trust_env=False).json()["policy"]
         assert "max_batch_size=4, max_wait_s=0.002" in policy  # a flag wins over its environment variable

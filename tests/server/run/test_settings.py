@@ -113,7 +113,7 @@ def test_each_option_reaches_serve_with_the_declared_default(
 def test_serve_takes_exactly_the_options_of_its_keyword_sections_besides_its_own() -> None:
     keywords = set(inspect.signature(serve).parameters)
     sectioned = {name for section, name, _, _ in OPTIONS if section in ("model", "address")}
-    assert keywords - sectioned == {"policy", "config", "name", "start_timeout_s"}
+    assert keywords - sectioned == {"more_models", "policy", "config", "name", "start_timeout_s"}
 
 
 def test_the_readme_option_table_is_the_generated_one() -> None:
