@@ -31,20 +31,33 @@ def render(
     (a load's progress), ``final`` says why the panel no longer updates (None while it does),
     ``state`` is the server's state where the panel knows better than its last reading
     (``"stopped"``, ``"unreachable"``)."""
-    if history.latest is None:
+    latest = history.latest
+    if latest is None:
         body = "<div>waiting for the first reading of /stats ...</div>"
         return _frame(name, state or "starting", body, url, note, final)
+    models = latest.stats.get("models") or {}
+    if len(models) > 1:  # a server with several models: a panel of each, side by side
+        panels = [
+            f"<div style='flex:1 1 420px;min-width:0'><div style='font-weight:600;margin:4px 0'>"
+            f"{html.escape(model)}</div>{_body(history.of_model(model))}</div>"
+            for model in models
+        ]
+        body = f"<div style='display:flex;flex-wrap:wrap;gap:12px'>{''.join(panels)}</div>"
+        return _frame(name, state or str(latest.stats.get("state", "?")), body, url, note, final)
+    return _frame(name, state or numbers(history).state, _body(history), url, note, final)
+
+
+def _body(history: History) -> str:
+    """The numbers and charts of one model's readings."""
     n = numbers(history)
-    state = state or n.state
     span = history.readings[-1].at_s - history.readings[0].at_s
     series = trends(history)
     if n.generation is not None:  # a chat model: its streams are what a reader watches
-        body = (
+        return (
             _model_line(n)
             + _generation_cells(n.generation, n.by_status)
             + _generation_charts(n.generation, series, span)
         )
-        return _frame(name, state, body, url, note, final)
     charts = "".join(
         [
             trend("answered (200) per s", series["ok_per_s"], span),
@@ -53,8 +66,7 @@ def render(
             bars(f"batch sizes, last {n.window_s:.0f} s (calls)", n.batch_sizes),
         ]
     )
-    body = _model_line(n) + _cells(n) + f"<div style='display:flex;flex-wrap:wrap;gap:6px'>{charts}</div>"
-    return _frame(name, state, body, url, note, final)
+    return _model_line(n) + _cells(n) + f"<div style='display:flex;flex-wrap:wrap;gap:6px'>{charts}</div>"
 
 
 def _model_line(n: Numbers) -> str:

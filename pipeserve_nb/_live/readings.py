@@ -54,6 +54,15 @@ class History:
     def latest(self) -> Reading | None:
         return self.readings[-1] if self.readings else None
 
+    def of_model(self, name: str) -> History:
+        """The readings of one model of a server with several (``/stats``' ``models`` section)."""
+        history = History(self.keep_s)
+        for reading in self.readings:
+            stats = (reading.stats.get("models") or {}).get(name)
+            if stats is not None:
+                history.readings.append(Reading(reading.at_s, stats))
+        return history
+
     def rate(self, index: int, count: Callable[[Mapping[str, Any]], float]) -> float | None:
         """Per second, how fast ``count(stats)`` grew up to reading ``index``, over about
         ``RATE_LOOKBACK_S``; None for the first reading."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from pipeserve_nb import BatchPolicy, InvalidInput, ModelNotFound, ServerConfig
+from pipeserve_nb import BatchPolicy, InvalidInput, ModelNotFound, RequestTimeout, ServerConfig
 from pipeserve_nb._models.spec import ModelSpec
 from pipeserve_nb._server.core.engine import Engine
 from pipeserve_nb._server.edge.app import create_app
@@ -234,3 +235,23 @@ def test_a_handler_cancelled_by_the_asgi_server_cancels_its_request_and_counts_4
     asyncio.run(scenario())
     assert gated.seen == ["runs first"]
     assert engine.stats.requests_by_status[499] == 1 and engine.stats.dropped["client_gone"] == 1
+
+
+def test_one_failure_renders_in_either_face_with_the_same_status_and_a_timeout_is_not_to_be_retried() -> None:
+    from pipeserve_nb._server.edge.errors import error_response
+
+    late = RequestTimeout("no answer within timeout_s=1")
+    native, openai = error_response(late, False), error_response(late, False, openai=True)
+    assert native.status_code == openai.status_code == 504
+    assert native.headers["x-should-retry"] == openai.headers["x-should-retry"] == "false"  # openai clients obey it
+    assert orjson.loads(native.body) == {"error": {"type": "RequestTimeout", "message": str(late)}}
+    assert orjson.loads(openai.body) == {
+        "error": {"message": str(late), "type": "server_error", "param": None, "code": "request_timeout"}
+    }
+    refused = orjson.loads(error_response(InvalidInput("n must be 1", param="n"), False, openai=True).body)
+    assert refused["error"] | {"message": ""} == {
+        "message": "",
+        "type": "invalid_request_error",
+        "param": "n",
+        "code": "invalid_input",
+    }

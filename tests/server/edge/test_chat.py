@@ -284,6 +284,7 @@ def test_a_request_whose_first_token_is_forecast_past_the_bound_gets_a_fast_503(
             refused = httpx.post(busy.url + CHAT, json={"messages": FRANCE, "max_tokens": 8}, timeout=60)
             report = _generation(busy)
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
+        assert refused.json()["error"]["type"] == "server_error"  # OpenAI's shape: the client retries it
         assert "would wait about" in refused.json()["error"]["message"]
         assert int(refused.headers["retry-after"]) > 1, "the forecast wait: the running answer's tokens to go"
         assert report["step_cost"]["fixed_ms"] is not None and report["running"] == 1

@@ -137,3 +137,30 @@ def test_the_uvicorn_entry_point_refuses_address_variables_it_cannot_apply() -> 
         [sys.executable, "-c", probe], env=_env(PIPESERVE_PORT="9000"), capture_output=True, text=True
     )
     assert done.returncode != 0 and "PIPESERVE_PORT cannot apply under uvicorn" in done.stderr
+
+
+def test_serve_two_models_from_the_command_line_and_use_them_with_the_openai_client() -> None:
+    import openai
+
+    cmd = [sys.executable, "-m", "pipeserve_nb", "serve", "--model", "minilm", "--model", "smollm2", "--port", "0"]
+    proc, url, lines = _start(cmd, _env(PIPESERVE_MAX_NEW_TOKENS="16"))
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list().data] == ["minilm", "smollm2"]
+        (embedding,) = client.embeddings.create(model="minilm", input="hello world").data
+        assert len(embedding.embedding) == 384
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        stream = client.chat.completions.create(
+            model="smollm2",
+            messages=messages,  # type: ignore[arg-type]
+            stream=True,
+            temperature=0,
+        )
+        pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+        assert len([p for p in pieces if p]) >= 2 and "Paris" in "".join(pieces)  # streamed, in pieces
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.embeddings.create(model="smollm2", input="x")
+        assert refused.value.param == "model"
+    finally:
+        output = _stop_gracefully(proc, lines)
+    assert "Traceback" not in output

@@ -223,3 +223,17 @@ def test_the_command_line_restates_no_default() -> None:
     flags = {a.dest: a.default for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}
     assert all(flags[name] is None for name in DECLARING if name in flags)
     assert set(DECLARING) - {"auth_token"} <= set(flags)  # every option but the secret has its flag
+
+
+def test_several_models_come_from_a_repeated_flag_or_a_comma_list_and_share_the_other_model_options() -> None:
+    args = build_parser().parse_args(["serve", "--model", "minilm", "--model", "chat=smollm2", "--dtype", "float32"])
+    chosen = settings.from_command_line(args, {})
+    assert list(chosen.models) == ["minilm", "chat"] and chosen.model is chosen.models["minilm"]
+    assert chosen.models["chat"].model == "smollm2" and {m.dtype for m in chosen.models.values()} == {"float32"}
+    from_env = settings.from_environment({"PIPESERVE_MODEL": "minilm, smollm2", "PIPESERVE_DTYPE": "bfloat16"})
+    assert list(from_env.models) == ["minilm", "smollm2"] and from_env.models["smollm2"].dtype == "bfloat16"
+    assert list(settings.from_environment({}).models) == ["minilm"]  # the default model, named by what it is
+    assert list(settings.from_environment({"PIPESERVE_TASK": "text-generation"}).models) == ["smollm2"]
+    twice = build_parser().parse_args(["serve", "--model", "minilm", "--model", "minilm"])
+    with pytest.raises(InvalidSetting, match="two models are named 'minilm'"):
+        settings.from_command_line(twice, {})
