@@ -338,3 +338,19 @@ def test_generation_lesson_streams_batches_and_frees_a_left_slot(tmp_path: Path)
     assert f["running_before"] == 1 and f["client_gone"] == 1 and f["running_after"] == 0
     printed = "".join(_stdout(c) for c in nb.cells if c.cell_type == "code")
     assert "The first words came after" in printed and "1 generation ended because its client left" in printed
+
+
+def test_rag_lesson_embeds_retrieves_and_answers_through_one_server_of_two_models(tmp_path: Path) -> None:
+    nb, f = _lesson("07-rag-openai.ipynb", tmp_path)
+    assert f["models"] == ["minilm", "smollm2"]  # one server, both models, listed by the openai client
+    assert f["passages"] == 10 and f["dimensions"] == 384 and f["embed_tokens"] > f["passages"]
+    assert f["retrieval_hits"] == f["retrieval_questions"] == 3  # the embedder's vectors pick the right passages
+    assert f["answer_pieces"] >= 2 and f["usage_tokens"] >= f["answer_pieces"] - 1  # streamed, with the usage chunk
+    assert f["answered"] == f["users"] and f["inference_threads"] == ["pipeserve-inference"]  # one per device
+    # each model counted its own requests: the embedder the passages, the questions, three idle probes, one busy
+    # probe and each user's question; the chat model the streamed answer and each user's
+    assert f["embed_requests"] == 1 + 1 + 3 + 1 + f["users"] and f["chat_requests"] == 1 + f["users"]
+    printed = "".join(_stdout(c) for c in nb.cells if c.cell_type == "code")
+    assert "pieces; the first after" in printed and "The server's inference threads: ['pipeserve-inference']" in printed
+    html = (tmp_path / "07-rag-openai.html").read_text()  # the live panel: one part per model, side by side
+    assert html.count('data-metric="tokens_per_s"') == 1 and html.count('data-metric="padding_efficiency"') == 1

@@ -17,7 +17,7 @@ from typing import Any
 from .._exceptions import InvalidSetting
 from .spec import BUNDLED, LoadedModel, bundled_name
 
-__all__ = ["NAME", "named", "name_of", "split_named"]
+__all__ = ["NAME", "named", "name_of", "plain_name", "split_named"]
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A name one may give: a letter or digit, then letters, digits, ``.``, ``_``, ``-`` (64 at most)."""
@@ -41,14 +41,14 @@ def name_of(model: Any, task: str | None = None) -> str:
         return os.path.basename(os.path.normpath(text)) if os.path.isdir(text) else text
     if isinstance(model, LoadedModel):
         short = next((short for short, (_, human) in BUNDLED.items() if human == model.name), None)
-        return short or _word(model.name)
+        return short or plain_name(model.name)
     source = getattr(getattr(model, "model", None), "name_or_path", None)  # a transformers pipeline
     if isinstance(source, str) and source:
         return os.path.basename(os.path.normpath(source)) if os.path.isdir(source) else source
-    return _word(str(getattr(model, "__name__", None) or type(model).__name__))
+    return plain_name(str(getattr(model, "__name__", None) or type(model).__name__))
 
 
-def _word(text: str) -> str:
+def plain_name(text: str) -> str:
     """``text`` as a name: a parenthesised remark dropped, spaces made dashes."""
     return re.sub(r"\s*\(.*\)$", "", text).strip().replace(" ", "-") or "model"
 

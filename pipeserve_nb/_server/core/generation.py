@@ -59,7 +59,8 @@ class StepLoop:
         prefill_chunk_tokens: newcomers are prefilled in calls of at most this many padded tokens, one after the
             other, each call's first tokens sent at once: the first of a burst see a token sooner, and calls this
             size still run near the per-token cost of a large prefill (measured in ``docs/generation.md``).
-        steps_per_job: model steps per job on the worker, so that other jobs (a stop, another model) get turns.
+        steps_per_job: model steps per job on the worker at most, so that other jobs (a stop, another model) get
+            turns; a job ends after its current step when another job waits (another model's batch).
     """
 
     def __init__(
@@ -158,6 +159,8 @@ class StepLoop:
                 if not self.batch:
                     break
                 self._step(self.batch.step)
+                if self.worker.others_waiting():  # another model's call (one thread per device): its turn now
+                    break
         except BaseException as error:  # a fault of the loop itself, or the thread dying: nothing is left running
             self._fail_everything(partial(worker_died, error))
             raise

@@ -78,6 +78,10 @@ class InferenceThread:
         self._jobs.put((fn, future))
         return future
 
+    def others_waiting(self) -> bool:
+        """Whether jobs wait behind the one running now (a job that runs in parts yields to them: ``StepLoop``)."""
+        return not self._jobs.empty()
+
     def is_alive(self) -> bool:
         """Whether the thread is still running."""
         return self._thread.is_alive()

@@ -20,6 +20,7 @@ import copy
 from collections.abc import Callable, Iterator, Mapping
 
 from ..._exceptions import ModelNotFound
+from ..._models.naming import plain_name
 from ..._models.spec import ModelSpec
 from .config import ServerConfig
 from .engine import Engine
@@ -95,8 +96,8 @@ class Models:
         engine = self.engines.get(name)
         if engine is not None:
             return engine
-        for engine in self.engines.values():
-            if engine.model_name == name:
+        for engine in self.engines.values():  # the name it describes itself with, its remark left out
+            if name in (engine.model_name, plain_name(engine.model_name)):
                 return engine
         held = ", ".join(repr(n) for n in self.engines)
         raise ModelNotFound(f"this server holds no model {name!r}; it holds {held}", param="model")

@@ -43,6 +43,8 @@ def _events(response: httpx.Response) -> list[Any]:
 def test_models_lists_both_the_default_first_and_each_one_is_found_by_name(server: Any, client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list().data] == ["minilm", "smollm2"] == server.models
     assert client.models.retrieve("smollm2").id == "smollm2"
+    described = httpx.get(f"{server.url}/v1/models/HuggingFaceTB/SmolLM2-135M-Instruct", timeout=10).json()
+    assert described["id"] == "smollm2"  # found by the name it describes itself with, too
     with pytest.raises(openai.NotFoundError) as missing:
         client.models.retrieve("gpt-4")
     assert missing.value.code == "model_not_found"
