@@ -71,7 +71,8 @@ def named(models: Mapping[str, Any] | Sequence[Any], task: str | None = None) ->
             raise InvalidSetting(f"a model's name must be a non-empty word, got {name!r}")
         if name in found:
             raise InvalidSetting(
-                f"two models are named {name!r}: give each its own name (NAME=SPEC, e.g. {name}-2={model!r})"
+                f"two models are named {name!r}: give each its own name (a dict of name to model, or a "
+                f"string NAME=SPEC such as '{name}-2=...')"
             )
         found[name] = model
     return found

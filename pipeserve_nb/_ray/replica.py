@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve.deployment import Application
 from starlette.applications import Starlette
 
+from .._models.naming import name_of
 from .._models.spec import ModelSpec
 from .._server.core.config import ServerConfig
 from .._server.core.engine import Engine
@@ -53,7 +54,8 @@ class PipeserveReplica:
 
     def __serve_build_asgi_app__(self) -> Starlette:
         s = self._settings
-        self._engine = Engine(s.model, s.policy, s.config, s.name, replica=self._replica)
+        served = name_of(s.model.model, s.model.task)  # its name in /v1/models and the metrics' model label
+        self._engine = Engine(s.model, s.policy, s.config, s.name, replica=self._replica, model=served)
         return create_app(self._engine)
 
     def check_health(self) -> None:
