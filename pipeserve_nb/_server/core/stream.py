@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..._exceptions import RequestFailed, RequestTimeout
+from ..._exceptions import InferenceFailed, RequestFailed, RequestTimeout
 from ..._models.generation.sampling import Sampling
 from ..._models.generation.text import TextStream
 from ..observe.stats import clock
@@ -51,6 +51,20 @@ class Finished:
         if self.first_token_s is None or self.completion_tokens < 2:
             return None
         return (self.duration_s - self.first_token_s) / (self.completion_tokens - 1)
+
+    def failure(self) -> RequestFailed | None:
+        """What a whole answer that ended so is answered with: None when the model ended it (``stop``,
+        ``length``); for the server's reasons their errors (504 at the deadline, 503 when stopping, 500 when the
+        model failed): a whole answer is whole or an error."""
+        if self.reason in ("stop", "length"):
+            return None
+        if self.reason == "expired":
+            return RequestTimeout("the request's deadline passed during the answer")
+        if self.reason == "stopping":
+            return stopping("the server stopped during the answer")
+        if self.reason == "failed":
+            return InferenceFailed("the model failed during the answer")
+        return InferenceFailed(f"the answer ended early ({self.reason})")
 
 
 class Generation:

@@ -14,27 +14,19 @@ A client that leaves cancels every generation of its request within one model st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..._exceptions import InferenceFailed, RequestFailed, RequestTimeout
+from ..._exceptions import RequestFailed
 from ..._models.generation.parameters import full_text, openai_fields
 from ..core.engine import Engine
-from ..core.request import stopping
 from ..core.stream import Generation
 from .body import ParsedRequest
 from .disconnect import unless_disconnected
 from .errors import error_response, refusal
 
 __all__ = ["generated_texts"]
-
-_SERVER_ENDS: dict[str, Callable[[], RequestFailed]] = {
-    "expired": lambda: RequestTimeout("the request's deadline passed during the answer"),
-    "stopping": stopping,
-    "failed": lambda: InferenceFailed("the model failed during the answer"),
-}
 
 
 async def generated_texts(request: Request, engine: Engine, parsed: ParsedRequest) -> Response:
@@ -56,8 +48,9 @@ async def generated_texts(request: Request, engine: Engine, parsed: ParsedReques
         if finished is None:
             return refusal("ClientClosed", "the client went away before its answer")
         for end in finished:
-            if end.reason in _SERVER_ENDS:
-                raise _SERVER_ENDS[end.reason]()
+            failure = end.failure()
+            if failure is not None:
+                raise failure
     except RequestFailed as exc:
         for generation in generations:
             generation.cancel("client_gone")  # the answer is an error: the others' text has nobody to read it

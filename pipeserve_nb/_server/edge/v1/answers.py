@@ -27,8 +27,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ...._exceptions import InferenceFailed, InvalidInput, RequestFailed, RequestTimeout
-from ...core.request import stopping
+from ...._exceptions import InvalidInput, RequestFailed
 from ...core.stream import Finished, Generation, Piece
 from ..disconnect import unless_disconnected
 from ..errors import error_response, openai_error, refusal
@@ -37,12 +36,6 @@ __all__ = ["MODEL_ENDS", "Shape", "ChatShape", "TextShape", "include_usage", "re
 
 MODEL_ENDS = {"stop": "stop", "length": "length"}
 """The reasons the model ended an answer, as OpenAI names them; any other reason is the server's."""
-
-_WHY = {
-    "expired": "the request's deadline passed during the answer",
-    "stopping": "the server stopped during the answer",
-    "failed": "the model failed during the answer",
-}
 
 
 class Shape:
@@ -154,18 +147,11 @@ async def _whole(generations: Sequence[Generation]) -> list[tuple[str, Finished]
         texts = [piece.text async for piece in generation.pieces()]
         finished = generation.finished
         assert finished is not None
-        if finished.reason not in MODEL_ENDS:
-            raise _server_end(finished.reason)
+        failure = finished.failure()
+        if failure is not None:
+            raise failure
         ended.append(("".join(texts), finished))
     return ended
-
-
-def _server_end(reason: str) -> RequestFailed:
-    if reason == "expired":
-        return RequestTimeout(_WHY[reason])
-    if reason == "stopping":
-        return stopping(_WHY[reason])
-    return InferenceFailed(_WHY.get(reason, reason))
 
 
 def _document(shape: Shape, ended: list[tuple[str, Finished]], prefixes: Sequence[str]) -> dict[str, Any]:
@@ -208,7 +194,7 @@ async def _events(
         assert finished is not None
         yield shape.chunk(shape.piece(None, MODEL_ENDS.get(finished.reason, finished.reason)))
         if finished.reason not in MODEL_ENDS:
-            ended = openai_error("GenerationEnded", 500, _WHY.get(finished.reason, finished.reason))
+            ended = openai_error("GenerationEnded", 500, str(finished.failure()))
             ended["error"]["code"] = finished.reason
             yield _sse(ended)
         if usage:
