@@ -187,14 +187,26 @@ def cpus() -> tuple[float, float]:
     return sum(per_node), max(per_node, default=0.0)
 
 
-def start_serve(cluster: Cluster, host: str, port: int) -> None:
+def start_serve(cluster: Cluster, host: str, port: int, tries: int = 3) -> None:
     """Start Serve's HTTP proxy at ``host:port`` unless Serve already runs on the cluster.
 
-    No proxy timeout is set: each replica answers 504 at pipeserve's own ``timeout_s``."""
+    No proxy timeout is set: each replica answers 504 at pipeserve's own ``timeout_s``. On a busy machine the
+    proxy's actor can miss the time Ray gives it to start, and Ray kills it (``ActorDiedError``, seen in a CI run
+    with a core kept busy): Serve is then shut down and started again, ``tries`` times in all."""
     if proxy_address() is not None:
         return
     options: dict[str, Any] = {"host": host, "port": port}
-    serve.start(http_options=options, logging_config={"log_level": "WARNING"})
+    for attempt in range(tries):
+        try:
+            serve.start(http_options=options, logging_config={"log_level": "WARNING"})
+            break
+        except ray.exceptions.RayError:
+            serve.shutdown()  # type: ignore[no-untyped-call]
+            if attempt == tries - 1:
+                raise
+            logging.getLogger("pipeserve_nb").warning(
+                "Ray Serve's proxy did not start (try %d of %d): starting it again", attempt + 1, tries
+            )
     cluster.serve_started = True
 
 
