@@ -4,8 +4,9 @@ A server holds one or several models (``serve("minilm", "smollm2")``, ``--model 
 Each is an ``Engine`` of its own: its queue, its batching policy (the same settings, a policy object of its
 own), its runner, its numbers. What they share is the device: the engines of one device hand their calls to
 one ``InferenceThread``, so two models never run at the same time on the same cores (their thread teams would
-fight for them). The thread runs jobs in the order they come: a batch of one model, then a few decode steps
-of a generation (``StepLoop.steps_per_job``), then the next batch: neither waits for the other's whole queue.
+fight for them). The thread runs jobs in the order they come: a batch of one model, then decode steps of a
+generation until another job waits (``StepLoop``: after its current step), then the next batch: neither waits
+for the other's whole queue.
 
 Requests route by name (``get``): the ``model`` field on ``/v1``, the path on the native routes, the first
 model when none is named. A model is also found by the name it describes itself with
@@ -101,9 +102,6 @@ class Models:
                 return engine
         held = ", ".join(repr(n) for n in self.engines)
         raise ModelNotFound(f"this server holds no model {name!r}; it holds {held}", param="model")
-
-    def name_of(self, engine: Engine) -> str:
-        return next(name for name, e in self.engines.items() if e is engine)
 
     def load(self) -> None:
         """Load every model, first to last (blocking); on a failure, release what was loaded and raise."""

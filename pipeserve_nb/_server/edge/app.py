@@ -144,9 +144,13 @@ def create_app(served: Engine | Models) -> Starlette:
         request.scope[REPORT] = True
         reports = {name: check(engine, debug) for name, engine in models}
         body = reports[models.default_name].body | {"models": {name: r.body for name, r in reports.items()}}
-        failing = next((r for r in reports.values() if not r.ok), None)
-        if failing is not None and failing.failure is not None:
-            body |= failure_body(failing.failure, debug)
+        failing = next(((name, r) for name, r in reports.items() if not r.ok), None)
+        if failing is not None:  # the status and reason say which model cannot serve, whichever it is
+            name, report = failing
+            reason = report.body["reason"] if len(models) == 1 else f"model {name!r}: {report.body['reason']}"
+            body |= {"status": report.body["status"], "reason": reason}
+            if report.failure is not None:
+                body |= failure_body(report.failure, debug)
         return JSONResponse(body, status_code=503 if failing is not None else 200)
 
     async def metrics(request: Request) -> Response:

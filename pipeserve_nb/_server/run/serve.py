@@ -84,12 +84,14 @@ def serve(
         384
         >>> server.stop()                         # doctest: +SKIP
     """
-    given = model if isinstance(model, Mapping) else list(model) if isinstance(model, list | tuple) else [model]
-    if more_models and isinstance(model, Mapping):
-        raise InvalidSetting("give several models either as a dict of name to model or as arguments, not both")
+    if isinstance(model, Mapping):
+        if more_models:
+            raise InvalidSetting("give several models either as a dict of name to model or as arguments, not both")
+        given: Mapping[str, Any] | list[Any] = model
+    else:
+        given = [*(model if isinstance(model, list | tuple) else [model]), *more_models]
     specs = {
-        served: ModelSpec(model=m, task=task, device=device, dtype=dtype)
-        for served, m in named([*given, *more_models] if not isinstance(given, Mapping) else given, task).items()
+        served: ModelSpec(model=m, task=task, device=device, dtype=dtype) for served, m in named(given, task).items()
     }
     address = Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated)
     policy = BatchPolicy() if policy is None else policy

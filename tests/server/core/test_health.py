@@ -77,3 +77,22 @@ def test_a_call_past_the_request_timeout_fails_health_before_the_stuck_bound(gat
         assert "was answered 504" in body["reason"] and 0.3 < running_s < 10  # before the stuck bound
         gated.gate.set()
         wait_for(lambda: _health(server.url).status_code == 200)
+
+
+def test_a_hung_call_of_a_second_model_turns_health_503_and_names_that_model(gated: GatedModel) -> None:
+    config = ServerConfig(stuck_call_s=0.2, timeout_s=0.5)
+
+    def echo(inputs: list[str]) -> list[str]:
+        return inputs
+
+    models = {"echo": echo, "held": gated}
+    with serve(models, policy=BatchPolicy(max_batch_size=1), config=config) as server, ThreadPoolExecutor(1) as pool:
+        hung = pool.submit(httpx.post, f"{server.url}/models/held", content=b"hangs", timeout=30)
+        assert gated.entered.wait(10)
+        wait_for(lambda: _health(server.url).status_code == 503)
+        body = _health(server.url).json()  # the default model is fine; the status is the one that is not
+        assert body["status"] == "stuck" and body["reason"].startswith("model 'held': a model call has run for")
+        assert body["models"]["echo"]["status"] == "ok" and body["models"]["held"]["status"] == "stuck"
+        assert hung.result(30).status_code == 504
+        gated.gate.set()
+        wait_for(lambda: _health(server.url).status_code == 200)
