@@ -23,7 +23,9 @@ class PipelineRunner(Runner):
     tokenizes them again inside its call). A single input is passed on its own: some pipelines
     (fill-mask among them) unwrap a one-item list, so its answer could not be told apart from a list
     of answers. A call with parameters that raises one of ``PIPELINE_ARGUMENT_ERRORS`` is refused as
-    ``InvalidInput`` (400), naming the parameters: the pipeline rejected their values.
+    ``InvalidInput`` (400), naming the parameters: the pipeline rejected their values. A fill-mask
+    pipeline's text without the mask token is refused in ``prepare`` (400, naming the token), before
+    the queue: the pipeline would raise inside the batch's call, as a failure of the model.
     """
 
     def __init__(self, pipe: Any) -> None:
@@ -32,8 +34,17 @@ class PipelineRunner(Runner):
         self._count = token_counter(tokenizer) if tokenizer is not None else None
         self.max_tokens = max_tokens(tokenizer, pipe.model) if tokenizer is not None else None
         self.parameter_names = keyword_names(pipe._sanitize_parameters)
+        self.task = getattr(pipe, "task", None)
+        self._mask = getattr(tokenizer, "mask_token", None) if getattr(pipe, "task", None) == "fill-mask" else None
 
     def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
+        if self._mask is not None:
+            unmasked = [i for i, text in enumerate(texts) if self._mask not in text]
+            if unmasked:
+                which = f"input {unmasked[0]}" if len(texts) > 1 else "the input"
+                raise InvalidInput(
+                    f"a fill-mask model needs its mask token {self._mask!r} in each input; {which} has none"
+                )
         if self._count is None:
             return super().prepare(texts, parameters)
         return Prepared(list(texts), self._count(texts))

@@ -48,11 +48,15 @@ def test_a_ready_pipeline_object_can_be_served(tiny_fill_mask: Path) -> None:
     with serve(pipe) as server:
         assert server.model.startswith("FillMaskPipeline(")
         assert_candidates(server.query("hello [MASK]"))
-        error = httpx.post(server.url, json={"inputs": "no mask here"}, trust_env=False).json()["error"]
-        assert error == {
-            "type": "InferenceFailed",
-            "message": "the model raised PipelineException for this request's inputs",
+        refused = httpx.post(server.url, json={"inputs": "no mask here"}, trust_env=False)
+        assert refused.status_code == 400  # the caller's text, refused before the queue: not a model failure
+        assert refused.json()["error"] == {
+            "type": "InvalidInput",
+            "message": "a fill-mask model needs its mask token '[MASK]' in each input; the input has none",
         }
+        second = httpx.post(server.url, json={"inputs": ["a [MASK]", "none"]}, trust_env=False).json()["error"]
+        assert second["message"].endswith("input 1 has none")
+        assert server.stats()["batches"] == 1  # neither reached the model
 
 
 def test_parameters_and_lengths_the_pipeline_refuses_are_4xx_and_say_why(tiny_fill_mask: Path) -> None:

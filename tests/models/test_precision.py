@@ -125,23 +125,6 @@ def test_the_bundled_model_in_bfloat16_keeps_every_embedding_within_cosine_0_999
     assert abs(embedder.weights_mb - full.weights_mb / 2) < 0.01 and full.weights_mb > 80
 
 
-def _tiny_classifier(path: Path) -> Path:
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    words = ["good", "bad", "fine", "awful", "great", "movie", "the", "was", "very", "not", "a", "."]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, num_labels=3, initializer_range=0.5,  # spread logits: labels that mean something
-        id2label={0: "negative", 1: "neutral", 2: "positive"}, label2id={"negative": 0, "neutral": 1, "positive": 2},
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 CLASSIFY = ["the movie was good", "the movie was bad", "not good", "very awful .", "a fine movie", "great", "bad bad"]
 FILL = ["test [MASK]", "hello [MASK] world", "the [MASK] .", "a model [MASK] the queue", "[MASK] batch !"]
 
@@ -155,9 +138,9 @@ def _best(answer: Any) -> dict[str, Any]:
 @pytest.mark.skipif(not native("cpu").bfloat16, reason="this CPU does not run bfloat16 natively")
 @pytest.mark.parametrize("kind", ["fill-mask", "text-classification"])
 def test_pipelines_served_in_bfloat16_give_the_same_top_answer_as_float32(
-    kind: str, tiny_fill_mask: Path, tmp_path: Path
+    kind: str, tiny_fill_mask: Path, tiny_classifier: Path
 ) -> None:
-    model = tiny_fill_mask if kind == "fill-mask" else _tiny_classifier(tmp_path / "classifier")
+    model = tiny_fill_mask if kind == "fill-mask" else tiny_classifier
     texts = FILL if kind == "fill-mask" else CLASSIFY
     answers = {}
     for dtype in ("bfloat16", "float32"):
