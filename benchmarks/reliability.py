@@ -128,7 +128,7 @@ CASES = [
     ),
     Case("NaN in a parameter", 400, "InvalidInput", body=b'{"inputs": "a", "parameters": {"truncation": NaN}}'),
     Case("unknown path", 404, "NotFound", method="GET", path="/predict"),
-    Case("wrong method", 405, "MethodNotAllowed", method="GET", path="/"),
+    Case("wrong method", 405, "MethodNotAllowed", method="PUT", path="/"),
     Case("no token (server with a token)", 401, "Unauthorized", body=_json({"inputs": "a"})),
     Case(
         "wrong token",

@@ -21,8 +21,11 @@ import pipeserve_nb
 
 here = pathlib.Path(pipeserve_nb.__file__).resolve()
 assert here.is_relative_to(pathlib.Path(sys.argv[1]).resolve()), f"imported from {here}"
+import httpx
 with pipeserve_nb.serve() as server:
     vector = server.query("served from the installed wheel")
+    page = httpx.get(server.url, trust_env=False)  # the try-it page, a data file of the package
+    assert page.status_code == 200 and "try the model" in page.text, page.status_code
 print(len(vector), here.parent.name)
 """
 
@@ -44,6 +47,7 @@ def test_the_wheel_installs_and_serves_without_the_source_tree(tmp_path: Path) -
         "_measure/runner.py",
         "_teaching/demo.py",
         "py.typed",
+        "_server/edge/page.html",
     ):
         assert f"pipeserve_nb/{part}" in names, f"the wheel lacks {part}"
 

@@ -33,6 +33,7 @@ class SentenceEmbedder(Runner):
     """
 
     parameter_names = frozenset({"truncation"})
+    task = "feature-extraction"
 
     def __init__(self, pipe: Any, max_tokens: int | None) -> None:
         """``pipe``: the model's feature-extraction pipeline; ``max_tokens``: where inputs are cut."""

@@ -58,10 +58,13 @@ class Runner:
         max_tokens: the most tokens one input may have (None: no limit).
         parameter_names: the parameter names ``run`` takes; a request naming another gets 400
             before the queue (None: any name is passed on).
+        task: the pipeline task it serves (``"fill-mask"``), when it has one: what the try-it page
+            draws its answers for and asks it (None: the page draws the answer by its shape).
     """
 
     max_tokens: int | None = None
     parameter_names: frozenset[str] | None = None
+    task: str | None = None
 
     def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
         """The texts as ``run`` takes them, and their lengths; by default the texts themselves,

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..._exceptions import InvalidInput, RequestFailed, ServerStopping
 from ..._models.generation.chat import PromptRequest
+from ..._models.generation.parameters import PIPELINE_PARAMETERS
 from ..._models.loading import load
 from ..._models.spec import LoadedModel, ModelSpec
 from ..observe.stats import Stats, clock
@@ -208,6 +209,14 @@ class Engine:
     def model(self) -> LoadedModel | None:
         """The loaded model (None before ``load()`` and after ``close()``)."""
         return self._model
+
+    @property
+    def parameter_names(self) -> frozenset[str] | None:
+        """The parameter names its native ``POST`` takes (None: any): a generation's when the model is served one
+        token at a time, else its runner's."""
+        if self._generating is not None:
+            return PIPELINE_PARAMETERS
+        return self._model.parameter_names if self._model is not None else None
 
     @property
     def generating(self) -> Generating | None:

@@ -1,6 +1,7 @@
 """The Starlette app: HTTP in, engine call, HTTP out. The one place errors become statuses.
 
 Routes (the native face, then OpenAI's, ``v1``):
+    GET  /              the try-it page: a text box and the answer drawn for the model's task (``page``)
     POST /              run the default model (raw text or JSON body, see ``body``); on a model served one
                         token at a time, one generation of the step loop per input (``generate``)
     POST /models/{name} the same, on the model named ``name`` (a server with several models)
@@ -44,7 +45,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..._exceptions import RequestFailed
-from ..._models.generation.parameters import PIPELINE_PARAMETERS
 from ..._wire import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER
 from ..core.engine import Engine
 from ..core.health import check
@@ -74,6 +74,7 @@ from .middleware import (
     Shedding,
 )
 from .openapi import openapi_document
+from .page import PAGE_PATH, try_page
 from .v1.chat import chat_completions
 from .v1.completions import completions
 from .v1.embeddings import embeddings
@@ -140,6 +141,10 @@ def create_app(served: Engine | Models) -> Starlette:
         request.scope[REPORT] = True
         return model_entry(request, models, started)
 
+    async def page(request: Request) -> Response:
+        request.scope[REPORT] = True
+        return await try_page(request)
+
     async def health(request: Request) -> Response:
         request.scope[REPORT] = True
         reports = {name: check(engine, debug) for name, engine in models}
@@ -160,11 +165,7 @@ def create_app(served: Engine | Models) -> Starlette:
     async def openapi(request: Request) -> Response:
         request.scope[REPORT] = True
         engine = models.default
-        model = engine.model
-        names = model.parameter_names if model is not None else None
-        if engine.generating is not None:  # ``POST /`` takes a generation's parameters
-            names = PIPELINE_PARAMETERS
-        return JSONResponse(openapi_document(config, engine.model_name, names))
+        return JSONResponse(openapi_document(config, engine.model_name, engine.parameter_names))
 
     async def stats(request: Request) -> Response:
         request.scope[REPORT] = True
@@ -181,7 +182,8 @@ def create_app(served: Engine | Models) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/", predict, methods=["POST"]),
+            Route(PAGE_PATH, predict, methods=["POST"]),
+            Route(PAGE_PATH, page, methods=["GET"]),
             Route("/models/{name:path}", predict, methods=["POST"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", text_completions, methods=["POST"]),

@@ -8,7 +8,8 @@
 2. ``ReplicaHeader`` (on a replica of a Ray Serve deployment): every answer, refusals included,
    names the replica in ``X-Replica``.
 3. ``BearerTokenMiddleware`` (with ``ServerConfig.auth_token`` set): a request without
-   ``Authorization: Bearer <token>`` gets 401. The token is compared with ``hmac.compare_digest``,
+   ``Authorization: Bearer <token>`` gets 401, but for the try-it page (``GET /``: a static file that
+   holds no secret; what it calls needs the token). The token is compared with ``hmac.compare_digest``,
    so the time taken does not reveal how much matched.
 4. ``Shedding``: a ``POST /`` (or ``POST /models/{name}``) takes its room in its model's engine here
    (``Engine.reserve``: the one room check it gets), or is refused (503) before the router, the request
@@ -34,13 +35,14 @@ from ..._wire import REPLICA_HEADER
 from ..core.models import Models
 from ..observe.stats import clock
 from .errors import CLIENT_CLOSED, error_response, openai_face, refusal
+from .page import PAGE_PATH
 
 __all__ = ["Counting", "REPORT", "RESERVATION", "MODEL", "RequestLimits", "ReplicaHeader", "BearerTokenMiddleware"]
 __all__ += ["Shedding", "native_model"]
 
 REPORT = "pipeserve.report"
-"""The scope key a report route (``/health``, ``/stats``, ``/metrics``, ``/openapi.json``) sets on a
-request it serves: its answer describes the server and is not counted as a request."""
+"""The scope key a report route (``/health``, ``/stats``, ``/metrics``, ``/openapi.json``, the try-it page)
+sets on a request it serves: its answer describes the server and is not counted as a request."""
 
 
 RESERVATION = "pipeserve.reservation"
@@ -169,14 +171,14 @@ class ReplicaHeader:
 
 
 class BearerTokenMiddleware:
-    """Answer 401 to any HTTP request that lacks the bearer token."""
+    """Answer 401 to any HTTP request that lacks the bearer token, but a ``GET`` of the try-it page."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._expected = b"bearer " + token.encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self._authorized(scope):
+        if scope["type"] == "http" and not _the_page(scope) and not self._authorized(scope):
             denied = refusal(
                 "Unauthorized",
                 "send the server's token as 'Authorization: Bearer <token>'",
@@ -195,6 +197,10 @@ class BearerTokenMiddleware:
                 break
         # the scheme is case-insensitive; compare the whole header in constant time
         return hmac.compare_digest(given[:7].lower() + given[7:], self._expected)
+
+
+def _the_page(scope: Scope) -> bool:
+    return scope["path"] == PAGE_PATH and scope["method"] in ("GET", "HEAD")
 
 
 class Shedding:

@@ -46,7 +46,7 @@ def test_raw_and_json_bodies_answer_in_the_shape_asked(client: TestClient) -> No
         ("POST", "/", {"content": b"x", "headers": {"content-type": "image/png"}}, 415, "UnsupportedMediaType"),
         ("POST", "/", {"json": {"inputs": "boom"}}, 500, "InferenceFailed"),
         ("GET", "/nope", {}, 404, "NotFound"),
-        ("GET", "/", {}, 405, "MethodNotAllowed"),
+        ("PUT", "/", {}, 405, "MethodNotAllowed"),
         ("POST", "/health", {}, 405, "MethodNotAllowed"),
     ],
 )

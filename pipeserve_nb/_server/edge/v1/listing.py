@@ -17,7 +17,9 @@ __all__ = ["model_list", "model_entry", "started_now"]
 
 
 def model_list(models: Models, started: int) -> Response:
-    """Every model, the default first (``chat``: whether it answers chat and completions)."""
+    """Every model, the default first. Besides OpenAI's fields (which its clients read), pipeserve's own:
+    ``chat`` (whether it answers chat and completions), ``task`` (its pipeline task; null: not known) and
+    ``parameters`` (the parameter names its native route takes; null: any), which the try-it page reads."""
     return JSONResponse({"object": "list", "data": [_entry(name, e, started) for name, e in models]})
 
 
@@ -38,6 +40,8 @@ def _entry(name: str, engine: Engine, started: int) -> dict[str, Any]:
         "owned_by": "pipeserve_nb",
         "description": engine.model_name,
         "chat": engine.generating is not None,
+        "task": engine.model.runner.task if engine.model is not None else None,
+        "parameters": sorted(names) if (names := engine.parameter_names) is not None else None,
     }
 
 
