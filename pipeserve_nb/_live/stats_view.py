@@ -57,15 +57,17 @@ class StatsView(dict[str, Any]):
         return table_html("server.stats()", self.lines(), note)
 
 
-def handle_html(kind: str, rows: Sequence[tuple[str, str]], stats: StatsView | None, hints: Sequence[str]) -> str:
+def handle_html(
+    kind: str, rows: Sequence[tuple[str, str]], stats: StatsView | None, hints: Sequence[str], after: str = ""
+) -> str:
     """A handle's display: its ``rows`` (name, state, url, ...), the live figures of ``stats`` when
-    the server answered, and ``hints`` (how to watch and stop it)."""
+    the server answered, ``after`` (HTML: the browser link), and ``hints`` (how to watch and stop it)."""
     lines = list(rows)
     if stats is not None:
         live = dict(stats.lines())  # the server's own state ("running, 2 waiting") replaces the handle's one word
         lines = [(k, live.pop(k) if k == "state" and k in live else v) for k, v in lines]
         lines += [(k, v) for k, v in live.items() if k not in ("model", "state")]
-    return table_html(kind, lines, " · ".join(hints))
+    return table_html(kind, lines, " · ".join(hints), after)
 
 
 def table_html(caption: str, lines: Sequence[tuple[str, str]], note: str, after: str = "") -> str:

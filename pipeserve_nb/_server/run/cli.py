@@ -20,6 +20,7 @@ from ..core.models import Models
 from ..edge.app import create_app
 from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
+from .reach import around, find_browser_url
 from .settings import (
     RayPlacement,
     add_arguments,
@@ -91,7 +92,12 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     names = ", ".join(name for name, _ in models)
-    announcement = f"pipeserve_nb: serving {names} at http://{shown}:{port}/ (OpenAI API at /v1; Ctrl-C to stop)"
+    page = find_browser_url(host, port, address.public_url, around())
+    announcement = (
+        f"pipeserve_nb: serving {names} at http://{shown}:{port}/ (OpenAI API at /v1; Ctrl-C to stop)\n"
+        f"pipeserve_nb: try it in a browser at {page} ({page.how})"
+        + (f"\npipeserve_nb: {page.hint}" if page.hint else "")
+    )
     server = Server(
         create_app(models),
         drain=models.drain,

@@ -10,6 +10,7 @@ the release happen there, in the server's own shutdown order (``runner``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Self
@@ -19,10 +20,12 @@ from ..core.config import ServerConfig
 from ..core.models import Models
 from ..core.policy import Policy
 from . import registry
+from .reach import BrowserUrl, around, find_browser_url
 from .uvicorn_runner import ServerThread
 
 if TYPE_CHECKING:
     from ..._live.dashboard import Dashboard
+    from ..._live.frame import PageFrame
     from ..._live.stats_view import StatsView
 
 __all__ = ["Handle", "AppHandle", "ServerHandle", "running_servers", "stop_all"]
@@ -32,17 +35,26 @@ class Handle:
     """What every server handle has: its name and address, its state, ``stop()``, a context
     manager, and its displays (``details()`` is what each kind adds to them)."""
 
-    def __init__(self, name: str, host: str, port: int) -> None:
+    def __init__(self, name: str, host: str, port: int, public_url: str | None = None) -> None:
         self.name = name
         self.host = host
         self.port = port
+        self._public_url = public_url
         self._stopped = False
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        """Base URL for code in this process, e.g. ``http://127.0.0.1:54321``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @functools.cached_property
+    def browser_url(self) -> BrowserUrl:
+        """The URL a person's browser opens (ends with ``/``): on a plain local Jupyter the same address as
+        ``url``; through jupyter-server-proxy on JupyterHub or Binder, Colab's proxy on Colab, ``public_url``
+        when given. A ``str``; ``.how`` says how it was found, ``.hint`` what to do first where the browser
+        cannot reach it yet (``docs/reach.md``)."""
+        return find_browser_url(self.host, self.port, self._public_url, around())
 
     @property
     def running(self) -> bool:
@@ -72,6 +84,15 @@ class Handle:
         rows = [("name", self.name), ("state", "running" if self.running else "stopped"), ("url", self.url)]
         return rows + [(k, str(v)) for k, v in self.details()]
 
+    def _link_html(self, label: str) -> str:
+        """The browser link under the display, while the server runs."""
+        from ..._live.frame import browser_link_html
+
+        if not self.running:
+            return ""
+        found = self.browser_url
+        return browser_link_html(found, found.how, found.hint, label)
+
 
 class AppHandle(Handle):
     """An ASGI app served from a background thread: its address and ``stop()``.
@@ -79,8 +100,14 @@ class AppHandle(Handle):
     Use it as a context manager to stop the server on leaving the block.
     """
 
-    def __init__(self, name: str, runner: ServerThread, drain_timeout_s: float = ServerConfig.drain_timeout_s) -> None:
-        super().__init__(name, runner.host, runner.port)
+    def __init__(
+        self,
+        name: str,
+        runner: ServerThread,
+        drain_timeout_s: float = ServerConfig.drain_timeout_s,
+        public_url: str | None = None,
+    ) -> None:
+        super().__init__(name, runner.host, runner.port, public_url)
         self._runner = runner
         self._drain_timeout_s = drain_timeout_s
 
@@ -107,16 +134,16 @@ class AppHandle(Handle):
     def _repr_html_(self) -> str:
         from ..._live.stats_view import handle_html
 
-        return handle_html(type(self).__name__, self._rows(), None, [])
+        return handle_html(type(self).__name__, self._rows(), None, [], self._link_html("open in a browser"))
 
 
 class ServerHandle(AppHandle, Queries):
     """A model server running in a background thread: address, helpers and ``stop()``."""
 
-    def __init__(self, name: str, runner: ServerThread, models: Models) -> None:
+    def __init__(self, name: str, runner: ServerThread, models: Models, public_url: str | None = None) -> None:
         import httpx  # not at import: see _client
 
-        super().__init__(name, runner, models.config.drain_timeout_s)
+        super().__init__(name, runner, models.config.drain_timeout_s, public_url)
         self._models = models
         self._engine = models.default
         self._token = models.config.auth_token
@@ -175,6 +202,25 @@ class ServerHandle(AppHandle, Queries):
     def failure(self) -> BaseException | None:
         """What killed the inference worker, if it died (then ``/health`` answers 503)."""
         return self._engine.failure
+
+    def open(self, *, height: int = 520, include_token: bool = False) -> PageFrame:
+        """The try-it page in this cell (a frame on ``browser_url``): a text box and the answer drawn for the
+        model's task, a chat model's answer streamed as it is written.
+
+        With a token (``config.auth_token``), the page asks for it; ``include_token=True`` puts it in the
+        frame's URL instead (after ``#``, so no server sees it, but the cell's output, saved in the notebook,
+        holds it).
+
+        Example:
+            >>> server.open()  # doctest: +SKIP
+            <PageFrame of http://127.0.0.1:.../>
+        """
+        from ..._live.frame import PageFrame
+
+        url = str(self.browser_url)
+        if include_token and self._token is not None:
+            url += "#token=" + self._token
+        return PageFrame(url, height, self.port if self.browser_url.via == "colab" else None)
 
     def stats(self) -> StatsView:
         """The ``/stats`` answer: a ``dict``, displayed in a notebook as a few lines of its main figures."""
@@ -249,8 +295,9 @@ class ServerHandle(AppHandle, Queries):
         if self.running:
             with contextlib.suppress(httpx.HTTPError):  # a display never raises: no live numbers then
                 live = self.stats()
-        hints = ["watch it live: server.dashboard()", "stop it: server.stop()"] if self.running else []
-        return handle_html(type(self).__name__, self._rows(), live, hints)
+        hints = ["try it here: server.open()", "watch it live: server.dashboard()", "stop it: server.stop()"]
+        hints = hints if self.running else []
+        return handle_html(type(self).__name__, self._rows(), live, hints, self._link_html("try it in a browser"))
 
     def details(self) -> list[tuple[str, Any]]:
         details: list[tuple[str, Any]] = [("model", self.model)]

@@ -8,6 +8,7 @@ wait until ``/health`` answers 200 -> register the handle under its name.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
 from .handle import AppHandle, ServerHandle
 from .registry import register, stop_named
-from .settings import Address
+from .settings import Address, env_name
 from .uvicorn_runner import ServerThread, bind_socket
 
 __all__ = ["serve", "serve_app"]
@@ -39,6 +40,7 @@ def serve(
     host: str = Address.host,
     port: int = Address.port,
     allow_unauthenticated: bool = Address.allow_unauthenticated,
+    public_url: str | None = Address.public_url,
     name: str = "default",
     start_timeout_s: float = 300.0,
 ) -> ServerHandle:
@@ -66,6 +68,9 @@ def serve(
             machines) needs ``config.auth_token``, or ``allow_unauthenticated=True``.
         port: port to bind; 0 picks a free one.
         allow_unauthenticated: serve a non-loopback address without a token (logs a warning).
+        public_url: the URL a person's browser opens, a template with ``{port}``
+            (``"https://example.org/tunnel/{port}/"``), else ``$PIPESERVE_PUBLIC_URL``, else found where the
+            kernel runs (Colab, JupyterHub or Binder with jupyter-server-proxy, SSH): ``server.browser_url``.
         name: registry key; a running server with this name is stopped first.
         start_timeout_s: how long to wait for the server to come up.
 
@@ -93,7 +98,7 @@ def serve(
     specs = {
         served: ModelSpec(model=m, task=task, device=device, dtype=dtype) for served, m in named(given, task).items()
     }
-    address = Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated)
+    address = _address(host, port, allow_unauthenticated, public_url)
     policy = BatchPolicy() if policy is None else policy
     config = ServerConfig() if config is None else config
     check_exposure(address.host, config.auth_token, address.allow_unauthenticated)
@@ -124,7 +129,7 @@ def serve(
         if cause is None:
             raise
         raise ServerStartError(f"the server thread ended during start-up: {type(cause).__name__}: {cause}") from cause
-    handle = ServerHandle(name, runner, models)
+    handle = ServerHandle(name, runner, models, address.public_url)
     health = handle._client.get(f"{handle.url}/health", timeout=10.0)
     if health.status_code != 200:
         handle.stop(timeout_s=1.0)
@@ -138,20 +143,30 @@ def serve_app(
     *,
     host: str = Address.host,
     port: int = Address.port,
+    public_url: str | None = Address.public_url,
     name: str = "app",
     start_timeout_s: float = 300.0,
     drain_timeout_s: float = ServerConfig.drain_timeout_s,
 ) -> AppHandle:
     """Serve any ASGI ``app`` from a daemon thread; return once it accepts connections.
 
-    A running server registered under ``name`` is stopped first.
+    A running server registered under ``name`` is stopped first. ``public_url`` is as in ``serve()``.
 
     Raises:
         ServerStartError: the port is taken or the app failed to start; the cause is chained.
     """
+    address = _address(host, port, True, public_url)
     stop_named(name)
-    runner = ServerThread(app, bind_socket(host, port), name=name, drain_timeout_s=drain_timeout_s)
+    runner = ServerThread(app, bind_socket(address.host, address.port), name=name, drain_timeout_s=drain_timeout_s)
     runner.start(start_timeout_s)
-    handle = AppHandle(name, runner, drain_timeout_s)
+    handle = AppHandle(name, runner, drain_timeout_s, address.public_url)
     register(handle)
     return handle
+
+
+def _address(host: str, port: int, allow_unauthenticated: bool, public_url: str | None) -> Address:
+    """The address options, checked; ``public_url`` from its environment variable when not given (a hub's
+    image may set it for every notebook, as the Jupyter docker-stacks set ``TENSORBOARD_PROXY_URL``)."""
+    if public_url is None:
+        public_url = os.environ.get(env_name("public_url")) or None
+    return Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated, public_url=public_url)

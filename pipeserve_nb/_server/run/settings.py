@@ -4,7 +4,8 @@ Four sections, each a frozen dataclass whose fields are declared with ``option()
 (type, default, rule, unit, one-line help):
 
 - ``model``  -> ``ModelSpec``: ``model``, ``task``, ``device`` (``serve()`` keywords);
-- ``address`` -> ``Address``: ``host``, ``port``, ``allow_unauthenticated`` (``serve()`` keywords);
+- ``address`` -> ``Address``: ``host``, ``port``, ``allow_unauthenticated``, ``public_url`` (``serve()``
+  keywords);
 - ``policy`` -> ``BatchPolicy`` (``serve(policy=...)``);
 - ``config`` -> ``ServerConfig`` (``serve(config=...)``).
 
@@ -31,9 +32,10 @@ from typing import Any, TypeVar
 from ..._exceptions import InvalidSetting
 from ..._models.naming import name_of, named
 from ..._models.spec import ModelSpec
-from ..._options import NOT_SET, Flag, Int, Option, Text, check_fields, declared, option, parse_text
+from ..._options import NOT_SET, Custom, Flag, Int, Option, Text, check_fields, declared, option, parse_text
 from ..core.config import ServerConfig
 from ..core.policy import BatchPolicy
+from .reach import is_public_url
 
 __all__ = [
     "Address",
@@ -60,6 +62,13 @@ class Address:
     host: str = option("127.0.0.1", Text(), "address to bind; any but loopback needs auth_token")
     port: int = option(0, Int(min=0, max=65535), "port to bind; 0 picks a free one", cli_default=8000)
     allow_unauthenticated: bool = option(False, Flag(), "bind a non-loopback host without a token (warns)")
+    public_url: str | None = option(
+        None,
+        Custom(
+            "None or an http(s) URL or a path from /, {port} where the port goes", is_public_url, lambda t: t or None
+        ),
+        "the URL a browser opens, {port} filled in (else found: Colab, JupyterHub, SSH; docs/reach.md)",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -72,8 +72,14 @@ def _env(**extra: str) -> dict[str, str]:
 def test_the_serve_command_serves_until_sigterm(tiny_fill_mask: Path) -> None:
     cmd = [sys.executable, "-m", "pipeserve_nb", "serve", "--model", str(tiny_fill_mask), "--task", "fill-mask"]
     flags = ["--port", "0", "--max-batch-size", "4", "--max-wait-s", "0.002", "--no-sort-by-length"]
-    proc, url, lines = _start([*cmd, *flags], _env(PIPESERVE_CALL_OVERHEAD_TOKENS="50", PIPESERVE_MAX_BATCH_SIZE="9"))
+    env = _env(PIPESERVE_CALL_OVERHEAD_TOKENS="50", PIPESERVE_MAX_BATCH_SIZE="9")
+    env["PIPESERVE_PUBLIC_URL"] = "https://example.org/tunnel/{port}"
+    proc, url, lines = _start([*cmd, *flags], env)
     try:
+        page = f"https://example.org/tunnel/{httpx.URL(url).port}/"  # the template, its port filled in
+        how = f"public_url {env['PIPESERVE_PUBLIC_URL']!r}, the port filled in"
+        assert lines.get(timeout=10) == f"pipeserve_nb: try it in a browser at {page} ({how})\n"
+        assert httpx.get(url, trust_env=False).headers["content-type"].startswith("text/html")  # the page
         assert_candidates(httpx.post(url, content=b"test [MASK]", trust_env=False).json())
         health = httpx.get(f"{url}/health", trust_env=False).json()
         assert health["status"] == "ok" and health["device"] == "cpu" and health["worker_alive"] is True
