@@ -9,33 +9,17 @@ the test is skipped, except under ``CI``, where it fails.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nbformat
 import pytest
 
-from ..helpers import ROOT
+from .browser import FRONTENDS, KERNEL_READY, NEEDS_CHROMIUM, SCREENSHOTS, chromium, jupyter, outputs, wait_until
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = [
-    pytest.mark.gate,
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        (CHROMIUM is None or DRIVER is None) and not os.environ.get("CI"),
-        reason="needs Debian's chromium and chromium-driver (apt install chromium chromium-driver)",
-    ),
-]
-SCREENSHOTS = ROOT / "build" / "browser"
+pytestmark = [pytest.mark.gate, pytest.mark.timeout(300), NEEDS_CHROMIUM]
 
 CELLS = [
     "import pipeserve_nb as p\nserver = p.serve(name='browser-test')",
@@ -45,77 +29,17 @@ CELLS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-FRONTENDS = {
-    # name: (module to run, the app's option that exposes it to scripts, the notebook's page)
-    "jupyterlab": ("jupyterlab", "--LabApp.expose_app_in_browser=True", "lab/tree"),
-    "notebook7": ("notebook", "--JupyterNotebookApp.expose_app_in_browser=True", "notebooks"),
-}
-
-
 @pytest.fixture(params=list(FRONTENDS))
 def frontend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A JupyterLab 4 or Notebook 7 server on a free port, serving ``tmp_path``: ``(notebook url, root)``."""
-    module, expose, page = FRONTENDS[request.param]
-    port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter")}
-    env.pop("CI", None)  # the notebook's workload, not the test suite's switch
-    cmd = [
-        *(sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1", f"--port={port}"),
-        *(f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", expose),
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")  # CI containers run as root
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/api/status", params={"token": token}, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"{module} did not start in time"
-            time.sleep(0.2)
-        yield f"{base}/{page}/live.ipynb?token={token}", tmp_path
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with jupyter(request.param, tmp_path) as server:
+        yield server.notebook_url("live.ipynb"), tmp_path
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or "chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1300,1400",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER or "chromedriver"), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def panel_numbers(driver: Any) -> dict[str, str]:
@@ -140,15 +64,7 @@ def test_the_panel_follows_a_load_in_the_browser_and_ends_agreeing_with_stats(
     nbformat.write(nb, root / "live.ipynb")
 
     browser.get(url)
-    wait_until(
-        browser,
-        "return !!(window.jupyterapp && window.jupyterapp.shell.currentWidget"
-        " && window.jupyterapp.shell.currentWidget.sessionContext"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.connectionStatus == 'connected')",
-        timeout_s=120,
-    )
+    wait_until(browser, KERNEL_READY, timeout_s=120)
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
     seen: list[int] = []
@@ -181,19 +97,3 @@ def test_the_panel_follows_a_load_in_the_browser_and_ends_agreeing_with_stats(
     )
     wait_until(browser, "return document.querySelector('.pipeserve-dashboard').dataset.live == 'no'", timeout_s=20)
     assert panel_numbers(browser)["status_200"] == str(stats["200"])  # the final state keeps the numbers
-
-
-def outputs(driver: Any) -> str:
-    """The text of every cell output on the page (not the code, which contains the markers too)."""
-    text: str = driver.execute_script(
-        "return Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText).join('\\n')"
-    )
-    return text
-
-
-def wait_until(driver: Any, script: str, timeout_s: float) -> None:
-    """Poll a condition in the page (the browser announces nothing the test can wait on)."""
-    deadline = time.monotonic() + timeout_s
-    while not driver.execute_script(script):
-        assert time.monotonic() < deadline, f"not true in {timeout_s} s: {script}"
-        time.sleep(0.1)
