@@ -42,9 +42,16 @@ class RayServerHandle(Handle, Queries):
     """
 
     def __init__(
-        self, settings: ReplicaSettings, host: str, port: int, cluster: clusters.Cluster, replicas: int, cpus: int
+        self,
+        settings: ReplicaSettings,
+        host: str,
+        port: int,
+        cluster: clusters.Cluster,
+        replicas: int,
+        cpus: int,
+        public_url: str | None = None,
     ) -> None:
-        super().__init__(settings.name, host, port)
+        super().__init__(settings.name, host, port, public_url)
         self.replicas = replicas
         """Replicas asked for (Ray keeps this many running)."""
         self.cpus_per_replica = cpus
@@ -135,4 +142,4 @@ class RayServerHandle(Handle, Queries):
             with contextlib.suppress(Exception):  # a display never raises: no live numbers then
                 live = self.stats()
         hints = ["per replica: server.stats()['replicas']", "stop it: server.stop()"] if self.running else []
-        return handle_html(type(self).__name__, self._rows(), live, hints)
+        return handle_html(type(self).__name__, self._rows(), live, hints, self._link_html("try it in a browser"))

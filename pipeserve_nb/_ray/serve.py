@@ -20,7 +20,7 @@ from .._server.core.config import ServerConfig
 from .._server.core.policy import BatchPolicy, Policy
 from .._server.run.exposure import check_exposure
 from .._server.run.registry import register, stop_named
-from .._server.run.settings import Address, RayPlacement
+from .._server.run.settings import Address, RayPlacement, address_of
 from .._server.run.uvicorn_runner import bind_socket
 from .mapping import cpus_per_replica, deployment_options, replica_config
 
@@ -46,6 +46,7 @@ def serve_on_ray(
     host: str = Address.host,
     port: int = Address.port,
     allow_unauthenticated: bool = Address.allow_unauthenticated,
+    public_url: str | None = Address.public_url,
     name: str = "default",
     start_timeout_s: float = 600.0,
 ) -> RayServerHandle:
@@ -67,9 +68,10 @@ def serve_on_ray(
             process is connected to, else a local cluster sized for this machine, started here
             and shut down by the last ``stop()``.
         dashboard: start Ray's dashboard with a local cluster.
-        task, device, dtype, policy, config, host, port, allow_unauthenticated, name,
+        task, device, dtype, policy, config, host, port, allow_unauthenticated, public_url, name,
             start_timeout_s: as for ``serve()``; ``host`` and ``port`` are those of Ray's
-            HTTP proxy when this call starts Serve (a running Serve keeps its own).
+            HTTP proxy when this call starts Serve (a running Serve keeps its own);
+            ``server.browser_url`` is the proxy's address for a person's browser.
 
     Raises:
         ServerStartError: a replica failed to load its model, or the deployment did not come up.
@@ -85,7 +87,7 @@ def serve_on_ray(
     """
     check_shippable(model)
     spec = ModelSpec(model=model, task=task, device=device, dtype=dtype)
-    where = Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated)
+    where = address_of(host, port, allow_unauthenticated, public_url)
     placement = RayPlacement(replicas=replicas, ray_address=address, ray_dashboard=dashboard)
     policy = BatchPolicy() if policy is None else policy
     config = ServerConfig() if config is None else config
@@ -117,7 +119,7 @@ def serve_on_ray(
     except BaseException:
         clusters.release(held)
         raise
-    handle = RayServerHandle(settings, proxy[0], proxy[1], held, placement.replicas, cpus)
+    handle = RayServerHandle(settings, proxy[0], proxy[1], held, placement.replicas, cpus, where.public_url)
     _wait_healthy(handle, start_timeout_s)
     register(handle)
     return handle

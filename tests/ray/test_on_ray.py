@@ -93,7 +93,12 @@ def deployment(cluster: str) -> Iterator[Any]:
     with token_for_this_driver():
         config = ServerConfig(max_queue=8)
         handle = pipeserve_nb.serve_on_ray(
-            replicas=2, address=cluster, config=config, policy=BatchPolicy(max_batch_size=8), name="on-ray"
+            replicas=2,
+            address=cluster,
+            config=config,
+            policy=BatchPolicy(max_batch_size=8),
+            public_url="/through/{port}/",
+            name="on-ray",
         )
         registry.unregister(handle)
         try:
@@ -134,6 +139,9 @@ def test_a_concurrent_load_is_answered_once_by_both_replicas_as_one_process_answ
     assert repr(deployment).startswith(f"<RayServerHandle 'on-ray' running at {deployment.url} ")
     html = deployment._repr_html_()  # what a notebook cell shows: the handle, live numbers, how to stop it
     assert "RayServerHandle" in html and "server.stop()" in html and "server.stats()[&#x27;replicas&#x27;]" in html
+    assert deployment.browser_url == f"/through/{deployment.port}/" and f"href='{deployment.browser_url}'" in html
+    page = httpx.get(deployment.url, trust_env=False)  # a replica's try-it page, through Ray's proxy
+    assert page.status_code == 200 and "try the model" in page.text
 
 
 def test_metrics_through_the_proxy_name_the_replica_they_describe(deployment: Any) -> None:

@@ -20,7 +20,7 @@ from ..core.models import Models
 from ..edge.app import create_app
 from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
-from .reach import around, find_browser_url
+from .reach import BrowserUrl, around, find_browser_url
 from .settings import (
     RayPlacement,
     add_arguments,
@@ -95,8 +95,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     page = find_browser_url(host, port, address.public_url, around())
     announcement = (
         f"pipeserve_nb: serving {names} at http://{shown}:{port}/ (OpenAI API at /v1; Ctrl-C to stop)\n"
-        f"pipeserve_nb: try it in a browser at {page} ({page.how})"
-        + (f"\npipeserve_nb: {page.hint}" if page.hint else "")
+        + _page_lines(page)
     )
     server = Server(
         create_app(models),
@@ -108,6 +107,12 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def _page_lines(page: BrowserUrl) -> str:
+    """Where a person's browser opens the try-it page, how that was found, and what to do first if anything."""
+    hint = f"\npipeserve_nb: {page.hint}" if page.hint else ""
+    return f"pipeserve_nb: try it in a browser at {page} ({page.how}){hint}"
 
 
 def _serve_on_ray(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -135,6 +140,7 @@ def _serve_on_ray(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             host=address.host,
             port=address.port,
             allow_unauthenticated=address.allow_unauthenticated,
+            public_url=address.public_url,
             replicas=placement.replicas,
             address=placement.ray_address,
             dashboard=placement.ray_dashboard,
@@ -146,6 +152,7 @@ def _serve_on_ray(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print(f"pipeserve_nb: serving {handle.model} at {handle.url}/ on Ray ({handle.cluster_address}; Ctrl-C to stop)")
+    print(_page_lines(handle.browser_url))
     sys.stdout.flush()
     stop.wait()
     print("pipeserve_nb: stopping the deployment ...", flush=True)

@@ -8,7 +8,6 @@ wait until ``/health`` answers 200 -> register the handle under its name.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +22,7 @@ from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
 from .handle import AppHandle, ServerHandle
 from .registry import register, stop_named
-from .settings import Address, env_name
+from .settings import Address, address_of
 from .uvicorn_runner import ServerThread, bind_socket
 
 __all__ = ["serve", "serve_app"]
@@ -98,7 +97,7 @@ def serve(
     specs = {
         served: ModelSpec(model=m, task=task, device=device, dtype=dtype) for served, m in named(given, task).items()
     }
-    address = _address(host, port, allow_unauthenticated, public_url)
+    address = address_of(host, port, allow_unauthenticated, public_url)
     policy = BatchPolicy() if policy is None else policy
     config = ServerConfig() if config is None else config
     check_exposure(address.host, config.auth_token, address.allow_unauthenticated)
@@ -155,18 +154,10 @@ def serve_app(
     Raises:
         ServerStartError: the port is taken or the app failed to start; the cause is chained.
     """
-    address = _address(host, port, True, public_url)
+    address = address_of(host, port, True, public_url)
     stop_named(name)
     runner = ServerThread(app, bind_socket(address.host, address.port), name=name, drain_timeout_s=drain_timeout_s)
     runner.start(start_timeout_s)
     handle = AppHandle(name, runner, drain_timeout_s, address.public_url)
     register(handle)
     return handle
-
-
-def _address(host: str, port: int, allow_unauthenticated: bool, public_url: str | None) -> Address:
-    """The address options, checked; ``public_url`` from its environment variable when not given (a hub's
-    image may set it for every notebook, as the Jupyter docker-stacks set ``TENSORBOARD_PROXY_URL``)."""
-    if public_url is None:
-        public_url = os.environ.get(env_name("public_url")) or None
-    return Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated, public_url=public_url)

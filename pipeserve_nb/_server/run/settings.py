@@ -25,6 +25,7 @@ and the README.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ from .reach import is_public_url
 
 __all__ = [
     "Address",
+    "address_of",
     "RayPlacement",
     "check_ray_address",
     "Settings",
@@ -72,6 +74,15 @@ class Address:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+def address_of(host: str, port: int, allow_unauthenticated: bool, public_url: str | None) -> Address:
+    """The address keywords of ``serve()``, ``serve_app()`` and ``serve_on_ray()``, checked; ``public_url`` from
+    ``PIPESERVE_PUBLIC_URL`` when not given (an image for a hub may set it for every notebook, as the Jupyter
+    docker-stacks set ``TENSORBOARD_PROXY_URL``); the other keywords are never read from the environment."""
+    if public_url is None:
+        public_url = os.environ.get(env_name("public_url")) or None
+    return Address(host=host, port=port, allow_unauthenticated=allow_unauthenticated, public_url=public_url)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,7 +32,7 @@ def test_every_refusal_has_its_table_type_and_is_counted_by_status(embedder: Loa
             answers = {
                 "no token": client.post("/", content=b"a"),
                 "unknown path": client.get("/nowhere", headers=auth),
-                "wrong method": client.get("/", headers=auth),
+                "wrong method": client.put("/", headers=auth),
                 "too many inputs": client.post("/", json={"inputs": ["a", "b", "c"]}, headers=auth),
                 "an image": client.post("/", content=b"x", headers={**auth, "content-type": "image/png"}),
                 "empty": client.post("/", content=b" ", headers=auth),
