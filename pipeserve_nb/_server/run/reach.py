@@ -32,6 +32,8 @@ from pathlib import Path
 
 __all__ = ["BrowserUrl", "Surroundings", "around", "find_browser_url", "is_public_url", "jupyter_base"]
 
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
 
 class BrowserUrl(str):
     """A URL a person's browser can open (a ``str``), with the rule that found it (``via``: ``"public_url"``,
@@ -58,13 +60,14 @@ class Surroundings:
 
     Parameters:
         environ: the environment variables.
-        colab_url: on Colab, the function that asks the frontend for a port's URL; None elsewhere.
+        colab_url: on Colab, the function that asks the frontend for a port's URL (None when it does not
+            answer); None elsewhere.
         has_proxy: whether jupyter-server-proxy is installed.
         jupyter_base: the base URL path of the Jupyter server that started this kernel (``"/"``), when known.
     """
 
     environ: Mapping[str, str]
-    colab_url: Callable[[int], str] | None = None
+    colab_url: Callable[[int], str | None] | None = None
     has_proxy: bool = False
     jupyter_base: str | None = None
 
@@ -80,13 +83,14 @@ def around() -> Surroundings:
 
 def find_browser_url(host: str, port: int, public_url: str | None, where: Surroundings) -> BrowserUrl:
     """The URL for a browser of a server listening on ``host:port`` (see the module docstring's rules)."""
-    shown = f"[{host}]" if ":" in host else host
-    local = f"http://{shown}:{port}/"
+    near = _WILDCARDS.get(host, host)  # a server on every address is reached on loopback from this machine
+    local = f"http://[{near}]:{port}/" if ":" in near else f"http://{near}:{port}/"
     if public_url is not None:
         url = _slash(public_url.replace("{port}", str(port)))
         return BrowserUrl(url, "public_url", f"public_url {public_url!r}, the port filled in")
-    if where.colab_url is not None:
-        return BrowserUrl(_slash(where.colab_url(port)), "colab", "Colab: its frontend's proxy to the kernel's port")
+    colab = where.colab_url(port) if where.colab_url is not None else None
+    if colab is not None:
+        return BrowserUrl(_slash(colab), "colab", "Colab: its frontend's proxy to the kernel's port")
     prefix = where.environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if prefix and where.has_proxy:
         path = f"{_slash(prefix)}proxy/{port}/"
@@ -123,11 +127,14 @@ def _slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _colab_url(port: int) -> str:  # pragma: no cover - runs only on Colab
+def _colab_url(port: int) -> str | None:  # pragma: no cover - runs only on Colab
     from google.colab.output import eval_js
 
-    url: str = eval_js(f"google.colab.kernel.proxyPort({port})")
-    return url
+    try:  # a question to the page: no page (a kernel run headless), no answer
+        url = eval_js(f"google.colab.kernel.proxyPort({port})", timeout_sec=10)
+    except Exception:
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 def jupyter_base(server_pid: int) -> str | None:

@@ -33,6 +33,7 @@ def test_a_plain_local_jupyter_gets_the_servers_own_address() -> None:
     assert (url, url.via, url.hint) == ("http://127.0.0.1:8123/", "local", None)
     assert "this machine" in url.how
     assert str(find_browser_url("::1", 8123, None, Surroundings({}))) == "http://[::1]:8123/"
+    assert str(find_browser_url("0.0.0.0", 8123, None, Surroundings({}))) == "http://127.0.0.1:8123/"  # every address
 
 
 def test_jupyterhub_with_jupyter_server_proxy_gets_the_proxy_path_on_the_hubs_address() -> None:
@@ -64,6 +65,7 @@ def test_public_url_wins_then_colab_then_the_hub() -> None:
         "public_url",
     )
     assert found(everything, colab_url=lambda port: colab, has_proxy=True) == (colab + "/", "colab")
+    assert found(everything, colab_url=lambda port: None, has_proxy=True)[1] == "jupyterhub"  # Colab's page silent
     assert found(everything, has_proxy=True)[1] == "jupyterhub"
 
 
