@@ -21,10 +21,8 @@ def browser_link_html(url: str, how: str, hint: str | None, label: str = "open i
     link = f"<a href='{html.escape(url, quote=True)}' target='_blank' rel='noopener'>{html.escape(url)}</a>"
     how_html = f" <span style='color:#777'>({html.escape(how)})</span>"
     hint_html = f"<div style='color:#b54708'>{html.escape(hint)}</div>" if hint else ""
-    return (
-        f"<div class='pipeserve-browser-link' style='font-size:12px'>{html.escape(label)}: {link}{how_html}</div>"
-        + (hint_html)
-    )
+    line = f"<div class='pipeserve-browser-link' style='font-size:12px'>{html.escape(label)}: {link}{how_html}</div>"
+    return line + hint_html
 
 
 class PageFrame:

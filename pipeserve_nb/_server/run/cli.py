@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     on_ray.add_argument("--ray", action="store_true", help="run as replicas behind Ray Serve's proxy")
     add_arguments(on_ray, RayPlacement)  # type: ignore[arg-type]
     demo = commands.add_parser("demo", help="serve the bundled model in a thread, query it, compare batching")
-    demo.add_argument("--requests", type=int, default=192, help="requests per policy")
+    demo.add_argument("--rounds", type=int, default=3, help="rounds; each measures every policy, in a turning order")
+    demo.add_argument("--duration-s", type=float, default=4.0, help="seconds of load per policy and round")
     demo.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     commands.add_parser("options", help="print every option: its serve() keyword, flag, variable, default, rule")
     return parser
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "demo":
         from ..._teaching.demo import run_demo
 
-        run_demo(requests=args.requests, concurrency=args.concurrency)
+        run_demo(rounds=args.rounds, duration_s=args.duration_s, concurrency=args.concurrency)
         return 0
     if args.command == "options":
         print(markdown_table())
