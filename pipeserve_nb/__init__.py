@@ -52,6 +52,7 @@ from ._measure.results import LoadResult, Summary
 from ._measure.runner import arun_load, run_load
 from ._measure.streams import StreamAnswer, StreamLoad, StreamResult, run_streams
 from ._measure.sweep import sweep
+from ._measure.tune import Tuning, tune
 from ._models.loading import load_model
 from ._models.runner import Prepared, Runner
 from ._models.spec import LoadedModel
@@ -96,6 +97,8 @@ __all__ = [
     "LoadResult",
     "Summary",
     "sweep",
+    "tune",
+    "Tuning",
     "StreamLoad",
     "StreamResult",
     "StreamAnswer",

@@ -198,7 +198,7 @@ def _check_batching(f: dict[str, Any], nb: Any) -> None:
     assert f["alone_wait10_n"] > 0 and f["alone_wait10_min_queue_ms"] >= 10
     assert f["shown"]["batching paying under load"] == (f["best_policy"] != "no batching")
     assert f["shown"]["padding eating the gain"] == (f["gain_varied"] < f["gain_uniform"])
-    verdicts = _stdout(nb.cells[_tagged(nb, "findings") - 2])
+    verdicts = _stdout(nb.cells[_tagged(nb, "my-verdicts")])
     assert len(f["my_verdicts"]) == 2 and "closed c=8" in f["my_verdicts"]  # the two loads of section 4
     for load, v in f["my_verdicts"].items():  # each printed verdict is the one its own numbers give
         better = v["ratio"] > 1.05 or v["delta_ms"] < -v["tol_ms"]
@@ -208,6 +208,14 @@ def _check_batching(f: dict[str, Any], nb: Any) -> None:
         )
         assert v["verdict"] == (rule or "makes no real difference"), (load, v)
         assert f"{load}: batching {v['verdict']} here ({v['ratio']:.2f}x" in verdicts
+    tuned = f["tuned"]  # tune(): every setting at both loads, and the choice its own rule makes from them
+    settings = tuned["settings"]
+    assert tuned["rows"] == 2 * len(settings) >= 4
+    eligible = {k: s for k, s in settings.items() if s["all_answered"] and s["worst_p99_ms"] <= tuned["target_ms"]}
+    best = max(eligible, key=lambda k: eligible[k]["score"]) if eligible else None
+    assert tuned["best"] == best
+    printed = _stdout(nb.cells[_tagged(nb, "tune")])
+    assert (f"tune() chose '{best}'" if best else "no setting kept p99 within") in printed
 
 
 def test_timeout_reset_lesson_shows_each_pitfall(tmp_path: Path) -> None:

@@ -44,6 +44,8 @@ PUBLIC = {
     "LoadResult",
     "Summary",
     "sweep",
+    "tune",
+    "Tuning",
     "StreamLoad",
     "StreamResult",
     "StreamAnswer",

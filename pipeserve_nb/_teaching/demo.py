@@ -23,7 +23,7 @@ from .._models.loading import load_model
 from .._server.core.policy import BatchPolicy
 from .._server.run.serve import serve
 
-__all__ = ["run_demo", "format_table", "POLICIES"]
+__all__ = ["run_demo", "format_table", "ratios", "POLICIES"]
 
 POLICIES: dict[str, BatchPolicy] = {
     "no batching (max_batch_size=1)": BatchPolicy(max_batch_size=1),
