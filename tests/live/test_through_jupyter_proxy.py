@@ -43,6 +43,7 @@ CELLS = [
     "server.open(height=430, include_token=True)",
 ]
 bearer = {"Authorization": f"Bearer {TOKEN}"}
+STORY = "Write a long story about a lighthouse keeper."
 
 
 def test_the_browser_link_opens_the_page_through_jupyter_server_proxy_and_streams(tmp_path: Path) -> None:
@@ -89,7 +90,9 @@ def test_the_browser_link_opens_the_page_through_jupyter_server_proxy_and_stream
         assert health.json()["status"] == "ok" and set(health.json()["models"]) == {"minilm", "smollm2"}
         embedding = ask(browser, "minilm", "a cat sat on the mat")
         assert embedding["state"] == "done" and embedding["kind"] == "vector" and embedding["size"] == "384"
-        chat = ask(browser, "smollm2", "Count from 1 to 30, separated by commas.", max_tokens=40)
+        # a story, greedy (the page's default): an answer longer than its 40-token budget in either type the model
+        # may run in (a short answer would leave too few pieces to tell streamed from buffered)
+        chat = ask(browser, "smollm2", STORY, max_tokens=40)
         assert chat["state"] == "done", chat
         # streamed through the proxy: the text came in many reads, not in one at the end
         assert int(chat["pieces"]) >= 10 and int(chat["reads"]) >= 5, chat
@@ -107,7 +110,7 @@ def test_the_browser_link_opens_the_page_through_jupyter_server_proxy_and_stream
 def stream_through(url: str, jupyter_token: str) -> list[bytes]:
     """A streamed chat answer read through the proxy as ``curl -N`` reads it: the pieces as they came. Jupyter's
     token in the query, the server's in the Authorization header."""
-    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Name ten colours."}], "max_tokens": 24}
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": STORY}], "max_tokens": 24, "temperature": 0}
     headers = {**bearer, "Accept": "text/event-stream"}  # else the proxy hands on the whole answer at its end
     with (
         httpx.Client(trust_env=False, timeout=60, params={"token": jupyter_token}) as client,
