@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
+from .._exceptions import InvalidSetting
 from .._live.stats_view import table_html
 from .._models.loading import load_model
 from .._models.spec import LoadedModel
@@ -170,14 +171,14 @@ def tune(
         check("p99_target_ms", p99_target_ms, Number(strict=True))
     grid = list(product(max_batch_size, max_wait_s, max_batch_tokens))
     if not grid or not loads:
-        raise ValueError("tune() needs at least one value of each setting and at least one load")
+        raise InvalidSetting("tune() needs at least one value of each setting and at least one load")
     policies = {
         _label(size, wait, tokens): BatchPolicy(max_batch_size=size, max_wait_s=wait, max_batch_tokens=tokens)
         for size, wait, tokens in grid
     }
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     table = sweep(
-        dict(policies),
+        policies,
         loads,
         model=loaded,
         config=config,
@@ -186,9 +187,8 @@ def tune(
         repeats=repeats,
         progress=progress,
     )
-    for name in SETTINGS:
-        table.insert(1, name, [getattr(policies[label], name) for label in table.policy])
-    table = table[["policy", *SETTINGS, *(c for c in table.columns if c not in ("policy", *SETTINGS))]]
+    for position, name in enumerate(SETTINGS, start=1):  # each row's settings beside its label
+        table.insert(position, name, [getattr(policies[label], name) for label in table.policy])
     table["all_answered"] = table.ok == table.requests
     table["score"] = table.goodput_rps / table.groupby("load").goodput_rps.transform("max")
     tuning = Tuning(table, policies, None, None, p99_target_ms)

@@ -35,7 +35,7 @@ class PipelineRunner(Runner):
         self.max_tokens = max_tokens(tokenizer, pipe.model) if tokenizer is not None else None
         self.parameter_names = keyword_names(pipe._sanitize_parameters)
         self.task = getattr(pipe, "task", None)
-        self._mask = getattr(tokenizer, "mask_token", None) if getattr(pipe, "task", None) == "fill-mask" else None
+        self._mask = getattr(tokenizer, "mask_token", None) if self.task == "fill-mask" else None
 
     def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
         if self._mask is not None:
