@@ -44,6 +44,7 @@ clean:
 bench: setup
 	$(BIN)/python -m benchmarks bench
 	$(BIN)/python -m benchmarks generation
+	$(BIN)/python -m benchmarks levers
 
 reliability: setup
 	$(BIN)/python -m benchmarks reliability

@@ -1,4 +1,4 @@
-"""``python -m benchmarks bench|reliability|ab|model ...`` (see the package docstring)."""
+"""``python -m benchmarks bench|generation|reliability|ab|levers|model ...`` (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    commands = ("bench", "generation", "reliability", "ab", "model")
+    commands = ("bench", "generation", "reliability", "ab", "levers", "model")
     if not argv or argv[0] not in commands:
         print(f"usage: python -m benchmarks {{{'|'.join(commands)}}} [options]  (--help after one)", file=sys.stderr)
         return 2
@@ -28,6 +28,10 @@ def main(argv: list[str]) -> int:
         from .ab import main as ab
 
         return ab(rest)
+    if command == "levers":
+        from .levers import main as levers
+
+        return levers(rest)
     from .inprocess import measure
 
     print(json.dumps(measure(rest)))

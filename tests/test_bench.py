@@ -95,3 +95,16 @@ def test_quick_generation_bench_measures_every_server_and_says_each_target(tmp_p
         assert rows["abandoned"]["idle"] is not None and rows["abandoned"]["after_status"] == 200, (name, rows)
     assert set(measured["alone"]) == {"c=1", "c=2"} and measured["dtype"] in ("float32", "bfloat16")
     assert report.count(" — met") + report.count(" — missed") == 5
+
+
+def test_quick_levers_measure_each_variant_against_the_model_alone_and_the_floor(tmp_path: Path) -> None:
+    done = run_quick("levers", tmp_path, "--only", "team left", "no model")
+    report = (tmp_path / "levers.md").read_text()
+    assert report in done.stdout and "A quick smoke run, not a measurement." in report
+    table = [line.split(" | ") for line in report.splitlines() if line.startswith("| ")]
+    rows = {cells[0].lstrip("| "): cells for cells in table}
+    assert set(rows) == {"variant", "team left", "no model"}
+    team, floor = rows["team left"], rows["no model"]
+    assert float(team[1]) > 0 and float(team[2]) > 0 and float(team[3]) > 0  # answers, a ratio, CPU per answer
+    assert floor[2] == "—" and floor[4] == "—"  # no model: nothing to take a ratio against
+    assert float(floor[3]) > 0 and "cannot pass **" in report  # the bound from the floor's CPU per answer

@@ -1,0 +1,230 @@
+"""Issue 37's levers, one by one: the default server with one change each, against the model alone, in one run.
+
+Each variant is a server in a process of its own (``python -m benchmarks levers --serve VARIANT``), so that
+what one changes in its process (a PyTorch thread team, the interpreter's switch interval, a thread's
+priority) cannot reach another. Each round runs every variant in turn, the order turning from round to
+round, and is bracketed by the model alone in fresh processes (``in_child``: the single-item median on the
+same texts, and sorted batches of 32): a variant's ratio is taken against the mean of its round's two
+brackets. Each variant gets a closed loop of one client (its median latency, and the model time the server
+reports) and one of 32 clients (answers per second), from a load generator in a process of its own.
+
+- ``default``: ``serve(load_model())``, the model loaded on a thread that ended (what a notebook gets);
+- ``team left``: the same, but the model called once from the process's main thread before serving, so that
+  thread keeps a PyTorch thread team (what every notebook got before issue 37);
+- ``switch 1 ms``: ``sys.setswitchinterval(0.001)`` (the interpreter's default is 5 ms);
+- ``loop nice 10``: the event loop's and the preparation thread's priority lowered (nice 10), so the model's
+  threads win the cores;
+- ``torch threads 1``: ``ServerConfig(torch_threads=1)``, a core left to everything else;
+- ``no model``: a callable that returns at once, the server's own cost per request: what the HTTP path, the
+  hand-offs and the load generator take, the floor under every variant.
+
+    python -m benchmarks levers [--rounds 3] [--seconds 6] [--only VARIANT ...] [--quick] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pipeserve_nb as ps
+
+from .inprocess import ROOT, in_child
+
+__all__ = ["VARIANTS", "Round", "measure_levers", "levers_report", "main"]
+
+VARIANTS = ("default", "team left", "switch 1 ms", "loop nice 10", "torch threads 1", "no model")
+BATCH = 32  # the limit's batch size: the best of 8-64 in every bench run so far
+
+
+@dataclass(frozen=True)
+class Round:
+    """One variant's figures in one round, with that round's references (the model alone)."""
+
+    variant: str
+    c1_p50_ms: float
+    c1_model_ms: float
+    c32_rps: float
+    c32_cpu_ms: float
+    """CPU per answer at c=32, the server's process and the load generator's together (ms)."""
+    single_ms: float
+    limit_rps: float
+
+
+def _serve(variant: str) -> None:
+    """The server of ``variant`` in this process, until stdin closes (``--serve``)."""
+    config = ps.ServerConfig(torch_threads=1) if variant == "torch threads 1" else None
+    if variant == "no model":
+        server = ps.serve(lambda texts: [[0.0] * 384 for _ in texts], name="lever", port=0)
+    else:
+        model = ps.load_model()
+        if variant == "team left":
+            model(["the notebook's thread runs the model once"])
+        if variant == "switch 1 ms":
+            sys.setswitchinterval(0.001)
+        server = ps.serve(model, name="lever", port=0, config=config)
+    if variant == "loop nice 10":
+        for thread in threading.enumerate():
+            if thread.name in ("pipeserve-server-lever", "pipeserve-prepare") and thread.native_id is not None:
+                os.setpriority(os.PRIO_PROCESS, thread.native_id, 10)
+    print(f"serving at {server.url}", flush=True)
+    sys.stdin.read()  # the parent closes it to stop us
+    server.stop()
+
+
+@contextmanager
+def _server(variant: str) -> Iterator[tuple[str, int]]:
+    """A server of ``variant`` in a process of its own; its URL and process id."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "benchmarks", "levers", "--serve", variant]
+    process = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        for line in process.stdout:
+            if line.startswith("serving at "):
+                yield line.split()[-1], process.pid
+                break
+        else:
+            raise RuntimeError(f"the server of {variant!r} ended before it served")
+    finally:
+        process.stdin.close()
+        process.wait(60)
+
+
+def _measured(variant: str, texts: list[str], seconds: float) -> tuple[float, float, float, float]:
+    """Of ``variant``'s server: the c=1 median latency and median model time (ms), the c=32 answers/s, and
+    the CPU per answer at c=32 of its process and the load generator's (ms)."""
+    import psutil
+
+    with _server(variant) as (url, pid):
+        ps.warm_up(url, texts=texts)
+        alone = ps.run_load(url, ps.ClosedLoop(concurrency=1, duration_s=seconds), texts=texts, progress=False)
+        process = psutil.Process(pid)
+        before = sum(process.cpu_times()[:2])
+        many = ps.run_load(url, ps.ClosedLoop(concurrency=32, duration_s=seconds), texts=texts, progress=False)
+        server_cpu_s = sum(process.cpu_times()[:2]) - before
+    ok = alone.frame().query("status == 200")
+    cpu_ms = (server_cpu_s + (many.generator_cpu_s or 0.0)) * 1000 / max(many.summary.ok, 1)
+    return float(ok.latency_ms.median()), float(ok.inference_ms.median()), many.summary.goodput_rps, cpu_ms
+
+
+def _references(texts: list[str], quick: bool) -> tuple[float, float]:
+    """The model alone in fresh processes: single-item median (ms) on ``texts``, sorted batches of 32 (items/s)."""
+    single = in_child("single", {"texts": texts[:64]}, quick)["p50_ms"]
+    limit = in_child("sorted", {"texts": texts, "batch_size": BATCH}, quick)["rps"]
+    return single, limit
+
+
+def measure_levers(
+    rounds: int, seconds: float, variants: tuple[str, ...] = VARIANTS, quick: bool = False
+) -> list[Round]:
+    """``rounds`` rounds over ``variants``, the order turning, each bracketed by the model alone."""
+    texts = ps.sample_texts(256, seed=0)
+    found: list[Round] = []
+    before = _references(texts, quick)
+    for index in range(rounds):
+        shift = index % len(variants)
+        order = variants[shift:] + variants[:shift]
+        measured = [(variant, _measured(variant, texts, seconds)) for variant in order]
+        after = _references(texts, quick)
+        single, limit = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+        for variant, (p50, model_ms, rps, cpu_ms) in measured:
+            found.append(Round(variant, p50, model_ms, rps, cpu_ms, single, limit))
+            print(found[-1], flush=True)
+        before = after
+    return found
+
+
+def levers_report(found: list[Round], rounds: int, seconds: float) -> str:
+    """The medians over rounds of each variant, as Markdown, with every round's figures."""
+    lines = [
+        "# Issue 37's levers, one by one",
+        "",
+        f"Run with `python -m benchmarks levers --rounds {rounds} --seconds {seconds:g}` on {os.cpu_count()} cores "
+        "(see the module's docstring for what each variant changes). Each figure is the median over rounds; a "
+        "ratio is taken within its round, against the model alone measured in fresh processes just before and "
+        "after it (sorted batches of 32 for c=32, the single-item median on the same texts for c=1).",
+        "",
+        "| variant | c=32 answers/s | vs the limit | CPU per answer at c=32 (ms) | c=1 p50 ms | "
+        "minus the model alone (ms) | the server's model time at c=1 (ms) | rounds, c=32 |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for variant in dict.fromkeys(r.variant for r in found):
+        mine = [r for r in found if r.variant == variant]
+        modelled = variant != "no model"  # the floor serves no model: no ratio to the model's
+        ratio = f"{statistics.median(r.c32_rps / r.limit_rps for r in mine):.2f}" if modelled else "—"
+        added = f"{statistics.median(r.c1_p50_ms - r.single_ms for r in mine):+.2f}" if modelled else "—"
+        lines.append(
+            f"| {variant} | {statistics.median(r.c32_rps for r in mine):.0f} | {ratio} | "
+            f"{statistics.median(r.c32_cpu_ms for r in mine):.2f} | "
+            f"{statistics.median(r.c1_p50_ms for r in mine):.2f} | {added} | "
+            f"{statistics.median(r.c1_model_ms for r in mine):.2f} | "
+            f"{', '.join(f'{r.c32_rps:.0f}' for r in mine)} |"
+        )
+    limits = sorted({(r.limit_rps, r.single_ms) for r in found})
+    lines += [
+        "",
+        "The model alone, per round (the mean of its brackets): "
+        + "; ".join(f"{limit:.0f} items/s, single item {single:.2f} ms" for limit, single in limits)
+        + ".",
+    ]
+    floor = [r for r in found if r.variant == "no model"]
+    if floor:
+        lines += ["", _bounds(floor)]
+    return "\n".join(lines) + "\n"
+
+
+def _bounds(floor: list[Round]) -> str:
+    """What the server's own cost per request leaves the model, from the rounds of the ``no model`` server."""
+    cores = os.cpu_count() or 1
+    floor_rps = statistics.median(r.c32_rps for r in floor)
+    path_ms = statistics.median(r.c32_cpu_ms for r in floor)
+    limit = statistics.median(r.limit_rps for r in floor)
+    model_ms = cores * 1000 / limit  # the model alone keeps every core busy
+    # per answer a server needs the model's CPU and the path's; with every core busy it answers at most
+    # cores / (model_ms + path_ms) per ms
+    best = model_ms / (model_ms + path_ms)
+    floor_c1 = statistics.median(r.c1_p50_ms - r.c1_model_ms for r in floor)
+    return (
+        f"**The bounds on this machine.** A server that runs no model answered {floor_rps:.0f} requests/s at c=32, "
+        f"its process and the load generator's (on the same {cores} cores) spending {path_ms:.2f} ms of CPU per "
+        f"request: the HTTP path, the hand-offs and the client. At the limit's {limit:.0f} items/s the model alone "
+        f"takes {model_ms:.2f} ms of CPU per item, so a server on this machine, with its load generator beside it, "
+        f"cannot pass **{best:.2f}** of the limit even with the limit's own batches. At c=1 the same server's round "
+        f"trip less its (empty) model call is {floor_c1:.2f} ms at the median: the least a request through HTTP adds "
+        "to the model's own time here."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks levers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0, help="each closed loop's duration")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--only", nargs="+", choices=VARIANTS, help="these variants only")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one round of 1 s loops, not a measurement")
+    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        _serve(args.serve)
+        return 0
+    rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
+    found = measure_levers(rounds, seconds, tuple(args.only or VARIANTS), args.quick)
+    report = levers_report(found, rounds, seconds)
+    if args.quick:
+        report += "\nA quick smoke run, not a measurement.\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "levers.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
