@@ -38,7 +38,7 @@ from ._exceptions import (
 from ._live.dashboard import Dashboard
 from ._measure.corpus import sample_texts
 from ._measure.findings import Findings
-from ._measure.loads import ClosedLoop, OpenLoop
+from ._measure.loads import ClosedLoop, OpenLoop, Replay
 from ._measure.memory import model_copies, rss_mb
 from ._measure.plots import (
     plot_batch_sizes,
@@ -60,6 +60,7 @@ from ._nested import allow_nested_event_loops
 from ._ray.serve import serve_on_ray
 from ._server.core.config import ServerConfig
 from ._server.core.policy import BatchPolicy
+from ._server.core.traffic import RecordedTraffic, Recording
 from ._server.run.handle import AppHandle, ServerHandle, running_servers, stop_all
 from ._server.run.serve import serve, serve_app
 from ._teaching.seed_page import seed_page_app
@@ -92,6 +93,9 @@ __all__ = [
     "model_copies",
     "ClosedLoop",
     "OpenLoop",
+    "Replay",
+    "RecordedTraffic",
+    "Recording",
     "run_load",
     "arun_load",
     "LoadResult",

@@ -4,6 +4,8 @@
   one is answered. Offered load adapts to the server, so it measures capacity, not overload.
 - ``OpenLoop(rate_rps=λ)``: requests sent on a schedule (constant gaps, or Poisson arrivals)
   whatever the answers, so it can overload a server on purpose.
+- ``Replay(traffic)``: what a server recorded (``server.recording()``), sent again: each request at
+  its recorded time (``speed`` times as fast) with its recorded inputs and parameters, whatever the answers.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
+
 from .._exceptions import InvalidSetting
 from .._options import Custom, Int, Number, check
+from .._server.core.traffic import RecordedTraffic
 
-__all__ = ["ClosedLoop", "OpenLoop", "Load"]
+__all__ = ["ClosedLoop", "OpenLoop", "Replay", "Load"]
+
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +91,54 @@ class OpenLoop:
             t += rng.expovariate(self.rate_rps) if self.arrivals == "poisson" else 1 / self.rate_rps
 
 
-Load = ClosedLoop | OpenLoop
+@dataclass(frozen=True)
+class Replay:
+    """Recorded traffic sent again, open loop: request ``i`` at ``traffic.arrivals_s[i] / speed`` seconds
+    from the start, with its recorded inputs and parameters (a lone text without parameters as a raw
+    text body, as most clients send it; the rest as ``{"inputs": [...], "parameters": {...}}``).
+
+    ``speed=2.0`` sends the same requests in half the time: twice the recorded rate, the same mix.
+
+    Example:
+        >>> with server.recording() as rec:    # doctest: +SKIP
+        ...     ...                             # your clients use the server meanwhile
+        >>> run_load(server, Replay(rec.traffic, speed=2.0))  # doctest: +SKIP
+    """
+
+    traffic: RecordedTraffic
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        check("speed", self.speed, Number(strict=True))
+        if not isinstance(self.traffic, RecordedTraffic):
+            raise InvalidSetting("Replay(traffic): give what a server recorded (server.recording()'s .traffic)")
+        if not len(self.traffic):
+            raise InvalidSetting("Replay(traffic): nothing was recorded; send the server requests while it records")
+
+    def describe(self) -> str:
+        """A short label, e.g. ``replay 240 req`` or ``replay 240 req x2``."""
+        return f"replay {len(self.traffic)} req" + (f" x{self.speed:g}" if self.speed != 1 else "")
+
+    def expected_requests(self) -> int:
+        """How many requests this load sends: every one recorded."""
+        return len(self.traffic)
+
+    def schedule(self) -> list[float]:
+        """Intended send times, in seconds from the start."""
+        return [arrival / self.speed for arrival in self.traffic.arrivals_s]
+
+    def bodies(self) -> list[tuple[bytes, str]]:
+        """Each request's body and content type, in order."""
+        out = []
+        for inputs, parameters in zip(self.traffic.inputs, self.traffic.parameters, strict=True):
+            if len(inputs) == 1 and not parameters:
+                out.append((inputs[0].encode("utf-8"), TEXT))
+            else:
+                out.append((orjson.dumps({"inputs": list(inputs), "parameters": dict(parameters)}), JSON))
+        return out
+
+
+Load = ClosedLoop | OpenLoop | Replay
 
 
 _ARRIVALS = Custom("'poisson' or 'constant'", lambda v: v in ("poisson", "constant"), str)

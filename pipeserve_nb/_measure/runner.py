@@ -18,9 +18,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
+from .._exceptions import InvalidSetting
 from .._live.dashboard import Dashboard
 from .corpus import sample_texts
-from .loads import Load
+from .loads import Load, Replay
 from .progress import ProgressLine, statuses_text
 from .results import LoadResult
 from .sender import Row, generate
@@ -62,7 +63,7 @@ def run_load(
     Parameters:
         target: base URL, or anything with a ``url`` (the handle ``serve()`` returns).
         load: ``ClosedLoop(...)`` or ``OpenLoop(...)``.
-        texts: request bodies, used in order and cycled; default ``sample_texts(256)``.
+        texts: request bodies, used in order and cycled; default ``sample_texts(256)`` (a ``Replay`` sends its own).
         in_process: run the generator in this process instead of a separate one.
         timeout_s: client-side limit per request (status 0 when it passes).
         progress: show a progress bar on runs longer than a second.
@@ -74,7 +75,7 @@ def run_load(
         >>> result.summary.ok, len(result.frame())                              # doctest: +SKIP
         (200, 200)
     """
-    url, bodies = _resolve(target, texts)
+    url, bodies = _resolve(target, texts, load)
     bar = _bar(load, progress, target, dashboard)
     try:
         runner: _Run = InThread(url, load, bodies, timeout_s) if in_process else InChild(url, load, bodies, timeout_s)
@@ -100,7 +101,7 @@ async def arun_load(
     dashboard: bool = False,
 ) -> LoadResult:
     """``await`` form of ``run_load`` (same parameters); cancelling it stops the load."""
-    url, bodies = _resolve(target, texts)
+    url, bodies = _resolve(target, texts, load)
     bar = _bar(load, progress, target, dashboard)
     cpu_s = None  # on the caller's loop, the generator's CPU cannot be told from the rest of the process
     try:
@@ -121,8 +122,12 @@ async def arun_load(
     return LoadResult(load, url, rows, in_process, cpu_s)
 
 
-def _resolve(target: str | _HasUrl, texts: Sequence[str] | None) -> tuple[str, list[str]]:
+def _resolve(target: str | _HasUrl, texts: Sequence[str] | None, load: Load) -> tuple[str, list[str]]:
     url = target if isinstance(target, str) else target.url
+    if isinstance(load, Replay):
+        if texts is not None:
+            raise InvalidSetting("a Replay sends the requests it recorded: texts= does not apply to it")
+        return url, []  # its bodies are its own
     bodies = list(texts) if texts is not None else sample_texts(DEFAULT_TEXTS, seed=0)
     if not bodies:
         raise ValueError("texts is empty; give at least one text to send")

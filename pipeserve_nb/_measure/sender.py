@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._wire import BATCH_SIZE_HEADER, INFERENCE_HEADER, QUEUE_WAIT_HEADER, error_of
-from .loads import ClosedLoop, Load
+from .loads import TEXT, ClosedLoop, Load, Replay
 from .rawhttp import ConnectError, RawClient, RawResponse, ReadTimeout, RemoteProtocolError
 
 __all__ = ["Row", "generate", "ROW_FIELDS"]
@@ -57,9 +57,13 @@ async def generate(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Row]:
     """Send ``load`` to ``url`` (raw text bodies, texts used in order, cycling); one row per request."""
-    if not texts:
+    if isinstance(load, Replay):
+        payloads = load.bodies()  # its own requests, in order
+    elif texts:
+        payloads = [(t.encode("utf-8"), TEXT) for t in texts]
+    else:
         raise ValueError("need at least one text to send")
-    bodies = itertools.cycle([t.encode("utf-8") for t in texts])
+    bodies = itertools.cycle(payloads)
     rows: list[Row] = []
     client = RawClient(url, timeout_s)
     try:
@@ -67,12 +71,12 @@ async def generate(
 
         async def send(index: int, intended_s: float | None) -> None:
             """One request; ``intended_s`` None: it is meant to leave now (a closed loop's next)."""
-            body = next(bodies)
+            body, content_type = next(bodies)
             sent = clock() - began
             if intended_s is None:
                 intended_s = sent
             try:
-                r = await client.post(body, "text/plain; charset=utf-8")
+                r = await client.post(body, content_type)
             except (ConnectError, ReadTimeout, RemoteProtocolError) as exc:
                 rows.append(Row(index, intended_s, sent, clock() - began, 0, None, None, None, type(exc).__name__))
             else:

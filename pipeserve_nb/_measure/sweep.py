@@ -11,7 +11,7 @@ from .._server.core.config import ServerConfig
 from .._server.core.policy import BatchPolicy
 from .._server.run.handle import AppHandle, ServerHandle
 from .._server.run.serve import serve
-from .loads import ClosedLoop, Load
+from .loads import ClosedLoop, Load, Replay
 from .results import LoadResult
 from .runner import run_load
 
@@ -80,9 +80,7 @@ def sweep(
                     {
                         "policy": label,
                         "load": load.describe(),
-                        "kind": "closed" if isinstance(load, ClosedLoop) else "open",
-                        "concurrency": load.concurrency if isinstance(load, ClosedLoop) else None,
-                        "rate_rps": None if isinstance(load, ClosedLoop) else load.rate_rps,
+                        **_shape(load),
                         **result.summary.as_dict(),
                     }
                 )
@@ -92,6 +90,15 @@ def sweep(
     status_columns = sorted(c for c in frame.columns if c.startswith("n_"))
     frame[status_columns] = frame[status_columns].fillna(0).astype(int)
     return frame
+
+
+def _shape(load: Load) -> dict[str, Any]:
+    """A load's kind, and its concurrency or its (mean) rate, as a row's columns."""
+    if isinstance(load, ClosedLoop):
+        return {"kind": "closed", "concurrency": load.concurrency, "rate_rps": None}
+    if isinstance(load, Replay):
+        return {"kind": "replay", "concurrency": None, "rate_rps": load.traffic.rate_rps * load.speed}
+    return {"kind": "open", "concurrency": None, "rate_rps": load.rate_rps}
 
 
 def _panel(handle: AppHandle, label: str, loads: Sequence[Load], step: list[int]) -> Dashboard | None:

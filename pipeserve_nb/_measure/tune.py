@@ -153,7 +153,8 @@ def tune(
 
     Parameters:
         model: what ``serve()`` takes (None: the bundled embedder); loaded once, every setting serves that copy.
-        loads: the loads to tune for (``ClosedLoop``, ``OpenLoop``): your traffic's concurrency or rate.
+        loads: the loads to tune for: your traffic's concurrency or rate (``ClosedLoop``, ``OpenLoop``), or
+            the traffic your server recorded, sent again (``Replay(recording.traffic, speed=...)``).
         p99_target_ms: the latency target: a setting whose p99 exceeds it at any load is not chosen.
         max_batch_size, max_wait_s, max_batch_tokens: the values of each setting to try (the grid is their product;
             the other settings keep ``BatchPolicy``'s defaults).

@@ -66,8 +66,12 @@ def test_the_panel_of_a_chat_model_shows_its_streams(smollm2: LoadedModel) -> No
     question = {"messages": [{"role": "user", "content": "Tell me about Paris."}], "max_tokens": 12}
     with serve(smollm2, name="chat-panel") as server:
         history.add(Reading(0.0, server.stats()))
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda _: httpx.post(server.url + "/v1/chat/completions", json=question), range(4)))
+        with ThreadPoolExecutor(4) as pool:  # a busy machine can take over httpx's default 5 s for four streams
+            chats = [
+                pool.submit(httpx.post, server.url + "/v1/chat/completions", json=question, timeout=60)
+                for _ in range(4)
+            ]
+            answers = [chat.result() for chat in chats]
         assert {a.status_code for a in answers} == {200}
         stats = server.stats()
         history.add(Reading(2.0, stats))

@@ -46,6 +46,7 @@ from .policy import Policy
 from .preparation import Preparation, Prepared
 from .request import Request, Result, stopping, worker_died
 from .stream import Generation
+from .traffic import TrafficLog
 
 __all__ = ["Engine", "EngineState", "Reservation"]
 
@@ -125,6 +126,8 @@ class Engine:
         self._all_answered: asyncio.Event | None = None
         self._torch_threads_before: int | None = None
         self._generating: Generating | None = None
+        self.traffic: TrafficLog | None = None
+        """Where admitted requests are recorded while ``server.recording()`` runs (None: not recording)."""
 
     def load(self) -> None:
         """Load the model on the inference thread and wait for it (blocking)."""
@@ -289,6 +292,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         now, timeout_s = clock(), self.config.timeout_s
         request = Request(inputs, parameters, loop.create_future(), now, now + timeout_s)
+        if (traffic := self.traffic) is not None:
+            traffic.add(now, inputs, parameters)
         request.forecast = reservation.forecast
         request.timer = loop.call_later(timeout_s, request.expire)
         reservation.release()  # its room passes to the request

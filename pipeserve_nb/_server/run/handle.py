@@ -13,12 +13,16 @@ import contextlib
 import functools
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
 from ..._client import Queries, auth_headers
+from ..._exceptions import InvalidSetting
 from ..core.config import ServerConfig
 from ..core.models import Models
 from ..core.policy import Policy
+from ..core.traffic import Recording, TrafficLog
+from ..observe.stats import clock
 from . import registry
 from .reach import BrowserUrl, around, find_browser_url
 from .uvicorn_runner import ServerThread
@@ -221,6 +225,34 @@ class ServerHandle(AppHandle, Queries):
         if include_token and self._token is not None:
             url += "#token=" + self._token
         return PageFrame(url, height, self.port if self.browser_url.via == "colab" else None)
+
+    @contextlib.contextmanager
+    def recording(self, *, limit: int = 10_000, model: str | None = None) -> Iterator[Recording]:
+        """Record the requests the server admits while the block runs: when each arrived, its inputs
+        and parameters (the first ``limit``; later ones are counted as ``dropped``). ``model`` names the
+        model in a server of several (default: the default model). Generations (chat) are not recorded.
+
+        Replay the recording with ``pipeserve_nb.Replay`` (in ``tune()`` or ``run_load()``) to try
+        another setting on the traffic your server really got.
+
+        Example:
+            >>> with server.recording() as rec:   # doctest: +SKIP
+            ...     pass                           # your clients use the server meanwhile
+            >>> tuning = tune(loads=[Replay(rec.traffic)])  # doctest: +SKIP
+        """
+        name = self._models.default_name if model is None else model
+        engine = self._models.engines.get(name)
+        if engine is None:
+            raise InvalidSetting(f"recording(model={model!r}): this server holds {self.models}")
+        if engine.traffic is not None:
+            raise InvalidSetting(f"recording(): {name!r} is already being recorded")
+        log = TrafficLog(name, clock(), limit)
+        engine.traffic = log
+        try:
+            yield Recording(log, clock)
+        finally:
+            log.ended_s = clock()
+            engine.traffic = None
 
     def stats(self) -> StatsView:
         """The ``/stats`` answer: a ``dict``, displayed in a notebook as a few lines of its main figures."""
