@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python -m benchmarks bench
 	$(BIN)/python -m benchmarks generation
 	$(BIN)/python -m benchmarks levers
+	$(BIN)/python -m benchmarks policies
 
 reliability: setup
 	$(BIN)/python -m benchmarks reliability

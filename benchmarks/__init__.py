@@ -14,6 +14,8 @@ One entry point, ``python -m benchmarks COMMAND`` (``make bench`` and ``make rel
 - ``levers``: the default server with one change each (a thread team left behind, the switch interval, the
   event loop's priority, one torch thread, no model at all), in turning rounds bracketed by the model alone
   (``levers``); writes ``benchmarks/results/levers.md``;
+- ``policies``: the default batching policy against the best setting of a grid at six loads, each load's best
+  measured again against it in interleaved rounds (``policies``); writes ``benchmarks/results/policies.md``;
 - ``model``: one measurement of the model alone in this process (``inprocess``; ``bench`` runs it in a
   child process of its own).
 

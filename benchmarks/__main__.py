@@ -1,4 +1,4 @@
-"""``python -m benchmarks bench|generation|reliability|ab|levers|model ...`` (see the package docstring)."""
+"""``python -m benchmarks bench|generation|reliability|ab|levers|policies|model ...`` (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    commands = ("bench", "generation", "reliability", "ab", "levers", "model")
+    commands = ("bench", "generation", "reliability", "ab", "levers", "policies", "model")
     if not argv or argv[0] not in commands:
         print(f"usage: python -m benchmarks {{{'|'.join(commands)}}} [options]  (--help after one)", file=sys.stderr)
         return 2
@@ -32,6 +32,10 @@ def main(argv: list[str]) -> int:
         from .levers import main as levers
 
         return levers(rest)
+    if command == "policies":
+        from .policies import main as policies
+
+        return policies(rest)
     from .inprocess import measure
 
     print(json.dumps(measure(rest)))

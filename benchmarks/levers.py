@@ -8,9 +8,11 @@ same texts, and sorted batches of 32): a variant's ratio is taken against the me
 brackets. Each variant gets a closed loop of one client (its median latency, and the model time the server
 reports) and one of 32 clients (answers per second), from a load generator in a process of its own.
 
-- ``default``: ``serve(load_model())``, the model loaded on a thread that ended (what a notebook gets);
-- ``team left``: the same, but the model called once from the process's main thread before serving, so that
-  thread keeps a PyTorch thread team (what every notebook got before issue 37);
+- ``default``: ``serve(load_model())``, what a notebook does: the main thread loaded the model, so it keeps an
+  idle PyTorch (OpenMP) thread team beside the server's;
+- ``no second team``: the model loaded on a thread that then ended, so the server's team is the process's only
+  one. With no more OpenMP threads than cores, libgomp lets its idle workers spin instead of sleeping: faster
+  alone, and far slower when another process computes on the same cores (``docs/performance.md``);
 - ``switch 1 ms``: ``sys.setswitchinterval(0.001)`` (the interpreter's default is 5 ms);
 - ``loop nice 10``: the event loop's and the preparation thread's priority lowered (nice 10), so the model's
   threads win the cores;
@@ -40,7 +42,7 @@ from .inprocess import ROOT, in_child
 
 __all__ = ["VARIANTS", "Round", "measure_levers", "levers_report", "main"]
 
-VARIANTS = ("default", "team left", "switch 1 ms", "loop nice 10", "torch threads 1", "no model")
+VARIANTS = ("default", "no second team", "switch 1 ms", "loop nice 10", "torch threads 1", "no model")
 BATCH = 32  # the limit's batch size: the best of 8-64 in every bench run so far
 
 
@@ -64,9 +66,7 @@ def _serve(variant: str) -> None:
     if variant == "no model":
         server = ps.serve(lambda texts: [[0.0] * 384 for _ in texts], name="lever", port=0)
     else:
-        model = ps.load_model()
-        if variant == "team left":
-            model(["the notebook's thread runs the model once"])
+        model = _loaded_on_a_passing_thread() if variant == "no second team" else ps.load_model()
         if variant == "switch 1 ms":
             sys.setswitchinterval(0.001)
         server = ps.serve(model, name="lever", port=0, config=config)
@@ -77,6 +77,15 @@ def _serve(variant: str) -> None:
     print(f"serving at {server.url}", flush=True)
     sys.stdin.read()  # the parent closes it to stop us
     server.stop()
+
+
+def _loaded_on_a_passing_thread() -> ps.LoadedModel:
+    """``load_model()`` on a thread that ends with it: its thread team ends with it."""
+    loaded: list[ps.LoadedModel] = []
+    thread = threading.Thread(target=lambda: loaded.append(ps.load_model()), name="passing")
+    thread.start()
+    thread.join()
+    return loaded[0]
 
 
 @contextmanager

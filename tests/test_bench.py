@@ -98,13 +98,30 @@ def test_quick_generation_bench_measures_every_server_and_says_each_target(tmp_p
 
 
 def test_quick_levers_measure_each_variant_against_the_model_alone_and_the_floor(tmp_path: Path) -> None:
-    done = run_quick("levers", tmp_path, "--only", "team left", "no model")
+    done = run_quick("levers", tmp_path, "--only", "default", "no model")
     report = (tmp_path / "levers.md").read_text()
     assert report in done.stdout and "A quick smoke run, not a measurement." in report
     table = [line.split(" | ") for line in report.splitlines() if line.startswith("| ")]
     rows = {cells[0].lstrip("| "): cells for cells in table}
-    assert set(rows) == {"variant", "team left", "no model"}
-    team, floor = rows["team left"], rows["no model"]
-    assert float(team[1]) > 0 and float(team[2]) > 0 and float(team[3]) > 0  # answers, a ratio, CPU per answer
-    assert floor[2] == "—" and floor[4] == "—"  # no model: nothing to take a ratio against
+    assert set(rows) == {"variant", "default", "no model"}
+    default, floor = rows["default"], rows["no model"]
+    assert float(default[1]) > 0 and float(default[2]) > 0 and float(default[3]) > 0  # answers, ratio, CPU per answer
+    assert floor[2] == "—" and floor[5] == "—"  # no model: nothing to take a ratio against
     assert float(floor[3]) > 0 and "cannot pass **" in report  # the bound from the floor's CPU per answer
+
+
+def test_quick_policies_judge_the_default_against_the_best_setting_at_six_loads(tmp_path: Path) -> None:
+    done = run_quick("policies", tmp_path)
+    report = (tmp_path / "policies.md").read_text()
+    assert report in done.stdout and "a quick smoke run, not a measurement" in report
+    rows = [
+        line.split(" | ") for line in report.splitlines() if line.startswith("| closed") or line.startswith("| open")
+    ]
+    loads = [cells[0].lstrip("| ") for cells in rows]
+    assert loads[:3] == ["closed c=1", "closed c=8", "closed c=32"] and len(loads) == 6
+    assert all(re.fullmatch(r"open [\d.]+ rps", load) for load in loads[3:])
+    for cells in rows:
+        assert cells[1] in ("batch 1, wait 0 ms", "batch 32, wait 0 ms"), cells  # one of the grid's two settings
+        assert cells[-1].rstrip(" |") in ("yes", "**no**")
+        # where the default was not the best, it was measured again against it (one round, quick)
+        assert cells[5].startswith("— (the default was best)") == (cells[1] == "batch 32, wait 0 ms"), cells

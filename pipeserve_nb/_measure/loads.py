@@ -100,9 +100,11 @@ class Replay:
     ``speed=2.0`` sends the same requests in half the time: twice the recorded rate, the same mix.
 
     Example:
-        >>> with server.recording() as rec:    # doctest: +SKIP
-        ...     ...                             # your clients use the server meanwhile
-        >>> run_load(server, Replay(rec.traffic, speed=2.0))  # doctest: +SKIP
+        >>> with server.recording() as rec:                       # doctest: +SKIP
+        ...     answers = [server.query(t) for t in ("one", "two")]  # your clients, meanwhile
+        >>> result = run_load(server, Replay(rec.traffic, speed=2.0), progress=False)  # doctest: +SKIP
+        >>> result.summary.ok                                      # doctest: +SKIP
+        2
     """
 
     traffic: RecordedTraffic

@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 from .generation.chat import chat_model_of
-from .passing import on_a_passing_thread
 from .precision import cast, resolve
 from .quiet import quiet_loading
 from .runner import Runner
@@ -35,18 +34,16 @@ def load_model(
 
     ``dtype`` as in ``serve()``: ``"auto"`` casts the weights to bfloat16 where the device runs it
     natively and faster (``precision``), ``"float32"`` keeps them exact. Useful to measure the model alone.
-    The loading runs on a thread of its own that ends with it, so the calling thread (a notebook's)
-    gets no PyTorch thread team (``passing``). In a process that also runs a server, do not call the
-    model from the notebook's thread either: PyTorch keeps a thread team per calling thread, and a
-    second team slows the server's model (``docs/performance.md``).
+    In a process that also runs a server, call the model from one thread only: PyTorch keeps a
+    thread team per calling thread, and two teams compete for the cores. The thread that loads the
+    model keeps an idle team (``docs/performance.md`` measures what that costs, and why it stays).
 
     Example:
         >>> embed = load_model()                  # doctest: +SKIP
         >>> len(embed(["hello world"])[0])        # doctest: +SKIP
         384
     """
-    spec = ModelSpec(model=model, task=task, device=device, dtype=dtype)
-    return on_a_passing_thread(lambda: load(spec), "pipeserve-load")
+    return load(ModelSpec(model=model, task=task, device=device, dtype=dtype))
 
 
 def load(spec: ModelSpec) -> LoadedModel:

@@ -236,9 +236,10 @@ class ServerHandle(AppHandle, Queries):
         another setting on the traffic your server really got.
 
         Example:
-            >>> with server.recording() as rec:   # doctest: +SKIP
-            ...     pass                           # your clients use the server meanwhile
-            >>> tuning = tune(loads=[Replay(rec.traffic)])  # doctest: +SKIP
+            >>> with server.recording() as rec:                     # doctest: +SKIP
+            ...     answer = server.query("your clients, meanwhile")
+            >>> len(rec.traffic), rec.traffic.inputs                  # doctest: +SKIP
+            (1, (('your clients, meanwhile',),))
         """
         name = self._models.default_name if model is None else model
         engine = self._models.engines.get(name)
