@@ -11,7 +11,7 @@ One entry point, ``python -m benchmarks COMMAND`` (``make bench`` and ``make rel
 - ``reliability``: bad input, overload soaks, paired rounds, a hung model (``reliability``, ``overload``,
   ``rounds``, ``hung``, ``split``); writes ``benchmarks/results/reliability.md``;
 - ``ab``: two checkouts of pipeserve, interleaved: overhead at c=1 and throughput at c=32 (``ab``);
-- ``levers``: the default server with one change each (a thread team left behind, the switch interval, the
+- ``levers``: the default server with one change each (no second thread team, the switch interval, the
   event loop's priority, one torch thread, no model at all), in turning rounds bracketed by the model alone
   (``levers``); writes ``benchmarks/results/levers.md``;
 - ``policies``: the default batching policy against the best setting of a grid at six loads, each load's best
