@@ -70,10 +70,12 @@ def run_servers(texts: list[str], sizes: Sizes) -> tuple[pd.DataFrame, dict[tupl
         ps.ClosedLoop(concurrency=8, duration_s=sizes.closed_duration_s),
         ps.ClosedLoop(concurrency=32, duration_s=sizes.closed_duration_s),
     ]
-    first = ps.sweep(servers(models), closed, texts=texts, keep=kept, progress=False)
+    # a smoke run sends from this process: a load generator's own process costs a Python start per load
+    smoke = sizes is QUICK
+    first = ps.sweep(servers(models), closed, texts=texts, keep=kept, progress=False, in_process=smoke)
     capacity = float(first[(first.policy.isin(list(OURS))) & (first.concurrency == 32)].goodput_rps.max())
     opened = {f: ps.OpenLoop(rate_rps=round(f * capacity, 1), duration_s=sizes.open_duration_s) for f in (0.5, 1, 2)}
-    second = ps.sweep(servers(models), list(opened.values()), texts=texts, keep=kept, progress=False)
+    second = ps.sweep(servers(models), list(opened.values()), texts=texts, keep=kept, progress=False, in_process=smoke)
     second["load_factor"] = second.load.map({load.describe(): f for f, load in opened.items()})
     frame = pd.concat([first, second], ignore_index=True)
     status_columns = sorted(c for c in frame.columns if c.startswith("n_"))

@@ -28,6 +28,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -88,15 +89,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def servers(dtype: str, quick: bool) -> list[Server]:
-    """The servers compared, each a command line that serves the bundled chat model on a free port."""
-    gguf = gguf_file()
-    forced = f"{gguf.parent}:{gguf.name}"
+def servers(dtype: str, quick: bool, weights: Path) -> list[Server]:
+    """The servers compared, each a command line that serves the bundled chat model on a free port.
+
+    ``transformers serve`` reads ``weights``: the weights pipeserve served, saved in the dtype both serve
+    by the child that measures the model alone (``alone``), which runs before it. Given the GGUF file
+    instead, it dequantizes it at every start (about 35 s here), with the same weights in the end."""
     ours = [sys.executable, "-m", "pipeserve_nb", "serve", "--model", "smollm2", "--dtype", dtype]
     theirs = [
         str(Path(sys.executable).parent / "transformers"),
         "serve",
-        forced,
+        str(weights),
         "--device",
         "cpu",
         "--dtype",
@@ -106,8 +109,8 @@ def servers(dtype: str, quick: bool) -> list[Server]:
     ]
     lineup = [
         Server(OURS, ours, "smollm2"),
-        Server("transformers serve --continuous-batching", [*theirs, "--continuous-batching"], forced),
-        Server("transformers serve (one at a time)", theirs, forced),
+        Server("transformers serve --continuous-batching", [*theirs, "--continuous-batching"], str(weights)),
+        Server("transformers serve (one at a time)", theirs, str(weights)),
     ]
     return lineup[:2] if quick else lineup
 
@@ -197,9 +200,10 @@ def measure_server(server: Server, sizes: Sizes, count: Callable[[str], int]) ->
     return rows
 
 
-def alone(dtype: str, sizes: Sizes) -> dict[str, float]:
+def alone(dtype: str, sizes: Sizes, weights: Path) -> dict[str, float]:
     """The model alone (in this process: call it in a fresh one): tokens/s of ``generate()`` on a static,
-    left-padded batch of c prompts, greedy, best of two, counting only the tokens before each row's end."""
+    left-padded batch of c prompts, greedy, best of two, counting only the tokens before each row's end.
+    First the model and its tokenizer are saved to ``weights``, for ``transformers serve``."""
     import torch
 
     from pipeserve_nb import load_model
@@ -207,6 +211,8 @@ def alone(dtype: str, sizes: Sizes) -> dict[str, float]:
     model = load_model("smollm2", dtype=dtype)
     assert model.chat is not None
     lm, tokenizer = model.chat.model, model.chat.tokenizer
+    lm.save_pretrained(weights)
+    tokenizer.save_pretrained(weights)
     tokenizer.padding_side = "left"
     ends = {tokenizer.eos_token_id}
     rates: dict[str, float] = {}
@@ -230,11 +236,34 @@ def alone(dtype: str, sizes: Sizes) -> dict[str, float]:
     return rates
 
 
-def _alone_in_child(dtype: str, quick: bool) -> dict[str, float]:
-    command = [sys.executable, "-m", "benchmarks", "generation", "--alone", dtype, *(["--quick"] if quick else [])]
+def _alone_in_child(dtype: str, quick: bool, weights: Path) -> dict[str, float]:
+    command = [sys.executable, "-m", "benchmarks", "generation", "--alone", dtype, "--weights", str(weights)]
+    command += ["--quick"] if quick else []
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     answer: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return answer
+
+
+def _measure_all(
+    sizes: Sizes, quick: bool, count: Callable[[str], int], weights: Path
+) -> tuple[dict[str, Any], dict[str, float], str]:
+    """Each server in turn, pipeserve's first, and the model alone right after it: the rows, the model
+    alone's rates, and the dtype pipeserve chose (the others serve in it; its ``/health`` says)."""
+    results: dict[str, Any] = {}
+    limit: dict[str, float] = {}
+    dtype = "auto"
+    for server in servers(dtype, quick, weights):
+        if server.name != OURS:
+            server = Server(server.name, [dtype if part == "auto" else part for part in server.command], server.model)
+        print(f"measuring {server.name} ...", flush=True)
+        measured = measure_server(server, sizes, count)
+        served_in = measured.pop("dtype")
+        if server.name == OURS:
+            dtype = str(served_in)
+            print(f"measuring the model alone in {dtype} (in a process of its own) ...", flush=True)
+            limit = _alone_in_child(dtype, quick, weights)
+        results[server.name] = measured
+    return results, limit, dtype
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,10 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny workloads: check the benchmark runs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write generation.md")
     parser.add_argument("--alone", metavar="DTYPE", help=argparse.SUPPRESS)  # the child that measures the model
+    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)  # where that child saves them
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.alone:
-        print(json.dumps(alone(args.alone, sizes)))
+        print(json.dumps(alone(args.alone, sizes, args.weights)))
         return 0
     from transformers import AutoTokenizer
 
@@ -256,19 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {}
-    dtype = "auto"  # pipeserve's default runs first; the others in the dtype it chose (its /health says)
-    for server in servers(dtype, args.quick):
-        if server.name != OURS:
-            server = Server(server.name, [dtype if part == "auto" else part for part in server.command], server.model)
-        print(f"measuring {server.name} ...", flush=True)
-        measured = measure_server(server, sizes, count)
-        served_in = measured.pop("dtype")
-        if server.name == OURS:
-            dtype = str(served_in)
-            print(f"measuring the model alone in {dtype} (in a process of its own) ...", flush=True)
-            limit = _alone_in_child(dtype, args.quick)
-        results[server.name] = measured
+    weights = Path(tempfile.mkdtemp(prefix="smollm2-weights-"))
+    try:
+        results, limit, dtype = _measure_all(sizes, args.quick, count, weights)
+    finally:
+        shutil.rmtree(weights, ignore_errors=True)
     report = render(results, limit, dtype, sizes.concurrency, sizes.max_tokens, sizes.abandoned, args.quick)
     (args.out / "generation.md").write_text(report)
     (args.out / "generation.json").write_text(
