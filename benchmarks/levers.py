@@ -10,9 +10,10 @@ reports) and one of 32 clients (answers per second), from a load generator in a 
 
 - ``default``: ``serve(load_model())``, what a notebook does: the main thread loaded the model, so it keeps an
   idle PyTorch (OpenMP) thread team beside the server's;
-- ``no second team``: the model loaded on a thread that then ended, so the server's team is the process's only
-  one. With no more OpenMP threads than cores, libgomp lets its idle workers spin instead of sleeping: faster
-  alone, and far slower when another process computes on the same cores (``docs/performance.md``);
+- ``own cores``: ``ServerConfig(cores="own")``: the main thread, which loaded the model, lets its team go when
+  the server starts, so the server's team is the process's only one. With no more OpenMP threads than cores,
+  libgomp lets its idle workers spin instead of sleeping: faster alone, and far slower when another process
+  computes on the same cores (``docs/performance.md``);
 - ``switch 1 ms``: ``sys.setswitchinterval(0.001)`` (the interpreter's default is 5 ms);
 - ``loop nice 10``: the event loop's and the preparation thread's priority lowered (nice 10), so the model's
   threads win the cores;
@@ -42,7 +43,7 @@ from .inprocess import ROOT, in_child
 
 __all__ = ["VARIANTS", "Round", "measure_levers", "levers_report", "main"]
 
-VARIANTS = ("default", "no second team", "switch 1 ms", "loop nice 10", "torch threads 1", "no model")
+VARIANTS = ("default", "own cores", "switch 1 ms", "loop nice 10", "torch threads 1", "no model")
 BATCH = 32  # the limit's batch size: the best of 8-64 in every bench run so far
 
 
@@ -62,11 +63,13 @@ class Round:
 
 def _serve(variant: str) -> None:
     """The server of ``variant`` in this process, until stdin closes (``--serve``)."""
-    config = ps.ServerConfig(torch_threads=1) if variant == "torch threads 1" else None
+    config = {"torch threads 1": ps.ServerConfig(torch_threads=1), "own cores": ps.ServerConfig(cores="own")}.get(
+        variant
+    )
     if variant == "no model":
         server = ps.serve(lambda texts: [[0.0] * 384 for _ in texts], name="lever", port=0)
     else:
-        model = _loaded_on_a_passing_thread() if variant == "no second team" else ps.load_model()
+        model = ps.load_model()
         if variant == "switch 1 ms":
             sys.setswitchinterval(0.001)
         server = ps.serve(model, name="lever", port=0, config=config)
@@ -77,15 +80,6 @@ def _serve(variant: str) -> None:
     print(f"serving at {server.url}", flush=True)
     sys.stdin.read()  # the parent closes it to stop us
     server.stop()
-
-
-def _loaded_on_a_passing_thread() -> ps.LoadedModel:
-    """``load_model()`` on a thread that ends with it: its thread team ends with it."""
-    loaded: list[ps.LoadedModel] = []
-    thread = threading.Thread(target=lambda: loaded.append(ps.load_model()), name="passing")
-    thread.start()
-    thread.join()
-    return loaded[0]
 
 
 @contextmanager

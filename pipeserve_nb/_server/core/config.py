@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 from ..._options import Custom, Flag, Int, Number, Text, check_fields, option
 
-__all__ = ["ServerConfig", "JOIN_RULES"]
+__all__ = ["ServerConfig", "JOIN_RULES", "CORES"]
 
 _SECONDS = Number(strict=True, of="seconds")
 
 JOIN_RULES = ("continuous", "static", "one_at_a_time")
 """When a new generation joins the running ones (``generation``): at the next model step, when the running
 batch has ended, or one generation at a time."""
+
+CORES = ("shared", "own")
+"""``ServerConfig.cores``: leave PyTorch's thread teams as they are, or let the caller's go (``thread_team``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +70,14 @@ class ServerConfig:
             ``torch.set_num_threads`` (process-wide) before the model loads and restored
             when the server stops; None keeps PyTorch's choice (one per core). The event
             loop needs little CPU; ``make bench`` measures the default against 1 thread.
+        cores: ``"shared"`` (the default) leaves PyTorch's thread teams as they are: in a notebook the
+            kernel's thread that loaded the model keeps an idle team, and with more threads than cores
+            PyTorch's OpenMP runtime (libgomp) lets idle workers sleep, polite to other busy processes.
+            ``"own"``: the thread that calls ``serve()`` lets its team go, so the server's is the only
+            one and its idle workers spin between ops: faster when the cores are the server's, several
+            times slower when another process computes on them (``docs/performance.md``). It lasts until
+            that thread runs a PyTorch op again. A server that loads its own model (``serve("name")``,
+            the command line) has the only team either way. Linux with PyTorch's own libgomp only.
         debug: put exception messages and Python tracebacks in error bodies (never on a
             shared server: they can reveal file paths and internals).
 
@@ -111,6 +122,11 @@ class ServerConfig:
     )
     torch_threads: int | None = option(
         None, Int(optional=True), "PyTorch threads per model call (None: one per core)", unit="threads"
+    )
+    cores: str = option(
+        "shared",
+        Custom("one of " + ", ".join(repr(c) for c in CORES), lambda v: v in CORES, str.strip),
+        "own: the caller lets its PyTorch thread team go, the server's spins (faster alone)",
     )
     debug: bool = option(False, Flag(), "put exception messages and tracebacks in error bodies")
 

@@ -8,6 +8,7 @@ wait until ``/health`` answers 200 -> register the handle under its name.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..._models.spec import ModelSpec
 from ..core.config import ServerConfig
 from ..core.models import Models
 from ..core.policy import BatchPolicy, Policy
+from ..core.thread_team import release_team
 from ..edge.app import create_app
 from ..edge.http_protocol import http_protocol
 from .exposure import check_exposure
@@ -26,6 +28,8 @@ from .settings import Address, address_of
 from .uvicorn_runner import ServerThread, bind_socket
 
 __all__ = ["serve", "serve_app"]
+
+logger = logging.getLogger("pipeserve_nb")
 
 
 def serve(
@@ -111,6 +115,8 @@ def serve(
         sock.close()
         which = specs[models.not_loaded or models.default_name].describe()
         raise ServerStartError(f"could not load model {which!r}: {type(exc).__name__}: {exc}") from exc
+    if config.cores == "own" and release_team() == "not libgomp":
+        logger.warning("pipeserve_nb: cores='own' changed nothing: PyTorch's OpenMP runtime here is not libgomp")
 
     runner = ServerThread(
         create_app(models),

@@ -34,6 +34,7 @@ TEXT_SAMPLES = {
     "dtype": "float32",
     "host": "127.0.0.2",
     "generation": "static",
+    "cores": "own",
     "public_url": "https://example.org/tunnel/{port}/",
 }
 """Values for options whose rule takes free text (any other rule gets a value derived from it)."""
