@@ -36,7 +36,8 @@ def load_model(
     natively and faster (``precision``), ``"float32"`` keeps them exact. Useful to measure the model alone.
     In a process that also runs a server, call the model from one thread only: PyTorch keeps a
     thread team per calling thread, and two teams compete for the cores. The thread that loads the
-    model keeps an idle team (``docs/performance.md`` measures what that costs, and why it stays).
+    model keeps an idle team (``docs/performance.md`` measures what that costs, and why it stays);
+    ``ServerConfig(cores="own")`` lets it go when the server starts.
 
     Example:
         >>> embed = load_model()                  # doctest: +SKIP
