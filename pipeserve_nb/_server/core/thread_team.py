@@ -50,7 +50,4 @@ def _libgomp() -> ctypes.CDLL | None:
     if not maps.is_file():
         return None
     loaded = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line.rsplit("/", 1)[-1]}
-    for path in sorted(loaded):
-        if path.startswith("/"):
-            return ctypes.CDLL(path)  # already loaded: the same library, not a second copy
-    return None
+    return ctypes.CDLL(min(loaded)) if loaded else None  # already loaded: the same library, not a second copy
