@@ -18,6 +18,10 @@ reports) and one of 32 clients (answers per second), from a load generator in a 
 - ``loop nice 10``: the event loop's and the preparation thread's priority lowered (nice 10), so the model's
   threads win the cores;
 - ``torch threads 1``: ``ServerConfig(torch_threads=1)``, a core left to everything else;
+- ``own process``: the model's ``run`` in a process of its own (``multiprocessing``, spawned): the server's
+  process tokenizes and hands the token ids over a pipe, the model's process runs the batch and sends the
+  embeddings back. The model's Python never waits for the event loop's GIL, and its thread team is its
+  process's only one (it spins, as with ``own cores``). A lever to measure, not a server option;
 - ``no model``: a callable that returns at once, the server's own cost per request: what the HTTP path, the
   hand-offs and the load generator take, the floor under every variant.
 
@@ -27,15 +31,18 @@ reports) and one of 32 clients (answers per second), from a load generator in a 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import pipeserve_nb as ps
 
@@ -43,7 +50,7 @@ from .inprocess import ROOT, in_child
 
 __all__ = ["VARIANTS", "Round", "measure_levers", "levers_report", "main"]
 
-VARIANTS = ("default", "own cores", "switch 1 ms", "loop nice 10", "torch threads 1", "no model")
+VARIANTS = ("default", "own cores", "own process", "switch 1 ms", "loop nice 10", "torch threads 1", "no model")
 BATCH = 32  # the limit's batch size: the best of 8-64 in every bench run so far
 
 
@@ -61,6 +68,42 @@ class Round:
     limit_rps: float
 
 
+class _ModelProcess(ps.Runner):
+    """``model``'s runner with its ``run`` in a spawned process: ``prepare`` and ``encode`` stay here."""
+
+    def __init__(self, model: ps.LoadedModel) -> None:
+        self._here = model.runner
+        self.max_tokens, self.parameter_names, self.task = model.max_tokens, model.parameter_names, model.runner.task
+        self._pipe, theirs = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(target=_run_model, args=(theirs,), daemon=True)
+        self._process.start()
+        if self._pipe.recv() != "ready":
+            raise RuntimeError("the model's process did not start")
+
+    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> ps.Prepared:
+        return self._here.prepare(texts, parameters)
+
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        self._pipe.send((inputs, dict(parameters)))
+        answer: list[Any] = self._pipe.recv()
+        return answer
+
+    def encode(self, output: Any) -> Any:
+        return self._here.encode(output)
+
+
+def _run_model(pipe: Connection) -> None:
+    """The model's process: load it, then run each batch the pipe brings until the pipe closes."""
+    runner = ps.load_model().runner
+    pipe.send("ready")
+    while True:
+        try:
+            inputs, parameters = pipe.recv()
+        except EOFError:
+            return
+        pipe.send(runner.run(inputs, parameters))
+
+
 def _serve(variant: str) -> None:
     """The server of ``variant`` in this process, until stdin closes (``--serve``)."""
     config = {"torch threads 1": ps.ServerConfig(torch_threads=1), "own cores": ps.ServerConfig(cores="own")}.get(
@@ -68,6 +111,8 @@ def _serve(variant: str) -> None:
     )
     if variant == "no model":
         server = ps.serve(lambda texts: [[0.0] * 384 for _ in texts], name="lever", port=0)
+    elif variant == "own process":
+        server = ps.serve(_ModelProcess(ps.load_model()), name="lever", port=0)
     else:
         model = ps.load_model()
         if variant == "switch 1 ms":
@@ -103,16 +148,16 @@ def _server(variant: str) -> Iterator[tuple[str, int]]:
 
 def _measured(variant: str, texts: list[str], seconds: float) -> tuple[float, float, float, float]:
     """Of ``variant``'s server: the c=1 median latency and median model time (ms), the c=32 answers/s, and
-    the CPU per answer at c=32 of its process and the load generator's (ms)."""
+    the CPU per answer at c=32 of its process (and the model's, where it has one) and the load generator's (ms)."""
     import psutil
 
     with _server(variant) as (url, pid):
         ps.warm_up(url, texts=texts)
         alone = ps.run_load(url, ps.ClosedLoop(concurrency=1, duration_s=seconds), texts=texts, progress=False)
-        process = psutil.Process(pid)
-        before = sum(process.cpu_times()[:2])
+        processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]  # the model's own, if any
+        before = sum(sum(p.cpu_times()[:2]) for p in processes)
         many = ps.run_load(url, ps.ClosedLoop(concurrency=32, duration_s=seconds), texts=texts, progress=False)
-        server_cpu_s = sum(process.cpu_times()[:2]) - before
+        server_cpu_s = sum(sum(p.cpu_times()[:2]) for p in processes) - before
     ok = alone.frame().query("status == 200")
     cpu_ms = (server_cpu_s + (many.generator_cpu_s or 0.0)) * 1000 / max(many.summary.ok, 1)
     return float(ok.latency_ms.median()), float(ok.inference_ms.median()), many.summary.goodput_rps, cpu_ms
