@@ -74,7 +74,7 @@ def server() -> Iterator[pipeserve_nb.ServerHandle]:
 
 
 LIVE = [m for m in MODULES if "+SKIP" in _source(m) and not m.endswith("_ray.serve")]
-"""The modules with examples that need a server (the Ray one has a test of its own)."""
+"""The modules with examples that need a server (the Ray one runs on a cluster in ``tests/ray/test_on_ray.py``)."""
 
 
 @pytest.mark.gate
@@ -83,29 +83,3 @@ def test_the_examples_that_need_a_server_run_against_a_real_one(module: str, ser
     tests = _examples(module, live=True)
     failed, _, report = _run(tests, {"server": server, **vars(pipeserve_nb)})
     assert failed == 0, report
-
-
-RAY_EXAMPLE = """
-import doctest, sys
-import pipeserve_nb._ray.serve as module
-sys.path.insert(0, sys.argv[1])
-from tests.test_doctests import _examples, _run
-failed, attempted, report = _run(_examples(module.__name__, live=True), {})
-print(report)
-print(f"failed={failed} attempted={attempted}")
-"""
-
-
-@pytest.mark.gate
-@pytest.mark.ray
-def test_the_ray_example_runs_on_a_real_cluster() -> None:
-    """In a process of its own, as a user's script would run it (a Ray driver keeps state per process)."""
-    import subprocess
-    import sys
-
-    root = str(PACKAGE.parent)
-    done = subprocess.run(
-        [sys.executable, "-c", RAY_EXAMPLE, root], capture_output=True, text=True, timeout=600, cwd=root
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().endswith("failed=0 attempted=3"), done.stdout[-3000:]

@@ -29,7 +29,7 @@ import pipeserve_nb
 from pipeserve_nb import BatchPolicy, ServerConfig, sample_texts
 from pipeserve_nb._server.run import registry
 
-from ..helpers import port_is_free, wait_for
+from ..helpers import ROOT, port_is_free, wait_for
 
 pytestmark = [pytest.mark.gate, pytest.mark.ray]
 
@@ -247,3 +247,28 @@ def test_ray_replaces_a_replica_whose_model_call_hangs(cluster: str, capfd: pyte
     # while calls of this process are pending, and Ray's line about retrying them stays out of the output
     printed = capfd.readouterr()
     assert "infinite retries remaining" not in printed.out + printed.err
+
+
+RAY_EXAMPLE = """
+import sys
+import pipeserve_nb._ray.serve as module
+sys.path.insert(0, sys.argv[1])
+from tests.test_doctests import _examples, _run
+failed, attempted, report = _run(_examples(module.__name__, live=True), {})
+print(report)
+print(f"failed={failed} attempted={attempted}")
+"""
+"""``serve_on_ray``'s docstring examples, run the way ``tests/test_doctests.py`` runs the others."""
+
+
+def test_the_docstring_example_runs_on_the_cluster_ray_address_names(cluster: str) -> None:
+    """``serve_on_ray``'s example, in a process of its own as a user's script runs it (a Ray driver keeps state per
+    process), on this module's cluster named by ``$RAY_ADDRESS`` (notebook 05 runs it on a cluster it starts)."""
+    # last: the deployments above are gone, so the example's 2 replicas get the cluster's 2 CPUs
+    env = {**os.environ, **TOKEN, "RAY_ADDRESS": cluster}
+    cmd = [sys.executable, "-c", RAY_EXAMPLE, str(ROOT)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("failed=0 attempted=3"), done.stdout[-3000:]
+    status = subprocess.run([RAY, "status", f"--address={cluster}"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, "the example's stop() left the cluster it only connected to running"
