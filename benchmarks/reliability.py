@@ -239,7 +239,7 @@ def report(
         "Faults that need a model made to fail on purpose are tested in `tests/server/run/test_faults.py` and "
         "`tests/server/core/test_health.py` "
         "(a worker that dies, a model that fails every input, a client that disconnects while "
-        "queued, `stop()` with a full queue, 50 start/stop cycles) and `tests/server/edge/test_app.py` "
+        "queued, `stop()` with a full queue, 30 start/stop cycles) and `tests/server/edge/test_app.py` "
         "(parameter values a model refuses); fuzzing in `tests/server/edge/test_fuzz.py`; the bounds on each part "
         "of a request, with pathological JSON thrown at the ASGI app directly, in `tests/server/edge/test_limits.py`.",
     ]

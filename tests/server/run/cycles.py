@@ -1,6 +1,6 @@
 """Re-run a notebook's start and stop cells N times in this process and print what it kept, as JSON.
 
-``python -m tests.server.run.cycles 50`` runs in a fresh process of its own, so its memory, threads and
+``python -m tests.server.run.cycles 30`` runs in a fresh process of its own, so its memory, threads and
 descriptors are the server's alone, not what the tests before it left in a pytest worker.
 """
 
