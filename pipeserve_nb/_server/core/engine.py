@@ -189,7 +189,10 @@ class Engine:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._preparation is not None:  # it skips what is answered: it ends at once
-            await asyncio.to_thread(self._preparation.close, 1.0)
+            self._preparation.close(timeout_s=0.0)
+            # awaited, not joined on a thread of the loop's executor: that refuses work once the interpreter
+            # exits, when ``atexit`` stops a server a script left running
+            await asyncio.wait([asyncio.wrap_future(self._preparation.ended)], timeout=1.0)
         self.release()
         if self._worker is not None and self._owns_worker:  # a call that never returns keeps its daemon thread
             await asyncio.wait([asyncio.wrap_future(self._worker.ended)], timeout=1.0)

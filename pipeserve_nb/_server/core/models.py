@@ -123,8 +123,9 @@ class Models:
     async def close(self) -> None:
         for engine in reversed(self.engines.values()):
             await engine.close()
-        if self._workers:
-            await asyncio.to_thread(self._close_workers, 1.0)
+        if self._workers:  # awaited, not joined in the loop's executor (see ``Engine.close``)
+            self._close_workers(timeout_s=0.0)
+            await asyncio.wait([asyncio.wrap_future(w.ended) for w in self._workers.values()], timeout=1.0)
 
     def release(self, timeout_s: float = 0.0) -> bool:
         """Release every engine, last to first, then the shared threads; True if every thread has ended."""

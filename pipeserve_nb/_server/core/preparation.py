@@ -20,6 +20,7 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from ..._exceptions import InferenceFailed, RequestFailed
@@ -44,6 +45,9 @@ class Preparation:
         self._deliver = deliver
         self._loop = loop
         self._jobs: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self.ended: Future[None] = Future()
+        """Done when the thread has ended (await it with ``asyncio.wrap_future``); it cannot be cancelled."""
+        self.ended.set_running_or_notify_cancel()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -52,12 +56,19 @@ class Preparation:
         self._jobs.put(request)
 
     def close(self, timeout_s: float = 1.0) -> bool:
-        """End the thread once it has delivered what it holds; True if it has ended."""
+        """End the thread once it has delivered what it holds; True if it has ended. On the event loop, close
+        with ``timeout_s=0`` and await ``ended``."""
         self._jobs.put(None)
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
     def _main(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self.ended.set_result(None)
+
+    def _serve(self) -> None:
         while (first := self._jobs.get()) is not None:
             group, stop = [first], False
             while not stop:  # everything that arrived meanwhile goes back in one delivery

@@ -229,6 +229,21 @@ def test_rerunning_serve_under_the_same_name_replaces_the_old_server() -> None:
     assert port_is_free(second.port) and port_is_free(other.port)
 
 
+LEFT_RUNNING = """
+import pipeserve_nb
+server = pipeserve_nb.serve(lambda texts: [len(t) for t in texts], name="left-running")
+print(server.query("four"), flush=True)
+"""
+
+
+def test_a_script_that_ends_without_stop_exits_quietly() -> None:
+    # the server is stopped at interpreter exit, after the loop's executor refuses new work: its shutdown must
+    # not need that executor (it once printed "cannot schedule new futures after interpreter shutdown")
+    done = subprocess.run([sys.executable, "-c", LEFT_RUNNING], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "4", done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "shutdown failed" not in done.stderr, done.stderr[-3000:]
+
+
 def test_a_model_that_cannot_load_raises_in_the_caller_and_leaves_nothing(tmp_path: Any) -> None:
     with pytest.raises(ServerStartError, match="could not load model") as info:
         serve(str(tmp_path / "no-such-model"), task="fill-mask")
