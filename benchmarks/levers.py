@@ -26,7 +26,9 @@ reports) and one of 32 clients (answers per second), from a load generator in a 
 - ``no model``: a callable that returns at once, the server's own cost per request: what the HTTP path, the
   hand-offs and the load generator take, the floor under every variant.
 
-    python -m benchmarks levers [--rounds 3] [--seconds 6] [--only VARIANT ...] [--quick] [--out DIR]
+    python -m benchmarks levers [--rounds 3] [--seconds 6] [--only VARIANT ...] [--dtype auto] [--quick] [--out DIR]
+
+``--dtype float32`` runs every server and the model alone in float32 (the report then goes to ``levers_float32.md``).
 """
 
 from __future__ import annotations
@@ -72,11 +74,12 @@ class Round:
 class _ModelProcess(ps.Runner):
     """``model``'s runner with its ``run`` in a spawned process: ``prepare`` and ``encode`` stay here."""
 
-    def __init__(self, model: ps.LoadedModel) -> None:
+    def __init__(self, model: ps.LoadedModel, dtype: str) -> None:
         self._here = model.runner
         self.max_tokens, self.parameter_names, self.task = model.max_tokens, model.parameter_names, model.runner.task
         self._pipe, theirs = multiprocessing.Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(target=_run_model, args=(theirs,), daemon=True)
+        spawn = multiprocessing.get_context("spawn")
+        self._process = spawn.Process(target=_run_model, args=(theirs, dtype), daemon=True)
         self._process.start()
         if self._pipe.recv() != "ready":
             raise RuntimeError("the model's process did not start")
@@ -93,9 +96,9 @@ class _ModelProcess(ps.Runner):
         return self._here.encode(output)
 
 
-def _run_model(pipe: Connection) -> None:
+def _run_model(pipe: Connection, dtype: str) -> None:
     """The model's process: load it, then run each batch the pipe brings until the pipe closes."""
-    runner = ps.load_model().runner
+    runner = ps.load_model(dtype=dtype).runner
     pipe.send("ready")
     while True:
         try:
@@ -105,7 +108,7 @@ def _run_model(pipe: Connection) -> None:
         pipe.send(runner.run(inputs, parameters))
 
 
-def _serve(variant: str) -> None:
+def _serve(variant: str, dtype: str) -> None:
     """The server of ``variant`` in this process, until stdin closes (``--serve``)."""
     config = {"torch threads 1": ps.ServerConfig(torch_threads=1), "own cores": ps.ServerConfig(cores="own")}.get(
         variant
@@ -113,9 +116,9 @@ def _serve(variant: str) -> None:
     if variant == "no model":
         server = ps.serve(lambda texts: [[0.0] * 384 for _ in texts], name="lever", port=0)
     elif variant == "own process":
-        server = ps.serve(_ModelProcess(ps.load_model()), name="lever", port=0)
+        server = ps.serve(_ModelProcess(ps.load_model(dtype=dtype), dtype), name="lever", port=0)
     else:
-        model = ps.load_model()
+        model = ps.load_model(dtype=dtype)
         if variant == "switch 1 ms":
             sys.setswitchinterval(0.001)
         server = ps.serve(model, name="lever", port=0, config=config)
@@ -129,10 +132,10 @@ def _serve(variant: str) -> None:
 
 
 @contextmanager
-def _server(variant: str) -> Iterator[tuple[str, int]]:
+def _server(variant: str, dtype: str) -> Iterator[tuple[str, int]]:
     """A server of ``variant`` in a process of its own; its URL and process id."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "benchmarks", "levers", "--serve", variant]
+    cmd = [sys.executable, "-m", "benchmarks", "levers", "--serve", variant, "--dtype", dtype]
     process = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdin is not None and process.stdout is not None
     try:
@@ -147,12 +150,12 @@ def _server(variant: str) -> Iterator[tuple[str, int]]:
         process.wait(60)
 
 
-def _measured(variant: str, texts: list[str], seconds: float) -> tuple[float, float, float, float]:
+def _measured(variant: str, texts: list[str], seconds: float, dtype: str) -> tuple[float, float, float, float]:
     """Of ``variant``'s server: the c=1 median latency and median model time (ms), the c=32 answers/s, and
     the CPU per answer at c=32 of its process (and the model's, where it has one) and the load generator's (ms)."""
     import psutil
 
-    with _server(variant) as (url, pid):
+    with _server(variant, dtype) as (url, pid):
         ps.warm_up(url, texts=texts)
         alone = ps.run_load(url, ps.ClosedLoop(concurrency=1, duration_s=seconds), texts=texts, progress=False)
         processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]  # the model's own, if any
@@ -164,25 +167,26 @@ def _measured(variant: str, texts: list[str], seconds: float) -> tuple[float, fl
     return float(ok.latency_ms.median()), float(ok.inference_ms.median()), many.summary.goodput_rps, cpu_ms
 
 
-def _references(texts: list[str], quick: bool) -> tuple[float, float]:
+def _references(texts: list[str], quick: bool, dtype: str) -> tuple[float, float]:
     """The model alone in fresh processes: single-item median (ms) on ``texts``, sorted batches of 32 (items/s)."""
-    single = in_child("single", {"texts": texts[:64]}, quick)["p50_ms"]
-    limit = in_child("sorted", {"texts": texts, "batch_size": BATCH}, quick)["rps"]
+    single = in_child("single", {"texts": texts[:64], "dtype": dtype}, quick)["p50_ms"]
+    limit = in_child("sorted", {"texts": texts, "batch_size": BATCH, "dtype": dtype}, quick)["rps"]
     return single, limit
 
 
 def measure_levers(
-    rounds: int, seconds: float, variants: tuple[str, ...] = VARIANTS, quick: bool = False
+    rounds: int, seconds: float, variants: tuple[str, ...] = VARIANTS, quick: bool = False, dtype: str = "auto"
 ) -> list[Round]:
-    """``rounds`` rounds over ``variants``, the order turning, each bracketed by the model alone."""
+    """``rounds`` rounds over ``variants``, the order turning, each bracketed by the model alone; every model in
+    ``dtype``."""
     texts = ps.sample_texts(256, seed=0)
     found: list[Round] = []
-    before = _references(texts, quick)
+    before = _references(texts, quick, dtype)
     for index in range(rounds):
         shift = index % len(variants)
         order = variants[shift:] + variants[:shift]
-        measured = [(variant, _measured(variant, texts, seconds)) for variant in order]
-        after = _references(texts, quick)
+        measured = [(variant, _measured(variant, texts, seconds, dtype)) for variant in order]
+        after = _references(texts, quick, dtype)
         single, limit = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
         for variant, (p50, model_ms, rps, cpu_ms) in measured:
             found.append(Round(variant, p50, model_ms, rps, cpu_ms, single, limit))
@@ -191,13 +195,15 @@ def measure_levers(
     return found
 
 
-def levers_report(found: list[Round], rounds: int, seconds: float) -> str:
+def levers_report(found: list[Round], rounds: int, seconds: float, dtype: str = "auto") -> str:
     """The medians over rounds of each variant, as Markdown, with every round's figures."""
     lines = [
         "# Issue 37's levers, one by one",
         "",
-        f"Run with `python -m benchmarks levers --rounds {rounds} --seconds {seconds:g}` on {os.cpu_count()} cores "
-        "(see the module's docstring for what each variant changes). Each figure is the median over rounds; a "
+        f"Run with `python -m benchmarks levers --rounds {rounds} --seconds {seconds:g}"
+        f"{'' if dtype == 'auto' else ' --dtype ' + dtype}` on {os.cpu_count()} cores, every model in "
+        f"{'the dtype a server gets (`auto`)' if dtype == 'auto' else dtype} (see the module's docstring for what "
+        "each variant changes). Each figure is the median over rounds; a "
         "ratio is taken within its round, against the model alone measured in fresh processes just before and "
         "after it (sorted batches of 32 for c=32, the single-item median on the same texts for c=1).",
         "",
@@ -259,18 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--only", nargs="+", choices=VARIANTS, help="these variants only")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one round of 1 s loops, not a measurement")
+    parser.add_argument("--dtype", choices=("auto", "float32"), default="auto", help="every model's dtype")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        _serve(args.serve)
+        _serve(args.serve, args.dtype)
         return 0
     rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
-    found = measure_levers(rounds, seconds, tuple(args.only or VARIANTS), args.quick)
-    report = levers_report(found, rounds, seconds)
+    found = measure_levers(rounds, seconds, tuple(args.only or VARIANTS), args.quick, args.dtype)
+    report = levers_report(found, rounds, seconds, args.dtype)
     if args.quick:
         report += "\nA quick smoke run, not a measurement.\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "levers.md").write_text(report)
+    (args.out / ("levers.md" if args.dtype == "auto" else f"levers_{args.dtype}.md")).write_text(report)
     print(report)
     return 0
 
