@@ -158,10 +158,15 @@ def _measured(variant: str, texts: list[str], seconds: float, dtype: str) -> tup
     with _server(variant, dtype) as (url, pid):
         ps.warm_up(url, texts=texts)
         alone = ps.run_load(url, ps.ClosedLoop(concurrency=1, duration_s=seconds), texts=texts, progress=False)
-        processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]  # the model's own, if any
-        before = sum(sum(p.cpu_times()[:2]) for p in processes)
+        server = psutil.Process(pid)
+        processes = [server, *server.children(recursive=True)]  # the model's own process, where it has one
+
+        def cpu_s() -> float:
+            return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+        before = cpu_s()
         many = ps.run_load(url, ps.ClosedLoop(concurrency=32, duration_s=seconds), texts=texts, progress=False)
-        server_cpu_s = sum(sum(p.cpu_times()[:2]) for p in processes) - before
+        server_cpu_s = cpu_s() - before
     ok = alone.frame().query("status == 200")
     cpu_ms = (server_cpu_s + (many.generator_cpu_s or 0.0)) * 1000 / max(many.summary.ok, 1)
     return float(ok.latency_ms.median()), float(ok.inference_ms.median()), many.summary.goodput_rps, cpu_ms
@@ -197,13 +202,13 @@ def measure_levers(
 
 def levers_report(found: list[Round], rounds: int, seconds: float, dtype: str = "auto") -> str:
     """The medians over rounds of each variant, as Markdown, with every round's figures."""
+    flag, which = ("", "the dtype a server gets (`auto`)") if dtype == "auto" else (f" --dtype {dtype}", dtype)
     lines = [
         "# Issue 37's levers, one by one",
         "",
-        f"Run with `python -m benchmarks levers --rounds {rounds} --seconds {seconds:g}"
-        f"{'' if dtype == 'auto' else ' --dtype ' + dtype}` on {os.cpu_count()} cores, every model in "
-        f"{'the dtype a server gets (`auto`)' if dtype == 'auto' else dtype} (see the module's docstring for what "
-        "each variant changes). Each figure is the median over rounds; a "
+        f"Run with `python -m benchmarks levers --rounds {rounds} --seconds {seconds:g}{flag}` on {os.cpu_count()} "
+        f"cores, every model in {which} (see the module's docstring for what each variant changes). Each figure is "
+        "the median over rounds; a "
         "ratio is taken within its round, against the model alone measured in fresh processes just before and "
         "after it (sorted batches of 32 for c=32, the single-item median on the same texts for c=1).",
         "",
