@@ -1,10 +1,10 @@
 """``tune()``: the batching policy for your model and your load, measured, ready to pass to ``serve()``.
 
-A grid of policy settings (``max_batch_size`` x ``max_wait_s`` x ``max_batch_tokens``), each served in turn with
-one loaded copy of the model and measured under each load (``sweep``, a fresh server per setting). What comes back
-(``Tuning``) is the table, the settings on the Pareto front of goodput against p99 at each load, a plot of them, and
-the best setting: among those whose p99 stays within the target at every load and that answered every request,
-the one with the most goodput, each load counted alike (its goodput at a load over the most any setting reached
+A grid of policy settings (``max_batch_size`` x ``max_wait_s`` x ``max_batch_tokens`` x ``wait_for_returns``), each
+served in turn with one loaded copy of the model and measured under each load (``sweep``, a fresh server per setting).
+What comes back (``Tuning``) is the table, the settings on the Pareto front of goodput against p99 at each load, a plot
+of them, and the best setting: among those whose p99 stays within the target at every load and that answered every
+request, the one with the most goodput, each load counted alike (its goodput at a load over the most any setting reached
 there, averaged over the loads).
 """
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["tune", "Tuning"]
 
-SETTINGS = ("max_batch_size", "max_wait_s", "max_batch_tokens")
+SETTINGS = ("max_batch_size", "max_wait_s", "max_batch_tokens", "wait_for_returns")
 """The policy settings a tuning grid spans, in the table's first columns."""
 
 
@@ -143,6 +143,7 @@ def tune(
     max_batch_size: Sequence[int] = (1, 8, 32),
     max_wait_s: Sequence[float] = (0.0, 0.005),
     max_batch_tokens: Sequence[int | None] = (None,),
+    wait_for_returns: Sequence[bool] = (True,),
     texts: Sequence[str] | None = None,
     config: ServerConfig | None = None,
     in_process: bool = False,
@@ -156,8 +157,9 @@ def tune(
         loads: the loads to tune for: your traffic's concurrency or rate (``ClosedLoop``, ``OpenLoop``), or
             the traffic your server recorded, sent again (``Replay(recording.traffic, speed=...)``).
         p99_target_ms: the latency target: a setting whose p99 exceeds it at any load is not chosen.
-        max_batch_size, max_wait_s, max_batch_tokens: the values of each setting to try (the grid is their product;
-            the other settings keep ``BatchPolicy``'s defaults).
+        max_batch_size, max_wait_s, max_batch_tokens, wait_for_returns: the values of each setting to try (the
+            grid is their product; the other settings keep ``BatchPolicy``'s defaults). ``wait_for_returns=(False,)``
+            sweeps fixed policies only: no wait but ``max_wait_s``.
         texts: the texts to send (default: the bundled corpus); your own make the answer yours.
         config: the server limits each setting is served with (default ``ServerConfig()``).
         in_process, repeats, progress: as for ``sweep``.
@@ -170,12 +172,14 @@ def tune(
     """
     if p99_target_ms is not None:
         check("p99_target_ms", p99_target_ms, Number(strict=True))
-    grid = list(product(max_batch_size, max_wait_s, max_batch_tokens))
+    grid = list(product(max_batch_size, max_wait_s, max_batch_tokens, wait_for_returns))
     if not grid or not loads:
         raise InvalidSetting("tune() needs at least one value of each setting and at least one load")
     policies = {
-        _label(size, wait, tokens): BatchPolicy(max_batch_size=size, max_wait_s=wait, max_batch_tokens=tokens)
-        for size, wait, tokens in grid
+        _label(size, wait, tokens, returns): BatchPolicy(
+            max_batch_size=size, max_wait_s=wait, max_batch_tokens=tokens, wait_for_returns=returns
+        )
+        for size, wait, tokens, returns in grid
     }
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     table = sweep(
@@ -201,5 +205,6 @@ def tune(
     return Tuning(table, policies, policies[label], label, p99_target_ms)
 
 
-def _label(size: int, wait: float, tokens: int | None) -> str:
-    return f"batch {size}, wait {wait * 1000:g} ms" + (f", {tokens} tokens" if tokens is not None else "")
+def _label(size: int, wait: float, tokens: int | None, returns: bool) -> str:
+    label = f"batch {size}, wait {wait * 1000:g} ms" + (f", {tokens} tokens" if tokens is not None else "")
+    return label if returns else label + ", fixed"

@@ -47,6 +47,12 @@ class SeedPagePolicy:
         """``max_wait_s`` after the newest request became available: every arrival resets it."""
         return last_s + self.max_wait_s
 
+    def return_wait_s(
+        self, answered: int, returned: int, waiting: int, fixed_s: float | None, return_s: float | None
+    ) -> float:
+        """Never: the page knows nothing of its clients."""
+        return 0.0
+
     def pick(self, waiting: Sequence[Batchable]) -> Pick:
         """Everything waiting, in arrival order (up to the cap, if one is given)."""
         return pick_batch(waiting, cap=self.max_batch_size, max_tokens=None, by_length=False)

@@ -20,7 +20,7 @@ def tuning(embedder: LoadedModel) -> Tuning:
 def test_every_setting_is_measured_at_every_load_and_every_request_answered(tuning: Tuning) -> None:
     table = tuning.table
     assert len(table) == 4 * 2 and set(tuning.policies) == set(table.policy)
-    assert list(table.columns[:4]) == ["policy", "max_batch_size", "max_wait_s", "max_batch_tokens"]
+    assert list(table.columns[:5]) == ["policy", "max_batch_size", "max_wait_s", "max_batch_tokens", "wait_for_returns"]
     for _, row in table.iterrows():
         policy = tuning.policies[row.policy]
         assert (policy.max_batch_size, policy.max_wait_s) == (row.max_batch_size, row.max_wait_s)

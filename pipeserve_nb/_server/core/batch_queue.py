@@ -12,7 +12,10 @@ batch loop); its semantics, exactly:
   first, up to the policy's ``window`` of inputs (requests beyond it wait their turn).
 - It waits for more arrivals until the policy's ``collect_deadline`` (given when the oldest
   candidate arrived and when the newest became available), or until the window is full,
-  then forms the batch at once: the policy ``pick``s it among the candidates.
+  then forms the batch at once: the policy ``pick``s it among the candidates. The deadline
+  is moved to the policy's ``return_wait_s`` after the worker became free, if that is later:
+  the time given to the clients of the batch just answered to send again (priced with
+  ``call_cost``, the batch loop's fit, once it is fitted).
 - Requests already answered (expired, their client gone, the server stopping) are dropped
   here and never reach the model; a request whose deadline has passed is expired here
   (``Request.expire``) rather than run, even if its timer has not fired yet.
@@ -31,8 +34,10 @@ import contextlib
 from collections.abc import Callable
 
 from ..observe.stats import clock
+from .cost import CallCost
 from .policy import Policy
 from .request import Batch, Request, Slice
+from .returns import Returns
 
 __all__ = ["BatchQueue"]
 
@@ -51,10 +56,16 @@ class BatchQueue:
         """When the batch loop last asked for a batch (the worker became free)."""
         self.version = 0
         """Counts changes to what waits (so a forecast of it can be kept until it changes)."""
+        self.call_cost: CallCost | None = None
+        """The fitted cost of a model call (the batch loop's), for the policy's wait for returns."""
+        self._answered = 0  # requests in the batch formed last (answered when the worker is free again)
+        self.returns = Returns()
+        """How soon the clients of an answered batch have lately all sent again."""
 
     def expect(self, request: Request) -> None:
         """Count an accepted request that is being prepared (the engine has checked there is room)."""
         request.tokens = max(1, round(self._mean_tokens or 1))
+        self.returns.arrived(self._now())
         self._expected.append(request)
         self.version += 1
 
@@ -97,7 +108,7 @@ class BatchQueue:
 
     async def next_batch(self) -> Batch:
         """The next batch to run; blocks until one can be formed (see the module docstring)."""
-        self.worker_free_since = self._now()
+        self.freed()
         while True:
             closes = self.closes_at()
             if closes is None:
@@ -109,6 +120,11 @@ class BatchQueue:
                 continue
             return self.form()
 
+    def freed(self) -> None:
+        """The worker became free: the batch formed last was answered (``next_batch`` says so first)."""
+        self.worker_free_since = self._now()
+        self.returns.freed(self.worker_free_since, self._answered)
+
     def closes_at(self) -> float | None:
         """When the next batch closes (now or earlier: form it at once); None while nothing waits."""
         candidates = self._candidates()
@@ -117,8 +133,17 @@ class BatchQueue:
         window = self.policy.window
         if window is not None and sum(r.size for r in candidates) >= window:
             return self._now()
-        last = max(candidates[-1].arrived_s, self.worker_free_since)
-        return self.policy.collect_deadline(candidates[0].arrived_s, last)
+        free = self.worker_free_since
+        closes = self.policy.collect_deadline(candidates[0].arrived_s, max(candidates[-1].arrived_s, free))
+        hold = self._return_wait_s(sum(r.size for r in candidates))
+        return max(closes, free + hold) if hold > 0 else closes
+
+    def _return_wait_s(self, inputs: int) -> float:
+        """The policy's wait for the clients of the batch just answered (0 while the cost is not fitted)."""
+        cost, free = self.call_cost, self.worker_free_since
+        fixed_s = cost.fixed_s if cost is not None and cost.fitted else None
+        returned = len(self._expected) + sum(1 for r in self._waiting if r.arrived_s > free)
+        return self.policy.return_wait_s(self._answered, returned, inputs, fixed_s, self.returns.seconds)
 
     def form(self) -> Batch:
         """The next batch among the candidates, as the policy picks it; removes what it takes."""
@@ -132,6 +157,7 @@ class BatchQueue:
             request.taken += count
         self._waiting = [r for r in self._waiting if r.size > 0]
         self.version += 1
+        self._answered = len(slices)
         return Batch(slices, candidates[0].parameters)
 
     def _candidates(self) -> list[Request]:

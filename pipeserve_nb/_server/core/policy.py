@@ -33,6 +33,16 @@ class Policy(Protocol):
         arrived, or the worker became free, whichever was later)."""
         ...
 
+    def return_wait_s(
+        self, answered: int, returned: int, waiting: int, fixed_s: float | None, return_s: float | None
+    ) -> float:
+        """How long after the worker became free the batch may stay open for the clients of the batch
+        it just answered (``answered`` requests) to send again, whatever ``collect_deadline`` says;
+        0 for not at all. ``returned``: requests that came since; ``waiting``: inputs that wait;
+        ``fixed_s``: the fitted fixed cost of a model call (None before it is fitted); ``return_s``:
+        how soon answered batches' clients have lately all sent again (``returns.Returns``)."""
+        ...
+
     def pick(self, waiting: Sequence[Batchable]) -> Pick:
         """The next batch among ``waiting`` (oldest first, all with the same parameters)."""
         ...
@@ -52,9 +62,21 @@ class BatchPolicy:
     - A batch closes when ``max_wait_s`` has passed since its oldest waiting request
       *arrived* (later arrivals never extend the deadline), or at once when ``window_size``
       inputs wait. So batching adds at most ``max_wait_s`` to any request's wait, and a
-      request that already waited that long (behind a running batch) never waits more.
-    - ``max_wait_s=0``: take whatever is waiting and start at once; never wait on an empty
-      queue. While a batch runs, new requests queue up, so under load batches form on their
+      request that already waited that long (behind a running batch) never waits more,
+      but for the one wait below.
+    - With ``wait_for_returns`` (the default): when the worker becomes free and fewer
+      requests came since than the batch it just answered held, and such clients have
+      lately all sent again within one model call's fitted fixed cost (a closed loop, a
+      chat, a pipeline: not independent arrivals), the batch stays open for them for at
+      most that fixed cost after the worker became free, and closes as soon as as many
+      came, or the batch is full. Without it, at 8 clients the batches settle at 4 and 4
+      in turn: the 4 answered come back while the other 4 run. A wait for company pays
+      only while the company comes faster than a call's fixed cost (two calls would run
+      the same inputs in that time), hence both conditions; before the cost is fitted (the
+      first few calls) it does not wait. A lone client is never held: it is the one
+      answered, and it came back.
+    - ``max_wait_s=0``: take whatever is waiting and start (but for the wait for returns);
+      never wait on an empty queue. While a batch runs, new requests queue up, so under load batches form on their
       own ("continuous" batching) at no latency cost.
     - The batch is ``pick_batch`` of the waiting requests with the oldest one's parameters.
       With ``sort_by_length`` they are sorted by token count and split into the batches
@@ -84,6 +106,7 @@ class BatchPolicy:
             It is in the units of ``tokens`` (characters for a plain callable).
         window_size: most inputs of waiting requests to choose from; None for
             ``4 * max_batch_size`` (requests beyond it wait their turn, in order).
+        wait_for_returns: after a batch, wait for its clients to send again (see above).
 
     Example:
         >>> BatchPolicy(max_batch_size=16, max_wait_s=0.005).window
@@ -102,6 +125,9 @@ class BatchPolicy:
     call_overhead_tokens: float = option(
         40.0, Number(), "price of one more model call, when grouping by length", unit="tokens"
     )
+    wait_for_returns: bool = option(
+        True, Flag(), "wait (at most a call's fixed cost) for a batch's clients to send again, if they lately did fast"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -119,6 +145,15 @@ class BatchPolicy:
     def collect_deadline(self, first_s: float, last_s: float) -> float:
         """``max_wait_s`` after the oldest waiting request arrived."""
         return first_s + self.max_wait_s
+
+    def return_wait_s(
+        self, answered: int, returned: int, waiting: int, fixed_s: float | None, return_s: float | None
+    ) -> float:
+        """The fitted fixed cost while fewer came back than were answered, the batch is not full, and
+        returns lately completed within it; else 0."""
+        if not self.wait_for_returns or fixed_s is None or return_s is None or return_s > fixed_s:
+            return 0.0
+        return fixed_s if returned < answered and waiting < self.max_batch_size else 0.0
 
     def pick(self, waiting: Sequence[Batchable]) -> Pick:
         """The next batch (see ``pick_batch``)."""

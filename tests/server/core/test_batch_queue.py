@@ -17,8 +17,10 @@ import pytest
 
 from pipeserve_nb import BatchPolicy, RequestTimeout, SeedPagePolicy
 from pipeserve_nb._server.core.batch_queue import BatchQueue
+from pipeserve_nb._server.core.cost import CallCost
 from pipeserve_nb._server.core.policy import Policy
 from pipeserve_nb._server.core.request import Batch, Request
+from pipeserve_nb._server.core.returns import Returns
 
 
 class FakeClock:
@@ -50,6 +52,7 @@ class Scene:
         now = self.clock.now
         parameters = params or {}
         request = Request([tag] * inputs, parameters, self.loop.create_future(), now, now + timeout_s)
+        self.queue.expect(request)  # accepted, as the engine does, then prepared
         request.prepared([tag] * inputs, tokens, json.dumps(parameters))
         self.queue.put(request)
         return request
@@ -57,7 +60,7 @@ class Scene:
     def form(self) -> list[Any]:
         """The next batch, as the tags of its slices' inputs (one entry per slice)."""
         batch = self.queue.form()
-        self.queue.worker_free_since = self.clock.now  # the worker is instant on a fake clock
+        self.queue.freed()  # the worker is instant on a fake clock
         return [s.inputs[0] for s in batch.slices]
 
     def due(self) -> bool:
@@ -117,6 +120,77 @@ def test_a_request_that_waited_behind_a_batch_does_not_wait_again(loop: asyncio.
     scene.clock.now = 0.5  # it arrived while the model was busy; the worker is free only now
     scene.queue.worker_free_since = 0.5
     assert scene.due() and scene.form() == [0]
+
+
+def _returning_scene(loop: asyncio.AbstractEventLoop, policy: BatchPolicy, *, back_after_s: float) -> Scene:
+    """Four clients in a closed loop on a fake clock, the model call costing 10 ms + 0.1 ms a token (fitted),
+    each client sending again ``back_after_s`` apart after its answer; then the worker frees after a batch of
+    the four, and none has come back yet."""
+    scene = Scene(policy, loop)
+    cost = CallCost(skip_first=0)
+    for tokens, seconds in [(100, 0.020), (200, 0.030), (400, 0.050)]:
+        cost.observe(tokens, seconds)
+    scene.queue.call_cost = cost
+    for _ in range(2):  # the first batch is nobody's return; the second's return is timed
+        for i in range(4):
+            scene.clock.now += back_after_s
+            scene.arrive(i)
+        assert scene.due() and scene.queue.form().size == 4
+        scene.clock.now += 0.030  # the call
+        scene.queue.freed()
+    return scene
+
+
+def test_the_batch_waits_a_call_fixed_cost_for_the_clients_it_answered(loop: asyncio.AbstractEventLoop) -> None:
+    scene = _returning_scene(loop, BatchPolicy(), back_after_s=0.001)
+    assert scene.queue.returns.seconds == pytest.approx(0.004)  # all four came back within 4 ms
+    freed = scene.clock.now
+    scene.clock.now += 0.001
+    scene.arrive(0)
+    assert scene.queue.closes_at() == pytest.approx(freed + 0.010)  # the fitted fixed cost after the worker freed
+    for i in (1, 2):
+        scene.clock.now += 0.001
+        scene.arrive(i)
+        assert not scene.due()
+    scene.clock.now += 0.001
+    scene.arrive(3)
+    assert scene.due() and scene.form() == [0, 1, 2, 3]  # closes as soon as as many came as were answered
+
+    freed = scene.clock.now  # the worker is free again (at once, on this clock): only two come back this time
+    for i in (0, 1):
+        scene.clock.now += 0.001
+        scene.arrive(i)
+    scene.clock.now = freed + 0.0099
+    assert not scene.due()
+    scene.clock.now = freed + 0.0101
+    assert scene.due() and scene.form() == [0, 1]
+
+
+def test_no_wait_for_returns_when_they_come_slower_than_a_call_or_when_turned_off_or_full(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    slow = _returning_scene(loop, BatchPolicy(), back_after_s=0.004)  # all four back only after 16 ms
+    assert slow.queue.returns.seconds == pytest.approx(0.016)
+    slow.arrive(0)
+    assert slow.due() and slow.form() == [0]
+
+    off = _returning_scene(loop, BatchPolicy(wait_for_returns=False), back_after_s=0.001)
+    off.arrive(0)
+    assert off.due() and off.form() == [0]
+
+    full = _returning_scene(loop, BatchPolicy(), back_after_s=0.001)
+    full.arrive("all", inputs=32)  # one client is back with a full batch: nothing to wait for
+    assert full.due() and full.form() == ["all"]
+
+
+def test_a_return_cut_short_by_the_next_batch_counts_the_time_until_then() -> None:
+    returns = Returns()
+    returns.freed(0.0, answered=3)
+    returns.arrived(0.002)
+    returns.freed(0.050, answered=1)  # two of the three never came back before the worker was free again
+    assert returns.seconds == pytest.approx(0.050)
+    returns.arrived(0.051)
+    assert returns.seconds == pytest.approx(0.050 + 0.2 * (0.001 - 0.050))
 
 
 def test_a_full_window_closes_the_batch_at_once(loop: asyncio.AbstractEventLoop) -> None:

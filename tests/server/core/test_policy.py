@@ -36,7 +36,7 @@ def test_the_policy_is_frozen_keyword_only_and_readable() -> None:
     policy = BatchPolicy(max_batch_size=8, max_wait_s=0.002)
     assert repr(policy) == (
         "BatchPolicy(max_batch_size=8, max_wait_s=0.002, max_batch_tokens=None, sort_by_length=True, "
-        "window_size=None, call_overhead_tokens=40.0)"
+        "window_size=None, call_overhead_tokens=40.0, wait_for_returns=True)"
     )
     assert policy.cap == 8
     assert policy.window == 32 and BatchPolicy(max_batch_size=8, window_size=10).window == 10
