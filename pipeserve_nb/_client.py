@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 
@@ -183,16 +184,31 @@ class Queries:
         raise NotImplementedError
 
     def query(
-        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        inputs: Inputs,
+        *,
+        parameters: dict[str, Any] | None = None,
+        model: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> Any:
-        """Run ``inputs`` through the server and return the outputs (sync, safe in a cell)."""
-        return query(self.url, inputs, parameters=parameters, timeout_s=timeout_s, client=self._client)
+        """Run ``inputs`` through the server and return the outputs (sync, safe in a cell); ``model``: which of
+        a server's models (``server.models``; None: the first)."""
+        return query(self._path(model), inputs, parameters=parameters, timeout_s=timeout_s, client=self._client)
 
     async def aquery(
-        self, inputs: Inputs, *, parameters: dict[str, Any] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        inputs: Inputs,
+        *,
+        parameters: dict[str, Any] | None = None,
+        model: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> Any:
         """Async ``query``: ``await server.aquery("text")``."""
-        return await aquery(self.url, inputs, parameters=parameters, timeout_s=timeout_s, token=self._token)
+        return await aquery(self._path(model), inputs, parameters=parameters, timeout_s=timeout_s, token=self._token)
+
+    def _path(self, model: str | None) -> str:
+        """The URL that runs ``model``: ``POST /`` for the first, ``POST /models/{name}`` for any."""
+        return self.url if model is None else f"{self.url}/models/{quote(model, safe='')}"
 
     def stream(self, prompt: Prompt, *, timeout_s: float = DEFAULT_TIMEOUT_S, **fields: Any) -> Iterator[str]:
         """A chat model's answer to ``prompt``, piece by piece as it is written (sync, safe in a cell)::

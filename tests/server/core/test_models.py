@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from pipeserve_nb import BatchPolicy, InvalidSetting, serve
+from pipeserve_nb import BatchPolicy, InvalidSetting, ServerError, serve
 from pipeserve_nb._models.naming import named, split_named
 
 
@@ -71,6 +71,11 @@ def test_requests_route_by_name_and_two_models_share_one_thread_one_call_at_a_ti
         assert 'pipeserve_requests_total{model="lower",server="two-models",status="200"} 20.0' in metrics
         health = server.health()
         assert health["status"] == "ok" and set(health["models"]) == {"upper", "lower"}
+        # the handle's query names a model as the path does
+        assert server.query("q", model="lower") == "lower:q:True" and server.query("q") == "upper:q:True"
+        with pytest.raises(ServerError) as unknown:
+            server.query("q", model="nope")
+        assert unknown.value.status == 404 and unknown.value.type == "ModelNotFound"
 
 
 def test_names_are_given_or_taken_from_the_model_and_never_shared() -> None:
