@@ -76,8 +76,8 @@ class BatchPolicy:
       first few calls) it does not wait. A lone client is never held: it is the one
       answered, and it came back.
     - ``max_wait_s=0``: take whatever is waiting and start (but for the wait for returns);
-      never wait on an empty queue. While a batch runs, new requests queue up, so under load batches form on their
-      own ("continuous" batching) at no latency cost.
+      never wait on an empty queue. While a batch runs, new requests queue up, so under
+      load batches form on their own ("continuous" batching) at no latency cost.
     - The batch is ``pick_batch`` of the waiting requests with the oldest one's parameters.
       With ``sort_by_length`` they are sorted by token count and split into the batches
       that cost least in all, where a model call costs its padded tokens plus

@@ -42,8 +42,14 @@ def _running_batch(engine: Engine) -> dict[str, Any] | None:
 
 
 def _call_cost(engine: Engine) -> dict[str, Any] | None:
-    """The fitted call cost and the calibration of start-wait forecasts (admission by time)."""
+    """The fitted call cost, the calibration of start-wait forecasts (admission by time), and how soon answered
+    batches' clients have lately all sent again (the policy's wait for returns compares it with the fixed cost)."""
     batches = engine.batches
     if batches is None:
         return None
-    return {**batches.cost.snapshot(), "wait_factor": round(batches.calibration.factor, 3)}
+    returned = batches.queue.returns.seconds
+    return {
+        **batches.cost.snapshot(),
+        "wait_factor": round(batches.calibration.factor, 3),
+        "return_ms": None if returned is None else round(returned * 1000, 3),
+    }

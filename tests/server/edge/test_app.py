@@ -87,6 +87,16 @@ def test_health_and_stats_report_the_engine(client: TestClient) -> None:
     assert stats["policy"] == repr(BatchPolicy())
 
 
+def test_stats_report_how_soon_answered_clients_send_again() -> None:
+    engine = Engine(ModelSpec(model=echo), BatchPolicy(), ServerConfig())
+    with TestClient(create_app(engine)) as client:
+        assert client.get("/stats").json()["call_cost"]["return_ms"] is None  # nobody was answered yet
+        for text in ("one", "two", "three"):  # one client, each request sent on the answer to the last
+            assert client.post("/", content=text.encode()).status_code == 200
+        returned = client.get("/stats").json()["call_cost"]["return_ms"]
+    assert returned is not None and returned >= 0.0
+
+
 def test_a_broken_model_loader_fails_the_lifespan_with_the_real_error(tmp_path: Any) -> None:
     engine = Engine(ModelSpec(model=str(tmp_path / "missing")), BatchPolicy(), ServerConfig())
     with pytest.raises(OSError), TestClient(create_app(engine)):
