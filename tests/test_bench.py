@@ -126,5 +126,7 @@ def test_quick_policies_judge_the_default_against_the_best_setting_at_six_loads(
         assert cells[1] in ("batch 1, wait 0 ms, fixed", "batch 32, wait 0 ms, fixed"), cells
         assert re.fullmatch(r"[\d.]+ \([\d.]+\)", cells[3]), cells
         default_batch, best_batch = (float(x) for x in cells[5].split(" / "))
-        assert default_batch >= 1.0 and (best_batch == 1.0) == (cells[1] == "batch 1, wait 0 ms, fixed"), cells
+        assert default_batch >= 1.0 and best_batch >= 1.0, cells
+        if cells[1] == "batch 1, wait 0 ms, fixed":
+            assert best_batch == 1.0, cells  # no batching ran batches of one
         assert cells[-1].rstrip(" |") in ("yes", "**no**")
