@@ -47,9 +47,10 @@ class StatsView(dict[str, Any]):
         if dropped:
             out.append(("dropped before inference", ", ".join(f"{k}: {v}" for k, v in dropped.items())))
         if cost.get("fixed_ms") is not None:
-            out.append(
-                ("call cost", f"{cost['fixed_ms']:.1f} ms + {cost.get('per_token_ms', 0):.3f} ms per padded token")
-            )
+            line = f"{cost['fixed_ms']:.1f} ms + {cost.get('per_token_ms', 0):.3f} ms per padded token"
+            if cost.get("return_ms") is not None:  # what the default policy's wait for returns weighs against it
+                line += f"; clients all back {cost['return_ms']:.1f} ms after their batch was answered"
+            out.append(("call cost", line))
         return out
 
     def _repr_html_(self) -> str:
