@@ -315,7 +315,8 @@ class Engine:
 
     def _runs_alone_at_once(self, request: Request, now: float) -> bool:
         """Whether ``request`` takes the fast lane: one input, nothing else accepted and not started, no
-        model call running, and a policy that closes a lone request's batch at once."""
+        model call running, and a policy that closes a lone request's batch at once (a wait for returning
+        clients may still hold it; those that join are prepared as usual, it on the inference thread)."""
         queue, batches = self._queue, self._batches
         return (
             len(request.inputs) == 1
