@@ -25,13 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeserve_nb import InvalidSetting, LoadedModel, Runner, load_model
+from pipeserve_nb import InvalidSetting, LoadedModel, Prepared, Runner, load_model
 
 from .lineup import DEFAULT_POLICY, FULL, QUICK, Sizes
 
@@ -159,6 +159,36 @@ def replay_rps(model: LoadedModel, batches: Sequence[Sequence[str]], sizes: Size
     runner.run(prepared[0], {})  # warm up
     best = min(_timed(lambda: [runner.run(p, {}) for p in prepared]) for _ in range(sizes.limit_repeats))
     return sum(len(b) for b in batches) / best
+
+
+class BatchRecorder(Runner):
+    """A runner that records, while ``on``, each batch it runs (as the texts the server prepared), when
+    its call started (``time.time()``, comparable across processes) and the seconds its calls took (on
+    the server's inference thread): what ``replay`` runs again with the machine to itself."""
+
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+        self.max_tokens, self.parameter_names, self.task = inner.max_tokens, inner.parameter_names, inner.task
+        self.on = False
+        self.batches: list[list[str]] = []
+        self.started: list[float] = []
+        self.seconds = 0.0
+
+    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
+        prepared = self.inner.prepare(texts, parameters)
+        return Prepared(list(zip(texts, prepared.inputs, strict=True)), prepared.tokens)
+
+    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        at, started = time.time(), time.perf_counter()
+        outputs = self.inner.run([inner for _, inner in inputs], parameters)
+        if self.on:
+            self.seconds += time.perf_counter() - started
+            self.batches.append([text for text, _ in inputs])
+            self.started.append(at)
+        return outputs
+
+    def encode(self, output: Any) -> Any:
+        return self.inner.encode(output)
 
 
 class Autocast(Runner):

@@ -34,22 +34,25 @@ reports) and one of 32 clients (answers per second), from a load generator in a 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pipeserve_nb as ps
 
-from .inprocess import ROOT, in_child
+from .inprocess import ROOT, BatchRecorder, in_child
 
 __all__ = ["VARIANTS", "Round", "measure_levers", "levers_report", "main"]
 
@@ -69,6 +72,9 @@ class Round:
     """CPU per answer at c=32, the server's process and the load generator's together (ms)."""
     single_ms: float
     limit_rps: float
+    replay_rps: float | None = None
+    """Items/s of the model alone on the very batches this variant's server ran at c=32, replayed in order in a
+    fresh process after the round (None: the server runs no model)."""
 
 
 class _ModelProcess(ps.Runner):
@@ -108,20 +114,22 @@ def _run_model(pipe: Connection, dtype: str) -> None:
         pipe.send(runner.run(inputs, parameters))
 
 
-def _serve(variant: str, dtype: str) -> None:
-    """The server of ``variant`` in this process, until stdin closes (``--serve``)."""
+def _serve(variant: str, dtype: str, batches: Path) -> None:
+    """The server of ``variant`` in this process, until stdin closes (``--serve``); then the batches its model
+    ran, each with the time its call started, go to the JSON file ``batches``."""
     config = {"torch threads 1": ps.ServerConfig(torch_threads=1), "own cores": ps.ServerConfig(cores="own")}.get(
         variant
     )
+    recorder: BatchRecorder | None = None
     if variant == "no model":
         server = ps.serve(lambda texts: [[0.0] * 384 for _ in texts], name="lever", port=0)
-    elif variant == "own process":
-        server = ps.serve(_ModelProcess(ps.load_model(dtype=dtype), dtype), name="lever", port=0)
     else:
         model = ps.load_model(dtype=dtype)
+        recorder = BatchRecorder(_ModelProcess(model, dtype) if variant == "own process" else model.runner)
+        recorder.on = True
         if variant == "switch 1 ms":
             sys.setswitchinterval(0.001)
-        server = ps.serve(model, name="lever", port=0, config=config)
+        server = ps.serve(replace(model, runner=recorder), name="lever", port=0, config=config)
     if variant == "loop nice 10":
         for thread in threading.enumerate():
             if thread.name in ("pipeserve-server-lever", "pipeserve-prepare") and thread.native_id is not None:
@@ -129,13 +137,27 @@ def _serve(variant: str, dtype: str) -> None:
     print(f"serving at {server.url}", flush=True)
     sys.stdin.read()  # the parent closes it to stop us
     server.stop()
+    ran = {"started": recorder.started, "batches": recorder.batches} if recorder else {"started": [], "batches": []}
+    batches.write_text(json.dumps(ran))
 
 
 @contextmanager
-def _server(variant: str, dtype: str) -> Iterator[tuple[str, int]]:
-    """A server of ``variant`` in a process of its own; its URL and process id."""
+def _server(variant: str, dtype: str, batches: Path) -> Iterator[tuple[str, int]]:
+    """A server of ``variant`` in a process of its own; its URL and process id. When it has stopped, the file
+    ``batches`` holds what its model ran (``_serve``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "benchmarks", "levers", "--serve", variant, "--dtype", dtype]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "levers",
+        "--serve",
+        variant,
+        "--dtype",
+        dtype,
+        "--batches",
+        str(batches),
+    ]
     process = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdin is not None and process.stdout is not None
     try:
@@ -150,26 +172,47 @@ def _server(variant: str, dtype: str) -> Iterator[tuple[str, int]]:
         process.wait(60)
 
 
-def _measured(variant: str, texts: list[str], seconds: float, dtype: str) -> tuple[float, float, float, float]:
-    """Of ``variant``'s server: the c=1 median latency and median model time (ms), the c=32 answers/s, and
-    the CPU per answer at c=32 of its process (and the model's, where it has one) and the load generator's (ms)."""
+@dataclass(frozen=True)
+class _Measured:
+    """One variant's server in one round, as ``_measured`` found it."""
+
+    c1_p50_ms: float
+    c1_model_ms: float
+    c32_rps: float
+    c32_cpu_ms: float
+    c32_batches: list[list[str]]
+    """The batches its model ran during the c=32 loop (texts, in order)."""
+
+
+def _measured(variant: str, texts: list[str], seconds: float, dtype: str) -> _Measured:
+    """Of ``variant``'s server: the c=1 median latency and median model time (ms), the c=32 answers/s, the
+    CPU per answer at c=32 of its process (and the model's, where it has one) and the load generator's (ms),
+    and the batches its model ran at c=32."""
     import psutil
 
-    with _server(variant, dtype) as (url, pid):
-        ps.warm_up(url, texts=texts)
-        alone = ps.run_load(url, ps.ClosedLoop(concurrency=1, duration_s=seconds), texts=texts, progress=False)
-        server = psutil.Process(pid)
-        processes = [server, *server.children(recursive=True)]  # the model's own process, where it has one
+    with tempfile.TemporaryDirectory() as scratch:
+        ran = Path(scratch) / "ran.json"
+        with _server(variant, dtype, ran) as (url, pid):
+            ps.warm_up(url, texts=texts)
+            alone = ps.run_load(url, ps.ClosedLoop(concurrency=1, duration_s=seconds), texts=texts, progress=False)
+            server = psutil.Process(pid)
+            processes = [server, *server.children(recursive=True)]  # the model's own process, where it has one
 
-        def cpu_s() -> float:
-            return sum(sum(p.cpu_times()[:2]) for p in processes)
+            def cpu_s() -> float:
+                return sum(sum(p.cpu_times()[:2]) for p in processes)
 
-        before = cpu_s()
-        many = ps.run_load(url, ps.ClosedLoop(concurrency=32, duration_s=seconds), texts=texts, progress=False)
-        server_cpu_s = cpu_s() - before
+            before, opened = cpu_s(), time.time()
+            many = ps.run_load(url, ps.ClosedLoop(concurrency=32, duration_s=seconds), texts=texts, progress=False)
+            server_cpu_s, closed = cpu_s() - before, time.time()
+        recorded = json.loads(ran.read_text())
     ok = alone.frame().query("status == 200")
     cpu_ms = (server_cpu_s + (many.generator_cpu_s or 0.0)) * 1000 / max(many.summary.ok, 1)
-    return float(ok.latency_ms.median()), float(ok.inference_ms.median()), many.summary.goodput_rps, cpu_ms
+    batches = [
+        batch for at, batch in zip(recorded["started"], recorded["batches"], strict=True) if opened <= at <= closed
+    ]
+    return _Measured(
+        float(ok.latency_ms.median()), float(ok.inference_ms.median()), many.summary.goodput_rps, cpu_ms, batches
+    )
 
 
 def _references(texts: list[str], quick: bool, dtype: str) -> tuple[float, float]:
@@ -193,8 +236,22 @@ def measure_levers(
         measured = [(variant, _measured(variant, texts, seconds, dtype)) for variant in order]
         after = _references(texts, quick, dtype)
         single, limit = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
-        for variant, (p50, model_ms, rps, cpu_ms) in measured:
-            found.append(Round(variant, p50, model_ms, rps, cpu_ms, single, limit))
+        for variant, it in measured:
+            replayed = (
+                in_child("replay", {"batches": it.c32_batches, "dtype": dtype}, quick) if it.c32_batches else None
+            )
+            found.append(
+                Round(
+                    variant,
+                    it.c1_p50_ms,
+                    it.c1_model_ms,
+                    it.c32_rps,
+                    it.c32_cpu_ms,
+                    single,
+                    limit,
+                    replayed["rps"] if replayed else None,
+                )
+            )
             print(found[-1], flush=True)
         before = after
     return found
@@ -237,8 +294,42 @@ def levers_report(found: list[Round], rounds: int, seconds: float, dtype: str = 
     ]
     floor = [r for r in found if r.variant == "no model"]
     if floor:
-        lines += ["", _bounds(floor)]
+        lines += ["", _bounds(floor), *_shares(found, statistics.median(r.c32_cpu_ms for r in floor))]
     return "\n".join(lines) + "\n"
+
+
+def _shares(found: list[Round], path_ms: float) -> list[str]:
+    """Each variant's share of the limit at c=32 as the product of three measured factors: its batches (the
+    model alone on them), the path's CPU (``path_ms`` per answer, the floor's) taken from the cores, and what
+    its server reached of the bound those two leave."""
+    cores = os.cpu_count() or 1
+    lines = [
+        "",
+        "**Where each variant's share of the limit goes at c=32**, as three factors measured in the same round: "
+        "*its batches*, the very batches its server ran, replayed in order by the model alone in a fresh process "
+        "after the round, against the limit's sorted batches of 32 (with 32 clients no more than 32 requests "
+        "wait, so a server sorts and splits within them); *the path*, the share of the cores left to the model "
+        f"once each answer's path takes the floor's {path_ms:.2f} ms of CPU "
+        "(at its batches' speed, the model needs cores / replay per item); their product is *the bound with "
+        "its batches*, the most a server that ran those batches could answer here; and *reached*, its answers "
+        "against that bound: what is lost inside the server, the model running slower there than alone. Medians "
+        "over rounds.",
+        "",
+        "| variant | vs the limit | its batches alone | the path | bound with its batches | reached of the bound |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for variant in dict.fromkeys(r.variant for r in found if r.replay_rps):
+        mine = [r for r in found if r.variant == variant and r.replay_rps]
+        batch = [r.replay_rps / r.limit_rps for r in mine if r.replay_rps]
+        path = [1 / (1 + path_ms * r.replay_rps / (cores * 1000)) for r in mine if r.replay_rps]
+        reached = [r.c32_rps / (r.replay_rps * f) for r, f in zip(mine, path, strict=True) if r.replay_rps]
+        lines.append(
+            f"| {variant} | {statistics.median(r.c32_rps / r.limit_rps for r in mine):.2f} | "
+            f"{statistics.median(batch):.2f} | {statistics.median(path):.2f} | "
+            f"{statistics.median(b * f for b, f in zip(batch, path, strict=True)):.2f} | "
+            f"{statistics.median(reached):.2f} |"
+        )
+    return lines
 
 
 def _bounds(floor: list[Round]) -> str:
@@ -272,9 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: one round of 1 s loops, not a measurement")
     parser.add_argument("--dtype", choices=("auto", "float32"), default="auto", help="every model's dtype")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        _serve(args.serve, args.dtype)
+        _serve(args.serve, args.dtype, args.batches)
         return 0
     rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
     found = measure_levers(rounds, seconds, tuple(args.only or VARIANTS), args.quick, args.dtype)

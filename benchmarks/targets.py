@@ -22,48 +22,20 @@ import resource
 import statistics
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 import pipeserve_nb as ps
-from pipeserve_nb import Prepared, Runner, load_model
+from pipeserve_nb import load_model
 
-from .inprocess import in_child
+from .inprocess import BatchRecorder, in_child
 from .lineup import BEFORE, BEST, DEFAULT_POLICY, OURS, SERVER_CONFIG, Sizes
 
 FLOAT32 = {"dtype": "float32"}
 
 WATCHED = "watched"  # the server's name, so its event-loop thread is "pipeserve-server-watched"
-
-
-class _Recorder(Runner):
-    """The model's runner, recording each batch it runs (as the texts the server prepared) and the
-    seconds its calls take (on the inference thread)."""
-
-    def __init__(self, inner: Runner) -> None:
-        self.inner = inner
-        self.max_tokens, self.parameter_names = inner.max_tokens, inner.parameter_names
-        self.on = False
-        self.batches: list[list[str]] = []
-        self.seconds = 0.0
-
-    def prepare(self, texts: list[str], parameters: Mapping[str, Any]) -> Prepared:
-        prepared = self.inner.prepare(texts, parameters)
-        return Prepared(list(zip(texts, prepared.inputs, strict=True)), prepared.tokens)
-
-    def run(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
-        started = time.perf_counter()
-        outputs = self.inner.run([inner for _, inner in inputs], parameters)
-        if self.on:
-            self.seconds += time.perf_counter() - started
-            self.batches.append([text for text, _ in inputs])
-        return outputs
-
-    def encode(self, output: Any) -> Any:
-        return self.inner.encode(output)
 
 
 def measure_targets(
@@ -121,7 +93,7 @@ def _saturated(
     before32 = in_child("sorted", limit32, quick)["rps"]
     before = in_child("sorted", limit, quick)["rps"]
     model = load_model()
-    recorder = _Recorder(model.runner)
+    recorder = BatchRecorder(model.runner)
     served = replace(model, runner=recorder)  # served as it is: its tokenizer too
     with ps.serve(served, policy=DEFAULT_POLICY, config=SERVER_CONFIG, name=WATCHED) as server:
         ps.run_load(server, ps.ClosedLoop(concurrency=8, requests=64), texts=texts, progress=False)  # warm up

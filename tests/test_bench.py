@@ -102,13 +102,23 @@ def test_quick_levers_measure_each_variant_against_the_model_alone_and_the_floor
     done = run_quick("levers", tmp_path, "--only", "own process", "no model")
     report = (tmp_path / "levers.md").read_text()
     assert report in done.stdout and "A quick smoke run, not a measurement." in report
-    table = [line.split(" | ") for line in report.splitlines() if line.startswith("| ")]
-    rows = {cells[0].lstrip("| "): cells for cells in table}
+    levers, shares = report.split("**Where each variant's share of the limit goes at c=32**")
+    rows = {cells[0].lstrip("| "): cells for cells in _table(levers)}
     assert set(rows) == {"variant", "own process", "no model"}
     apart, floor = rows["own process"], rows["no model"]
     assert float(apart[1]) > 0 and float(apart[2]) > 0 and float(apart[3]) > 0  # answers, ratio, CPU per answer
     assert floor[2] == "—" and floor[5] == "—"  # no model: nothing to take a ratio against
     assert float(floor[3]) > 0 and "cannot pass **" in report  # the bound from the floor's CPU per answer
+    # the server's own c=32 batches, replayed by the model alone: only a server that runs a model has them
+    split = {cells[0].lstrip("| "): cells for cells in _table(shares)}
+    assert set(split) == {"variant", "own process"}
+    ratio, batches, path, bound, reached = (float(cell.rstrip(" |")) for cell in split["own process"][1:])
+    assert 0 < path < 1 and bound == pytest.approx(batches * path, abs=0.02) and batches > 0 and reached > 0
+    assert ratio == float(apart[2])  # the same share of the limit as the first table's
+
+
+def _table(markdown: str) -> list[list[str]]:
+    return [line.split(" | ") for line in markdown.splitlines() if line.startswith("| ")]
 
 
 def test_quick_policies_judge_the_default_against_the_best_setting_at_six_loads(tmp_path: Path) -> None:
