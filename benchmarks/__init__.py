@@ -12,8 +12,9 @@ One entry point, ``python -m benchmarks COMMAND`` (``make bench`` and ``make rel
   ``rounds``, ``hung``, ``split``); writes ``benchmarks/results/reliability.md``;
 - ``ab``: two checkouts of pipeserve, interleaved: overhead at c=1 and throughput at c=32 (``ab``);
 - ``levers``: the default server with one change each (no second thread team, the switch interval, the
-  event loop's priority, one torch thread, no model at all), in turning rounds bracketed by the model alone
-  (``levers``); writes ``benchmarks/results/levers.md``;
+  event loop's priority, one torch thread, the model in its own process, no model at all), in turning rounds
+  bracketed by the model alone, each server's c=32 batches replayed by the model alone, and issue 37's
+  targets judged (``levers``, ``report_levers``); writes ``benchmarks/results/levers.md``;
 - ``policies``: the default batching policy against the best setting of a grid at six loads, each load's best
   measured again against it in interleaved rounds (``policies``); writes ``benchmarks/results/policies.md``;
 - ``model``: one measurement of the model alone in this process (``inprocess``; ``bench`` runs it in a

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 from pathlib import Path
 from types import ModuleType
@@ -115,6 +116,7 @@ def test_quick_levers_measure_each_variant_against_the_model_alone_and_the_floor
     ratio, batches, path, bound, reached = (float(cell.rstrip(" |")) for cell in split["own process"][1:])
     assert 0 < path < 1 and bound == pytest.approx(batches * path, abs=0.02) and batches > 0 and reached > 0
     assert ratio == float(apart[2])  # the same share of the limit as the first table's
+    assert "Issue 37's targets in this run" not in report  # judged for the default and cores="own" only
 
 
 def _table(markdown: str) -> list[list[str]]:
@@ -140,3 +142,28 @@ def test_quick_policies_judge_the_default_against_the_best_setting_at_six_loads(
         if cells[1] == "batch 1, wait 0 ms, fixed":
             assert best_batch == 1.0, cells  # no batching ran batches of one
         assert cells[-1].rstrip(" |") in ("yes", "**no**")
+
+
+def test_the_levers_report_judges_issue_37s_targets_against_the_bound_each_servers_batches_leave() -> None:
+    report = _benchmark_module("report_levers")
+    cores = os.cpu_count() or 1
+    path_ms = 0.25 * cores  # the floor's CPU per answer: the same share of the cores on any machine
+    floor = report.Round("no model", 0.9, 0.1, 2000.0, path_ms, 8.0, 400.0)
+    # the model alone on each server's batches: 0.95 of the limit, or as fast as the limit itself
+    default = report.Round("default", 14.0, 13.0, 200.0, 6.0, 8.0, 400.0, replay_rps=380.0)
+    own = report.Round("own cores", 8.2, 7.0, 372.0, 5.5, 8.0, 400.0, replay_rps=400.0)
+    text = report.levers_report([floor, default, own], rounds=1, seconds=1.0)
+    share = 1 / (1 + path_ms * 400.0 / (cores * 1000))  # the path's share at own's batches' speed
+    assert 0.9 * share < 0.9 < share  # own's bound (1.00 x share) is above the target, the default's under it
+    default_bound = 0.95 / (1 + path_ms * 380.0 / (cores * 1000))
+    missed = "missed, out of reach here: the bound its own batches leave is"
+    assert f"`default`, c=32 >= 0.9 of the limit: **0.50** — {missed} {default_bound:.2f}" in text
+    assert "`own cores`, c=32 >= 0.9 of the limit: **0.93** — met." in text
+    assert "`default`, c=1 p50 within 0.3 ms of the model alone's single item: **+6.00 ms** — missed." in text
+    assert "`own cores`, c=1 p50 within 0.3 ms of the model alone's single item: **+0.20 ms** — met." in text
+    slow = report.Round("own cores", 8.2, 7.0, 300.0, 5.5, 8.0, 400.0, replay_rps=400.0)
+    within = report.levers_report([floor, slow], rounds=1, seconds=1.0)
+    assert f"**0.75** — missed within reach: the bound its own batches leave is {share:.2f}" in within
+    shares = within.split("**Where each variant's share of the limit goes at c=32**")[1]
+    row = next(cells for cells in _table(shares) if cells[0] == "| own cores")
+    assert [float(c.rstrip(" |")) for c in row[1:]] == pytest.approx([0.75, 1.0, share, share, 0.75 / share], abs=0.006)
