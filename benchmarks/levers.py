@@ -8,8 +8,10 @@ same texts, and sorted batches of 32): a variant's ratio is taken against the me
 brackets. Each variant gets a closed loop of one client (its median latency, and the model time the server
 reports) and one of 32 clients (answers per second), from a load generator in a process of its own.
 
-- ``default``: ``serve(load_model())``, what a notebook does: the main thread loaded the model, so it keeps an
-  idle PyTorch (OpenMP) thread team beside the server's;
+- ``default``: ``serve(load_model())`` after one call of the model on the main thread, what a notebook does
+  (it tries the model before serving it; where ``dtype="auto"`` times bfloat16, loading alone does the same):
+  the main thread ran a parallel op, so it keeps an idle PyTorch (OpenMP) thread team beside the server's.
+  Every variant but ``no model`` starts so;
 - ``own cores``: ``ServerConfig(cores="own")``: the main thread, which loaded the model, lets its team go when
   the server starts, so the server's team is the process's only one. With no more OpenMP threads than cores,
   libgomp lets its idle workers spin instead of sleeping: faster alone, and far slower when another process
@@ -108,6 +110,7 @@ def _serve(variant: str, dtype: str, batches: Path) -> None:
         server = ps.serve(lambda texts: [[0.0] * 384 for _ in texts], name="lever", port=0)
     else:
         model = ps.load_model(dtype=dtype)
+        model(["a notebook tries the model before it serves it"])  # this thread now has a team (docstring)
         recorder = BatchRecorder(_ModelProcess(model, dtype) if variant == "own process" else model.runner)
         recorder.on = True
         if variant == "switch 1 ms":

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import pipeserve_nb as ps
 
 from .inprocess import ROOT
+from .machine import machine
 
 __all__ = ["GRID", "measure_policies", "policies_report", "main"]
 
@@ -106,8 +106,8 @@ def policies_report(measured: dict[str, Any], seconds: float, rounds: int, quick
     lines = [
         "# The default policy against the best fixed setting, at six loads",
         "",
-        f"Run with `python -m benchmarks policies --seconds {seconds:g} --rounds {rounds}` on {os.cpu_count()} cores "
-        f"({'a quick smoke run, not a measurement' if quick else time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
+        f"Run with `python -m benchmarks policies --seconds {seconds:g} --rounds {rounds}`, {machine()}"
+        f"{' (a quick smoke run, not a measurement)' if quick else ''}. "
         f"The default (`BatchPolicy()`: batch 32, wait 0 ms, waiting for returning clients) served "
         f"{measured['capacity_rps']:.0f} requests/s at c=32 (its capacity, which sets the open loops' rates). "
         f"`tune()` measured {measured['settings']} fixed settings (`wait_for_returns=False`) at each load in "

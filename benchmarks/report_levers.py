@@ -7,6 +7,8 @@ import os
 import statistics
 from dataclasses import dataclass
 
+from .machine import machine
+
 __all__ = ["Round", "levers_report"]
 
 C32_TARGET, C1_TARGET_MS = 0.9, 0.3  # issue 37: of the limit at c=32; above the model alone's single item at c=1
@@ -35,8 +37,8 @@ def levers_report(found: list[Round], rounds: int, seconds: float, dtype: str = 
     lines = [
         "# Issue 37's levers, one by one",
         "",
-        f"Run with `python -m benchmarks levers --rounds {rounds} --seconds {seconds:g}{flag}` on {os.cpu_count()} "
-        f"cores, every model in {which} (see the module's docstring for what each variant changes). Each figure is "
+        f"Run with `python -m benchmarks levers --rounds {rounds} --seconds {seconds:g}{flag}`, {machine()}, "
+        f"every model in {which} (see the module's docstring for what each variant changes). Each figure is "
         "the median over rounds; a "
         "ratio is taken within its round, against the model alone measured in fresh processes just before and "
         "after it (sorted batches of 32 for c=32, the single-item median on the same texts for c=1).",

@@ -35,8 +35,9 @@ def load_model(
     ``dtype`` as in ``serve()``: ``"auto"`` casts the weights to bfloat16 where the device runs it
     natively and faster (``precision``), ``"float32"`` keeps them exact. Useful to measure the model alone.
     In a process that also runs a server, call the model from one thread only: PyTorch keeps a
-    thread team per calling thread, and two teams compete for the cores. The thread that loads the
-    model keeps an idle team (``docs/performance.md`` measures what that costs, and why it stays);
+    thread team per calling thread, and two teams compete for the cores. A thread that ran a parallel
+    op keeps an idle team: loading does where ``"auto"`` times bfloat16 (a CPU that runs it natively), and
+    so does calling the model here (``docs/performance.md`` measures what that costs, and why it stays);
     ``ServerConfig(cores="own")`` lets it go when the server starts.
 
     Example:

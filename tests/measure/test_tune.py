@@ -24,7 +24,9 @@ def test_every_setting_is_measured_at_every_load_and_every_request_answered(tuni
     for _, row in table.iterrows():
         policy = tuning.policies[row.policy]
         assert (policy.max_batch_size, policy.max_wait_s) == (row.max_batch_size, row.max_wait_s)
-    assert table.all_answered.all() and (table.requests == table.ok).all()
+    statuses = table[["policy", "load", "requests", "answered", *table.filter(like="n_").columns]]
+    assert (table.answered == table.requests).all(), statuses  # one answer each
+    assert table.all_answered.all() and (table.requests == table.ok).all(), statuses
     no_batching = table[table.max_batch_size == 1]
     assert (no_batching.mean_batch_size == 1.0).all()  # the settings were served as labelled
     for _, rows in table.groupby("load"):

@@ -71,7 +71,8 @@ class ServerConfig:
             when the server stops; None keeps PyTorch's choice (one per core). The event
             loop needs little CPU; ``make bench`` measures the default against 1 thread.
         cores: ``"shared"`` (the default) leaves PyTorch's thread teams as they are: in a notebook the
-            kernel's thread that loaded the model keeps an idle team, and with more threads than cores
+            kernel's thread that loaded the model (where "auto" times bfloat16) or called it keeps an
+            idle team, and with more threads than cores
             PyTorch's OpenMP runtime (libgomp) lets idle workers sleep, polite to other busy processes.
             ``"own"``: the thread that calls ``serve()`` lets its team go, so the server's is the only
             one and its idle workers spin between ops: faster when the cores are the server's, several

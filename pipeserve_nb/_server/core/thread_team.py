@@ -2,7 +2,8 @@
 
 PyTorch's OpenMP runtime on Linux (libgomp, shipped in PyTorch's wheels) keeps a team of worker threads
 for every thread that ran a parallel op, until that thread ends. In a notebook the kernel's thread loads
-the model (loading runs it), so its idle team stays beside the one the server's inference thread uses.
+the model (where ``dtype="auto"`` times bfloat16 at load, that runs a parallel op) or calls it, so its idle
+team stays beside the one the server's inference thread uses.
 libgomp chooses how idle workers wait from how many threads it manages against the cores: with more
 threads than cores (two teams of two on two cores) they sleep at once and every op pays to wake its
 worker; with no more (the server's team alone) they spin between ops. Spinning is faster alone, and

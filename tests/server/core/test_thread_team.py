@@ -15,12 +15,19 @@ from pipeserve_nb._server.core.thread_team import release_team
 from ...helpers import ROOT
 
 # Run in a fresh process: a pytest worker's threads have run the model and hold teams. A thread's first
-# parallel op starts its team (torch threads - 1 new OS threads); a thread that has one starts none.
+# parallel op starts its team (torch threads - 1 new OS threads); a thread that has one starts none. The
+# count leaves out Python's threads: the server may start one of its own (an executor's worker) meanwhile.
 PROBE = """
-import os, sys, orjson, torch, pipeserve_nb as ps
-def tasks(): return len(os.listdir("/proc/self/task"))
+import os, sys, threading, orjson, torch, pipeserve_nb as ps
+def tasks():
+    while True:  # OS threads that are not Python's, read between two equal counts of Python's
+        python = threading.active_count()
+        native = len(os.listdir("/proc/self/task"))
+        if threading.active_count() == python:
+            return native - python
 square = torch.randn(512, 512)
-model = ps.load_model()  # on this thread, as a notebook does: it runs the model, so this thread has a team
+model = ps.load_model()  # on this thread, as a notebook does
+torch.mm(square, square)  # and runs a parallel op here (loading may not: no bfloat16 timing on every CPU): a team
 server = ps.serve(model, config=ps.ServerConfig(cores=sys.argv[1]))
 answered = len(server.query("the model runs on the server's inference thread"))
 before = tasks()
