@@ -3,8 +3,6 @@ verdict and, where one is missed, the measurements of the same run that explain 
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import platform
 from dataclasses import asdict
 from typing import Any
@@ -15,6 +13,7 @@ import pipeserve_nb as ps
 
 from .lineup import BEFORE, BEST, CHEAP_CALLS, DEAR_CALLS, OURS, SERVER_CONFIG, THREADS_ONE, Sizes
 from .live import live_section
+from .machine import machine
 from .report_precision import precision_section, precision_targets
 from .report_ray import RAY_HEADING, ray_section
 
@@ -211,7 +210,8 @@ def render(
         _run_line(quick),
         "",
         f"Model: the bundled all-MiniLM-L6-v2 (mean-pooled embeddings), in {dtype} (the default `dtype='auto'` on "
-        "this machine) unless a row says float32. Corpus: `sample_texts` (4-31 words each). "
+        + ("this machine) unless a row says float32. " if dtype != "float32" else "this machine). ")
+        + "Corpus: `sample_texts` (4-31 words each). "
         "Load generator: a separate process on the same machine, raw-text bodies. pipeserve targets run with "
         f"`{SERVER_CONFIG!r}`; the seed page's designs run as printed (no queue bound, no timeout, the model on the "
         "event loop), except that its batching sketch no longer drops the first request of each batch "
@@ -219,7 +219,7 @@ def render(
         "",
         "## The limit: the model in-process, no server",
         "",
-        f"| mode | items/s, {dtype} | items/s, float32 |",
+        f"| mode | items/s, {dtype} | items/s, float32{', again' if dtype == 'float32' else ''} |",
         "|---|---:|---:|",
         f"| one at a time (median {limit['single_item_p50_ms']:.2f} / {limit32['single_item_p50_ms']:.2f} ms per "
         f"item) | {limit['one_at_a_time_rps']:.0f} | {limit32['one_at_a_time_rps']:.0f} |",
@@ -237,7 +237,11 @@ def render(
         "",
         f"Reference for ratios: **{ref:.0f} items/s** ({dtype}, best batch size {limit['best_batch_size']}, sorted); "
         f"float32 reaches {limit32['batched_sorted_rps']:.0f} "
-        f"({limit['batched_sorted_rps'] / limit32['batched_sorted_rps']:.2f}x in {dtype}).",
+        + (
+            f"({limit['batched_sorted_rps'] / limit32['batched_sorted_rps']:.2f}x in {dtype})."
+            if dtype != "float32"
+            else "when measured again in a process of its own (the default is float32 here: two runs of the same)."
+        ),
         *precision_section(limit, ways),
         "",
         f"## Servers (capacity for the open loops: {capacity:.0f} req/s, the best pipeserve closed-loop c=32 goodput)",
@@ -295,8 +299,7 @@ def render_ray(limit: dict[str, Any], ray: dict[str, Any], sizes: Sizes, quick: 
 
 def _run_line(quick: bool) -> str:
     return (
-        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} with {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, torch threads {torch_threads()}"
+        f"Run {machine()}, Python {platform.python_version()}, torch threads {torch_threads()}"
         + (" — **quick smoke run, not a measurement**" if quick else "")
         + ". Regenerate with `make bench`."
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .machine import machine
+
 OURS = "pipeserve (continuous)"
 THEIRS = "transformers serve --continuous-batching"
 
@@ -30,6 +32,8 @@ def render(
     if quick:
         lines += ["**A quick smoke run, not a measurement**: tiny workloads, to check the benchmark runs.", ""]
     lines += [
+        f"Run {machine()}.",
+        "",
         f'The bundled chat model (SmolLM2-135M-Instruct) in **{dtype}** (what `dtype="auto"` takes on this machine),',
         f"greedy, {max_tokens} new tokens at most, streamed; each server in its own process, the same prompts; c",
         "clients in a closed loop. Tokens are counted with the model's tokenizer on the text each client received.",

@@ -136,6 +136,12 @@ def _shares(found: list[Round], path_ms: float) -> list[str]:
             f"{statistics.median(b * f for b, f in zip(batch, path, strict=True)):.2f} | "
             f"{statistics.median(reached):.2f} |"
         )
+    if any(r.variant == "torch threads 1" for r in found):
+        lines += [
+            "",
+            "The replay runs the model with PyTorch's default threads (one per core): for `torch threads 1`, "
+            "*reached* includes the core that server leaves to everything else.",
+        ]
     return lines
 
 

@@ -30,7 +30,9 @@ def precision_targets(limit: dict[str, Any], ways: dict[str, Any], goals: dict[s
         f"lowest cosine of a bfloat16 embedding to its float32 one over the corpus {cosine}) — "
         + ("met." if gain >= 2.0 else f"missed by {2.0 - gain:.2f}x.")
         + (
-            " `dtype='auto'` kept float32 on this CPU (bfloat16 timed slower at load; the precision table above), "
+            " `dtype='auto'` kept float32 on this CPU ("
+            + ("it does not run bfloat16 natively" if "refused" in cast else "bfloat16 timed slower at load")
+            + "; the precision table above), "
             "so this target, set when the default ran in bfloat16, does not apply here."
             if limit["dtype"] == "float32"
             else ""
