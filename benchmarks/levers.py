@@ -24,7 +24,8 @@ reports) and one of 32 clients (answers per second), from a load generator in a 
   process tokenizes and hands the token ids over a pipe, the model's process runs the batch and sends the
   embeddings back. The model's Python never waits for the event loop's GIL, and its thread team is its
   process's only one (it spins, as with ``own cores``). The server's process loads the model too, for its
-  tokenizer, and never runs it. A lever to measure, not a server option;
+  tokenizer, and runs it once before serving (as every variant starts), never after. A lever to measure, not a
+  server option;
 - ``no model``: a callable that returns at once, the server's own cost per request: what the HTTP path, the
   hand-offs and the load generator take, the floor under every variant.
 
