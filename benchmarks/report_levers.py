@@ -152,9 +152,7 @@ def _bounds(floor: list[Round]) -> str:
     path_ms = statistics.median(r.c32_cpu_ms for r in floor)
     limit = statistics.median(r.limit_rps for r in floor)
     model_ms = cores * 1000 / limit  # the model alone keeps every core busy
-    # per answer a server needs the model's CPU and the path's; with every core busy it answers at most
-    # cores / (model_ms + path_ms) per ms
-    best = model_ms / (model_ms + path_ms)
+    best = _path_share(limit, path_ms)  # with the limit's own batches
     floor_c1 = statistics.median(r.c1_p50_ms - r.c1_model_ms for r in floor)
     return (
         f"**The bounds on this machine.** A server that runs no model answered {floor_rps:.0f} requests/s at c=32, "

@@ -60,6 +60,7 @@ class BatchLoop:
         self.worker = worker
         self.stats = stats
         self.cost = CallCost()
+        queue.call_cost = self.cost  # what the policy's wait for returns is priced with, fitted here
         self.calibration = WaitCalibration(bound_s)
         self._backlog: tuple[tuple[int, int], float, int] = ((-1, -1), 0.0, 0)  # (version, fits): seconds, calls
         self.running: Batch | None = None

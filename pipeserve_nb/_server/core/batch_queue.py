@@ -57,7 +57,8 @@ class BatchQueue:
         self.version = 0
         """Counts changes to what waits (so a forecast of it can be kept until it changes)."""
         self.call_cost: CallCost | None = None
-        """The fitted cost of a model call (the batch loop's), for the policy's wait for returns."""
+        """The fitted cost of a model call, for the policy's wait for returns (the batch loop that runs this
+        queue's batches sets it: it fits the cost)."""
         self._answered = 0  # requests in the batch formed last (answered when the worker is free again)
         self.returns = Returns()
         """How soon the clients of an answered batch have lately all sent again."""

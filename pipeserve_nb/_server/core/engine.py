@@ -151,7 +151,6 @@ class Engine:
             raise RuntimeError("the model is not loaded")
         self._queue = BatchQueue(self.policy)
         self._batches = BatchLoop(self._queue, model.runner, worker, self.stats, self.config.max_queue_wait_s)
-        self._queue.call_cost = self._batches.cost
         self._admission = Admission(model.runner, self.config, self.queue_depth, self._batches.start_wait_s)
         self._batches.prepare = self._admission.prepare
         self._preparation = Preparation(self._admission.prepare, self._prepared, asyncio.get_running_loop())
